@@ -1,0 +1,1 @@
+"""Benchmarks: kernels (`python -m bench.micro`) and, later, whole pipelines."""

@@ -1,0 +1,1 @@
+"""Compiled (Cython) kernels built from ext/, with .pyi stubs."""

@@ -1,0 +1,1 @@
+"""Pure-Python twins of the compiled kernels: identical output, no compiler needed."""

@@ -1,0 +1,1 @@
+"""Built-in destinations: each loads Arrow record batches (or raw COPY bytes)."""

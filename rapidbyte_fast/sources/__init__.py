@@ -1,0 +1,1 @@
+"""Built-in sources: each yields Arrow record batches for a stream."""

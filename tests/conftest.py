@@ -1,0 +1,50 @@
+"""Test fixtures: a real PostgreSQL (RAPIDBYTE_TEST_DSN, else an embedded pgserver) and
+per-test schemas that are dropped afterwards."""
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    """DSN of the server every integration test talks to."""
+    dsn = os.environ.get("RAPIDBYTE_TEST_DSN")
+    if dsn:
+        yield dsn
+        return
+    pgserver = pytest.importorskip("pgserver")
+    root = Path(tempfile.mkdtemp(prefix="rbf-test-pg-"))
+    srv = pgserver.get_server(root, cleanup_mode="delete")
+    yield srv.get_uri()
+    srv.cleanup()
+
+
+@pytest.fixture
+def pg_conn(pg_dsn: str):
+    """An autocommit connection for setting up and checking tables."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def pg_schema(pg_conn) -> str:
+    """A fresh schema for this test, dropped (with everything in it) afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    pg_conn.execute(f'CREATE SCHEMA "{name}"')
+    yield name
+    pg_conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture
+def pg_schema2(pg_conn) -> str:
+    """A second fresh schema (a destination beside ``pg_schema``)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    pg_conn.execute(f'CREATE SCHEMA "{name}"')
+    yield name
+    pg_conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
