@@ -1,0 +1,1 @@
+"""Kernel micro-benchmarks: ``python -m bench.micro [--rows N] [--json PATH] [--only K]``."""

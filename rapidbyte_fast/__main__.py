@@ -1,0 +1,4 @@
+"""``python -m rapidbyte_fast`` runs the CLI."""
+from .cli import main
+
+main()

@@ -1,0 +1,252 @@
+"""Command line: run, check, discover, info and embedded server management.
+
+User errors print one line (``error: ...``) and exit 1 (2 for config errors), never a
+traceback; ``-v`` adds debug logging.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Callable
+
+import click
+
+from . import __version__
+from .errors import ConfigError, RapidbyteError
+
+_log = logging.getLogger("rapidbyte_fast")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        from .redact import redact
+
+        out = {"ts": round(record.created, 3), "level": record.levelname.lower(),
+               "msg": redact(record.getMessage())}
+        out.update(getattr(record, "fields", {}))
+        return json.dumps(out)
+
+
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        from .redact import redact
+
+        return redact(super().format(record))
+
+
+def _setup_logging(verbose: int, quiet: bool, fmt: str) -> None:
+    level = logging.DEBUG if verbose else (logging.WARNING if quiet else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else _RedactingFormatter(
+        "%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("rapidbyte_fast")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _fail(exc: BaseException) -> None:
+    from .redact import redact
+
+    if isinstance(exc, ConfigError):
+        for line in exc.problems:
+            click.echo(f"config error: {redact(line)}", err=True)
+        sys.exit(exc.exit_code)
+    if isinstance(exc, RapidbyteError):
+        click.echo(f"error: {redact(' '.join(str(exc).split()))}", err=True)
+        sys.exit(exc.exit_code)
+    raise exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rapidbyte-fast")
+def main() -> None:
+    """rapidbyte-fast: move tables between databases as Arrow record batches."""
+
+
+def _load(path: str):
+    from .config import load_config
+
+    return load_config(path)
+
+
+class _Progress:
+    """Rich progress bar on a TTY, periodic plain log lines otherwise."""
+
+    def __init__(self, enabled: bool, fmt: str) -> None:
+        self.rows = self.bytes = 0
+        self.t0 = time.perf_counter()
+        self.last = self.t0
+        self.bar = None
+        self.fmt = fmt
+        self.enabled = enabled
+        if enabled and sys.stderr.isatty() and fmt == "text":
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                TimeElapsedColumn(), transient=True)
+            self.task = self.bar.add_task("starting", total=None)
+            self.bar.start()
+
+    def __call__(self, rows: int, nbytes: int) -> None:
+        self.rows += rows
+        self.bytes += nbytes
+        now = time.perf_counter()
+        el = max(now - self.t0, 1e-9)
+        text = (f"{self.rows:,} rows, {self.rows / el:,.0f} rows/s, "
+                f"{self.bytes / el / 1e6:,.1f} MB/s")
+        if self.bar is not None:
+            self.bar.update(self.task, description=text)
+        elif self.enabled and now - self.last >= 5.0:
+            self.last = now
+            _log.info("progress: %s", text, extra={"fields": {
+                "rows": self.rows, "rows_per_s": round(self.rows / el), "bytes": self.bytes}})
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@main.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the @@BENCH_JSON@@ line.")
+@click.option("-v", "--verbose", count=True, help="Debug logging.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Format of log lines on stderr.")
+def run(pipeline: str, quiet: bool, verbose: int, log_format: str) -> None:
+    """Run the pipeline described by PIPELINE (a YAML file)."""
+    _setup_logging(verbose, quiet, log_format)
+    from .engine import run_pipeline
+
+    progress = _Progress(not quiet, log_format)
+    try:
+        cfg = _load(pipeline)
+        result = run_pipeline(cfg, progress)
+    except BaseException as exc:
+        progress.close()
+        _fail(exc)
+        return
+    progress.close()
+    if log_format == "json":
+        click.echo(json.dumps(result.to_dict()))
+    elif not quiet:
+        click.echo(result.summary())
+    click.echo(result.bench_line())
+
+
+@main.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False))
+def check(pipeline: str) -> None:
+    """Validate PIPELINE, connect to source and destination, list each stream's columns."""
+    _setup_logging(0, True, "text")
+    from .checks import check_pipeline
+
+    try:
+        for line in check_pipeline(_load(pipeline)):
+            click.echo(line)
+    except BaseException as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def discover(pipeline: str, as_json: bool) -> None:
+    """List the streams (tables) of PIPELINE's source and their columns."""
+    _setup_logging(0, True, "text")
+    from .checks import discover_source
+
+    try:
+        tables = discover_source(_load(pipeline))
+    except BaseException as exc:
+        _fail(exc)
+        return
+    if as_json:
+        click.echo(json.dumps(tables, indent=2))
+        return
+    for t in tables:
+        click.echo(f"{t['stream']}  ({len(t['columns'])} columns"
+                   f"{', primary key ' + ','.join(t['primary_key']) if t['primary_key'] else ''})")
+        for c in t["columns"]:
+            click.echo(f"    {c['name']:<32} {c['pg_type']:<32} {c['arrow_type']}")
+
+
+@main.command()
+def info() -> None:
+    """Version, active kernel implementation and dependency versions."""
+    from . import _impl, embedded
+
+    click.echo(f"rapidbyte-fast {__version__}")
+    impl = _impl.IMPL + ("" if _impl.IMPL == "c" else f" ({_impl.FALLBACK_REASON})")
+    click.echo(f"implementation: {impl}")
+    click.echo(f"python: {sys.version.split()[0]}")
+    for mod in ("pyarrow", "psycopg", "numpy", "pydantic", "zstandard", "lz4", "pgserver"):
+        try:
+            version = getattr(__import__(mod), "__version__", "?")
+        except ImportError:
+            version = "not installed"
+        click.echo(f"{mod}: {version}")
+    try:
+        import psycopg
+
+        click.echo(f"libpq: {psycopg.pq.version()} ({psycopg.pq.__impl__})")
+    except Exception:  # informational only
+        pass
+    click.echo(f"embedded servers: {embedded.root_dir()}")
+
+
+@main.group("embedded")
+def embedded_group() -> None:
+    """Manage embedded PostgreSQL servers (pgserver)."""
+
+
+def _embedded(fn: Callable[[str], None]) -> Callable[[str], None]:
+    def wrapper(name: str) -> None:
+        try:
+            fn(name)
+        except BaseException as exc:
+            _fail(exc)
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+@embedded_group.command("url")
+@click.argument("name", default="default")
+@_embedded
+def embedded_url(name: str) -> None:
+    """Start NAME if needed and print its libpq URL (for psql)."""
+    from . import embedded
+
+    click.echo(embedded.ensure(name))
+
+
+@embedded_group.command("status")
+@click.argument("name", default="default")
+@_embedded
+def embedded_status(name: str) -> None:
+    """Show whether NAME is running, its data directory and URL."""
+    from . import embedded
+
+    st = embedded.status(name)
+    click.echo(f"{st.name}: {'running' if st.running else 'stopped'}"
+               f"{f' (pid {st.pid})' if st.pid else ''}")
+    click.echo(f"  data: {st.data_dir}")
+    if st.url:
+        click.echo(f"  url:  {st.url}")
+
+
+@embedded_group.command("stop")
+@click.argument("name", default="default")
+@_embedded
+def embedded_stop(name: str) -> None:
+    """Stop NAME."""
+    from . import embedded
+
+    click.echo(f"{name}: {'stopped' if embedded.stop(name) else 'was not running'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Embedded PostgreSQL servers (pgserver: real PG 16 binaries from PyPI), one per name.
+
+Data lives in the user data dir (``rapidbyte-fast/embedded/<name>``); a server is started on
+first use and left running so later runs (and ``psql "$(rapidbyte-fast embedded url)"``)
+reuse it; ``stop`` shuts it down.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from .errors import EmbeddedError
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def root_dir() -> Path:
+    """Folder holding every embedded server's data (RAPIDBYTE_EMBEDDED_DIR overrides)."""
+    override = os.environ.get("RAPIDBYTE_EMBEDDED_DIR")
+    if override:
+        return Path(override).expanduser()
+    return Path(platformdirs.user_data_dir("rapidbyte-fast")) / "embedded"
+
+
+def data_dir(name: str) -> Path:
+    """Data directory of the embedded server ``name``."""
+    if not _NAME.match(name):
+        raise EmbeddedError(
+            f"embedded server name {name!r} is invalid: use letters, digits, '_' or '-'"
+        )
+    return root_dir() / name
+
+
+def _pgserver():
+    try:
+        import pgserver
+    except ImportError as exc:
+        raise EmbeddedError(
+            "embedded PostgreSQL needs the 'pgserver' package: pip install 'rapidbyte-fast[embedded]'"
+        ) from exc
+    return pgserver
+
+
+def ensure(name: str = "default") -> str:
+    """Start (or find running) the embedded server ``name``; return its libpq URL."""
+    pgserver = _pgserver()
+    path = data_dir(name)
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        server = pgserver.get_server(path, cleanup_mode=None)
+    except Exception as exc:  # pgserver raises plain exceptions from pg_ctl/initdb
+        raise EmbeddedError(
+            f"embedded server {name!r} failed to start in {path}: {exc} (see {path / 'log'})"
+        ) from exc
+    return server.get_uri()
+
+
+@dataclass(frozen=True)
+class EmbeddedStatus:
+    """What ``rapidbyte-fast embedded status`` shows."""
+
+    name: str
+    data_dir: Path
+    running: bool
+    pid: int | None
+    url: str | None
+
+
+def status(name: str = "default") -> EmbeddedStatus:
+    """State of the embedded server ``name`` without starting it."""
+    path = data_dir(name)
+    info = _postmaster_info(path)
+    running = bool(info and info.is_running())
+    return EmbeddedStatus(
+        name=name, data_dir=path, running=running,
+        pid=info.pid if running else None,
+        url=info.get_uri() if running else None,
+    )
+
+
+def stop(name: str = "default") -> bool:
+    """Stop the embedded server ``name``; False when it was not running."""
+    path = data_dir(name)
+    info = _postmaster_info(path)
+    if not (info and info.is_running()):
+        return False
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    cmd = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(path), "-w", "stop", "-m", "fast"]
+    if os.name == "posix" and os.geteuid() == 0:
+        # pgserver runs the server as the unprivileged 'pgserver' user when we are root
+        cmd = ["su", "pgserver", "-s", "/bin/sh", "-c", shlex.join(cmd)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise EmbeddedError(f"could not stop embedded server {name!r}: {proc.stderr.strip()}")
+    return True
+
+
+def names() -> list[str]:
+    """Names of the embedded servers that have a data directory."""
+    root = root_dir()
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def _postmaster_info(path: Path):
+    if not path.is_dir():
+        return None
+    from pgserver.utils import PostmasterInfo
+
+    return PostmasterInfo.read_from_pgdata(path)

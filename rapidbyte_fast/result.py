@@ -1,0 +1,130 @@
+"""Run results: counts, the timing hierarchy, the human summary and the @@BENCH_JSON@@ line."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+BENCH_PREFIX = "@@BENCH_JSON@@"
+
+
+@dataclass
+class StreamResult:
+    """What one stream did."""
+
+    stream: str
+    target: str
+    records_read: int = 0
+    records_written: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    batches: int = 0
+    duration_secs: float = 0.0
+    path: str = "arrow"
+    load_method: str = ""
+    copy_format: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """What a pipeline run did; ``bench_json()`` is the machine-readable line."""
+
+    pipeline: str
+    impl: str
+    streams: list[StreamResult] = field(default_factory=list)
+    duration_secs: float = 0.0
+    process_cpu_secs: float = 0.0
+    peak_rss_mb: float = 0.0
+    parallelism: int = 1
+    retry_count: int = 0
+    compression: str = "none"
+
+    @property
+    def records_read(self) -> int:
+        return sum(s.records_read for s in self.streams)
+
+    @property
+    def records_written(self) -> int:
+        return sum(s.records_written for s in self.streams)
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(s.bytes_read for s in self.streams)
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(s.bytes_written for s in self.streams)
+
+    @property
+    def path(self) -> str:
+        paths = sorted({s.path for s in self.streams})
+        return paths[0] if len(paths) == 1 else ",".join(paths) or "arrow"
+
+    def timings(self) -> dict[str, float]:
+        """Stage timings summed over streams."""
+        out: dict[str, float] = {}
+        for s in self.streams:
+            for k, v in s.timings.items():
+                out[k] = out.get(k, 0.0) + v
+        return out
+
+    def bench_dict(self) -> dict:
+        """Flat dict of the @@BENCH_JSON@@ line (keys of DESIGN §8; extend, never rename)."""
+        d = {
+            "pipeline": self.pipeline,
+            "records_read": self.records_read,
+            "records_written": self.records_written,
+            "bytes_read": self.bytes_read,
+            "bytes_written": self.bytes_written,
+            "duration_secs": round(self.duration_secs, 6),
+            "path": self.path,
+            "parallelism": self.parallelism,
+            "retry_count": self.retry_count,
+            "process_cpu_secs": round(self.process_cpu_secs, 6),
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "rows_per_sec": round(self.records_written / self.duration_secs, 1)
+            if self.duration_secs else 0.0,
+            "mb_per_sec": round(self.bytes_read / self.duration_secs / 1e6, 3)
+            if self.duration_secs else 0.0,
+            "impl": self.impl,
+            "compression": self.compression,
+            "load_method": ",".join(sorted({s.load_method for s in self.streams})),
+            "streams": len(self.streams),
+        }
+        d.update({k: round(v, 6) for k, v in sorted(self.timings().items())})
+        return d
+
+    def bench_line(self) -> str:
+        """``@@BENCH_JSON@@{...}``."""
+        return BENCH_PREFIX + json.dumps(self.bench_dict(), separators=(",", ":"))
+
+    def summary(self) -> str:
+        """Human summary, a few lines."""
+        t = self.timings()
+        rate = self.records_written / self.duration_secs if self.duration_secs else 0.0
+        mbps = self.bytes_read / self.duration_secs / 1e6 if self.duration_secs else 0.0
+        lines = [
+            f"pipeline {self.pipeline}: {self.records_written:,} rows written "
+            f"({self.records_read:,} read) in {self.duration_secs:.3f}s — "
+            f"{rate:,.0f} rows/s, {mbps:,.1f} MB/s [path={self.path}, impl={self.impl}]",
+        ]
+        for s in self.streams:
+            lines.append(
+                f"  {s.stream} → {s.target}: {s.records_written:,} rows, "
+                f"{s.bytes_written / 1e6:,.1f} MB, {s.duration_secs:.3f}s "
+                f"({s.load_method}{'/' + s.copy_format if s.copy_format else ''})"
+            )
+        keys = [("source", "source_duration_secs"), ("fetch", "source_fetch_secs"),
+                ("decode", "source_decode_secs"), ("dest", "dest_duration_secs"),
+                ("encode", "dest_encode_secs"), ("flush", "dest_flush_secs"),
+                ("commit", "dest_commit_secs")]
+        parts = [f"{label} {t[k]:.3f}s" for label, k in keys if k in t]
+        lines.append("  timings: " + ", ".join(parts))
+        lines.append(f"  cpu {self.process_cpu_secs:.2f}s, peak RSS {self.peak_rss_mb:.0f} MB")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """Everything, nested (for --log-format json and the Python API)."""
+        d = self.bench_dict()
+        d["stream_results"] = [asdict(s) for s in self.streams]
+        return d
