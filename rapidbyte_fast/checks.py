@@ -17,7 +17,7 @@ def _stream_schema(cfg: PipelineConfig, conn, name: str, columns):
         from .sources.generate import dataset_schema
 
         return dataset_schema(cfg.source.config.dataset or name), []
-    schema, table = split_table(name, cfg.source.config.schema_)
+    schema, table = split_table(name, cfg.source.config.schema_name)
     t = project(describe_table(conn, schema, table), columns, name)
     return t.arrow_schema(), list(t.primary_key)
 
@@ -43,7 +43,7 @@ def discover_source(cfg: PipelineConfig) -> list[dict]:
         return [_describe(d, *_stream_schema(cfg, None, d, None)) for d in DATASETS]
     conn = connect(resolve_conninfo(cfg.source.config), "source")
     with conn:
-        schema = cfg.source.config.schema_
+        schema = cfg.source.config.schema_name
         names = [r[0] for r in conn.execute(_TABLES_SQL, (schema,)).fetchall()]
         return [_describe(f"{schema}.{n}" if schema != "public" else n,
                           *_stream_schema(cfg, conn, f"{qualified(schema, n)}", None))
@@ -74,7 +74,7 @@ def check_pipeline(cfg: PipelineConfig) -> list[str]:
     with dst:
         version = dst.execute("SHOW server_version").fetchone()[0]
         lines.append(f"destination: connected ({cfg.destination.config.describe()}, "
-                     f"PostgreSQL {version}), schema {cfg.destination.config.schema_}, "
+                     f"PostgreSQL {version}), schema {cfg.destination.config.schema_name}, "
                      f"write_mode {cfg.destination.write_mode}, "
                      f"load_method {cfg.destination.config.load_method}")
     return lines

@@ -42,8 +42,18 @@ def make_tasks(cfg: PipelineConfig) -> list[Task]:
     use = cfg.source.use
     if use not in ("postgres", "generate"):
         raise ConfigError(f"source.use: {use!r} is not supported yet (built-in: postgres, generate)")
+    unsupported = [f"source.streams[{i}].sync_mode: {s.sync_mode} is not supported yet "
+                   "(full_refresh only)" for i, s in enumerate(cfg.source.streams)
+                   if s.sync_mode != "full_refresh"]
+    if cfg.destination.write_mode == "upsert":
+        unsupported.append("destination.write_mode: upsert is not supported yet "
+                           "(append, replace)")
+    if cfg.transforms:
+        unsupported.append("transforms: not supported yet")
+    if unsupported:
+        raise ConfigError(unsupported)
     src_conninfo = resolve_conninfo(cfg.source.config) if use == "postgres" else None
-    src_schema = cfg.source.config.schema_ if use == "postgres" else ""
+    src_schema = cfg.source.config.schema_name if use == "postgres" else ""
     dst_conninfo = resolve_conninfo(cfg.destination.config)
     return [
         Task(cfg.pipeline, s, use, src_conninfo, src_schema, dst_conninfo)

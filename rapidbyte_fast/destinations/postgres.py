@@ -42,7 +42,7 @@ class PostgresDestination:
         self.cfg = dest_cfg
         self.pg = dest_cfg.config
         self.stream_name = stream_name
-        self.schema_name = self.pg.schema_
+        self.schema_name = self.pg.schema_name
         self.table_name = split_table(stream_name, self.schema_name)[1]
         self.conn: psycopg.Connection | None = None
         self.timings = {"dest_connect_secs": 0.0, "dest_encode_secs": 0.0,
