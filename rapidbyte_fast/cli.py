@@ -182,12 +182,13 @@ def info() -> None:
     impl = _impl.IMPL + ("" if _impl.IMPL == "c" else f" ({_impl.FALLBACK_REASON})")
     click.echo(f"implementation: {impl}")
     click.echo(f"python: {sys.version.split()[0]}")
-    for mod in ("pyarrow", "psycopg", "numpy", "pydantic", "zstandard", "lz4", "pgserver"):
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("pyarrow", "psycopg", "numpy", "pydantic", "zstandard", "lz4", "pgserver"):
         try:
-            version = getattr(__import__(mod), "__version__", "?")
-        except ImportError:
-            version = "not installed"
-        click.echo(f"{mod}: {version}")
+            click.echo(f"{dist}: {version(dist)}")
+        except PackageNotFoundError:
+            click.echo(f"{dist}: not installed")
     try:
         import psycopg
 
