@@ -95,6 +95,7 @@ class PostgresSource:
                 hlen = copy_decode.parse_header(buf)
                 if hlen == 0:
                     if done:
+                        self._finish_copy(pgconn)
                         raise SourceError(f"stream {self.stream_name}: truncated COPY header")
                     continue
                 pos, header_done = hlen, True
@@ -114,6 +115,7 @@ class PostgresSource:
             del buf[:pos]
             pos = 0
             if done and not trailer:
+                self._finish_copy(pgconn)  # a server error mid-COPY surfaces here
                 raise SourceError(f"stream {self.stream_name}: COPY ended without a trailer")
         if not done:  # drain the end-of-copy marker
             copy_decode.read_copy(pgconn, buf, 1)
@@ -142,5 +144,8 @@ class PostgresSource:
 
 
 def _error_text(pgconn: pq.PGconn, res: pq.PGresult | None) -> str:
-    raw = res.error_message if res is not None else pgconn.error_message
+    raw = b""
+    if res is not None:
+        raw = res.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) or res.error_message
+    raw = raw or pgconn.error_message
     return " ".join(raw.decode("utf-8", "replace").split()) or "COPY failed"

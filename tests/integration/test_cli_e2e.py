@@ -36,19 +36,20 @@ def seeded(pg_conn, pg_schema):
 
 def _pipeline(tmp_path, src_schema, dst_schema, *, streams, load_method="copy",
               write_mode="replace", extra="") -> str:
-    body = textwrap.dedent(f"""\
-        version: "1.0"
-        pipeline: e2e
-        source:
-          use: postgres
-          config: {{url: "${{TEST_DSN}}", schema: {src_schema}}}
-          streams:
-        {textwrap.indent(streams, "    ")}
-        destination:
-          use: postgres
-          config: {{url: "${{TEST_DSN}}", schema: {dst_schema}, load_method: {load_method}}}
-          write_mode: {write_mode}
-        """) + extra
+    body = (
+        'version: "1.0"\n'
+        "pipeline: e2e\n"
+        "source:\n"
+        "  use: postgres\n"
+        f'  config: {{url: "${{TEST_DSN}}", schema: {src_schema}}}\n'
+        "  streams:\n"
+        + textwrap.indent(streams, "    ")
+        + "destination:\n"
+        "  use: postgres\n"
+        f'  config: {{url: "${{TEST_DSN}}", schema: {dst_schema}, load_method: {load_method}}}\n'
+        f"  write_mode: {write_mode}\n"
+        + extra
+    )
     path = tmp_path / "pipeline.yaml"
     path.write_text(body)
     return str(path)
