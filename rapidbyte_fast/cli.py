@@ -54,6 +54,9 @@ def _fail(exc: BaseException) -> None:
         for line in exc.problems:
             click.echo(f"config error: {redact(line)}", err=True)
         sys.exit(exc.exit_code)
+    if isinstance(exc, KeyboardInterrupt):
+        click.echo("interrupted: the current stream was rolled back", err=True)
+        sys.exit(130)
     if isinstance(exc, RapidbyteError):
         click.echo(f"error: {redact(' '.join(str(exc).split()))}", err=True)
         sys.exit(exc.exit_code)

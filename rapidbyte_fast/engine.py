@@ -181,19 +181,27 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None) 
         finally:
             waits["dest_duration_secs"] = time.perf_counter() - t0
 
+    threads: list[threading.Thread] = []
     try:
         schema = source.open()
         dest.open(schema)
         sr.target = f"{dest.schema_name}.{dest.table_name}"
-        reader = threading.Thread(target=read_side, name=f"rbf-src-{task.stream.name}", daemon=True)
-        writer = threading.Thread(target=write_side, name=f"rbf-dst-{task.stream.name}", daemon=True)
-        reader.start()
-        writer.start()
-        reader.join()
-        writer.join()
+        threads = [
+            threading.Thread(target=read_side, name=f"rbf-src-{task.stream.name}", daemon=True),
+            threading.Thread(target=write_side, name=f"rbf-dst-{task.stream.name}", daemon=True),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         if errors:
             raise errors[0]
     except BaseException:
+        # e.g. Ctrl-C in the main thread: stop both stages before rolling back
+        stop.set()
+        source.cancel()
+        for t in threads:
+            t.join(timeout=10)
         dest.abort()
         raise
     finally:
