@@ -1,0 +1,385 @@
+"""Arrow column buffers → PostgreSQL ``COPY ... FROM STDIN`` rows (binary or text format).
+
+Compiled twin of ``rapidbyte_fast/_py/copy_encode.py``. Each call sizes ``out`` once from an
+O(columns) upper bound, writes every row through a raw pointer with the GIL released, and
+shrinks ``out`` to the bytes written (or back to its entry length on a DataError).
+"""
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from libc.stdlib cimport free, malloc
+
+from value_text cimport *
+
+from rapidbyte_fast._py.value_text import check_call, data_error, offsets_error
+
+KINDS = kinds_dict()
+
+# COPY text escape letter per byte (0 = copied as is).
+cdef unsigned char COPY_ESC[256]
+memset(COPY_ESC, 0, 256)
+COPY_ESC[92] = 92       # backslash
+COPY_ESC[9] = 116       # tab -> \t
+COPY_ESC[10] = 110      # newline -> \n
+COPY_ESC[13] = 114      # carriage return -> \r
+
+cdef inline bint any_special8(uint64_t w) noexcept nogil:
+    """Whether any byte of ``w`` is a backslash or below 0x0E (tab, LF, CR; the rare
+    other control bytes merely take the byte-wise path)."""
+    cdef uint64_t ones = 0x01010101
+    ones |= ones << 32
+    cdef uint64_t x = w ^ (0x5C * ones)
+    return ((((x - ones) & ~x) | ((w - 14 * ones) & ~w)) & (0x80 * ones)) != 0
+
+
+cdef inline Py_ssize_t put_copy_escaped(unsigned char* q, const unsigned char* s,
+                                        Py_ssize_t n) noexcept nogil:
+    cdef unsigned char* q0 = q
+    cdef Py_ssize_t k = 0, end
+    cdef uint64_t w
+    cdef unsigned char b, e
+    while k < n:
+        if k + 8 <= n:
+            memcpy(&w, s + k, 8)
+            if not any_special8(w):
+                memcpy(q, &w, 8)
+                q += 8
+                k += 8
+                continue
+            end = k + 8
+        else:
+            end = n
+        while k < end:
+            b = s[k]
+            e = COPY_ESC[b]
+            if e:
+                q[0] = 92
+                q[1] = e
+                q += 2
+            else:
+                q[0] = b
+                q += 1
+            k += 1
+    return q - q0
+
+
+# ------------------------------------------------------------------ binary format
+
+cdef inline Py_ssize_t put_numeric_bin(unsigned char* q, uint16_t sign, const unsigned char* ip,
+                                       Py_ssize_t ni, const unsigned char* fp, Py_ssize_t nf,
+                                       int dscale) noexcept nogil:
+    """A numeric field (length word included) from integer and fraction digit strings,
+    base-10000 groups with leading and trailing zero groups stripped, as numeric_send does."""
+    cdef Py_ssize_t lead = (4 - ni % 4) % 4, ngroups = (lead + ni + nf + 3) // 4
+    cdef Py_ssize_t weight = (lead + ni) // 4 - 1, nd = 0, zeros = 0, g, t, k
+    cdef unsigned val
+    cdef unsigned char* digits = q + 12
+    if sign == NUMERIC_NAN or sign == NUMERIC_PINF or sign == NUMERIC_NINF:
+        ngroups = 0
+        weight = 0
+        dscale = 0
+    for g in range(ngroups):
+        val = 0
+        for t in range(4):
+            k = 4 * g + t - lead
+            val *= 10
+            if 0 <= k < ni:
+                val += ip[k] - 48
+            elif ni <= k < ni + nf:
+                val += fp[k - ni] - 48
+        if val == 0:
+            if nd == 0:
+                weight -= 1
+            else:
+                zeros += 1      # written only if a non-zero group follows: never past the end
+            continue
+        memset(digits + 2 * nd, 0, 2 * zeros)
+        nd += zeros
+        zeros = 0
+        rb_be16(digits + 2 * nd, <uint16_t>val)
+        nd += 1
+    if nd == 0 and sign != NUMERIC_NAN and sign != NUMERIC_PINF and sign != NUMERIC_NINF:
+        weight = 0
+        sign = NUMERIC_POS
+    rb_be32(q, <uint32_t>(8 + 2 * nd))
+    rb_be16(q + 4, <uint16_t>nd)
+    rb_be16(q + 6, <uint16_t><int16_t>weight)
+    rb_be16(q + 8, sign)
+    rb_be16(q + 10, <uint16_t>dscale)
+    return 12 + 2 * nd
+
+
+cdef inline Py_ssize_t put_numeric_u64(unsigned char* q, bint neg, uint64_t m,
+                                       int scale) noexcept nogil:
+    """put_numeric_bin of a decimal128 with scale >= 0 whose magnitude ``m``, padded to a
+    multiple of 4 fraction digits, fits 64 bits: groups straight from the integer."""
+    cdef int pad = (4 - scale % 4) % 4
+    cdef Py_ssize_t frac = (scale + pad) // 4, n = 0, low = 0, k
+    cdef uint16_t groups[5]
+    m *= rb_pow10[pad]
+    while m:
+        groups[n] = <uint16_t>(m % 10000)
+        m //= 10000
+        n += 1
+    while low < n and groups[low] == 0:
+        low += 1
+    for k in range(n - low):
+        rb_be16(q + 12 + 2 * k, groups[n - 1 - k])
+    rb_be32(q, <uint32_t>(8 + 2 * (n - low)))
+    rb_be16(q + 4, <uint16_t>(n - low))
+    rb_be16(q + 6, <uint16_t><int16_t>(n - 1 - frac if n else 0))
+    rb_be16(q + 8, NUMERIC_NEG if neg and n else NUMERIC_POS)
+    rb_be16(q + 10, <uint16_t>scale)
+    return 12 + 2 * (n - low)
+
+
+cdef Py_ssize_t binary_bound(const Col* cs, Py_ssize_t ncols, Py_ssize_t start,
+                             Py_ssize_t stop) noexcept nogil:
+    cdef Py_ssize_t n = stop - start, total = 2 * n, k
+    cdef int kind
+    for k in range(ncols):
+        kind = cs[k].kind
+        if kind == K_BOOL:
+            total += 5 * n
+        elif kind == K_INT2:
+            total += 6 * n
+        elif kind == K_INT4 or kind == K_FLOAT4 or kind == K_DATE:
+            total += 8 * n
+        elif kind == K_INT8 or kind == K_FLOAT8 or kind == K_TIME or kind == K_TIMESTAMP \
+                or kind == K_TIMESTAMPTZ:
+            total += 12 * n
+        elif kind == K_INTERVAL or kind == K_UUID:
+            total += 20 * n
+        elif kind == K_NUMERIC:
+            total += 36 * n                  # 39 digits span at most 11 non-zero-led groups
+        elif kind == K_NUMERIC_TEXT:
+            total += 16 * n + str_bytes(&cs[k], start, stop)
+        else:                                # TEXT, BYTEA, JSONB (+1 version byte)
+            total += 5 * n + str_bytes(&cs[k], start, stop)
+    return total
+
+
+cdef Py_ssize_t write_binary(const Col* cs, Py_ssize_t ncols, Py_ssize_t start,
+                             Py_ssize_t stop, unsigned char* out, Failure* fail) noexcept nogil:
+    cdef unsigned char* q = out
+    cdef unsigned char digits[40 + MAX_DECIMAL_SCALE]
+    cdef const unsigned char* s
+    cdef const Col* c
+    cdef Py_ssize_t i, k, j, n, ni
+    cdef int kind, code
+    cdef int32_t d
+    cdef int64_t v
+    cdef uint64_t hi, lo
+    cdef bint neg
+    cdef NumText nt
+    for i in range(start, stop):
+        rb_be16(q, <uint16_t>ncols)
+        q += 2
+        for k in range(ncols):
+            c = &cs[k]
+            if is_null(c, i):
+                rb_be32(q, 0xFFFFFFFF)
+                q += 4
+                continue
+            kind = c.kind
+            j = c.offset + i
+            code = 0
+            if kind == K_INT4 or kind == K_FLOAT4:
+                rb_be32(q, 4)
+                rb_be32(q + 4, rb_le32(c.data + 4 * j))
+                q += 8
+            elif kind == K_INT8 or kind == K_FLOAT8:
+                rb_be32(q, 8)
+                rb_be64(q + 4, rb_le64(c.data + 8 * j))
+                q += 12
+            elif kind == K_TEXT or kind == K_BYTEA:
+                n = str_at(c, i, &s)
+                if c.check_strings and memchr(s, 0, n) != NULL:
+                    code = ERR_NUL
+                else:
+                    rb_be32(q, <uint32_t>n)
+                    memcpy(q + 4, s, n)
+                    q += 4 + n
+            elif kind == K_TIMESTAMP or kind == K_TIMESTAMPTZ:
+                v = <int64_t>rb_le64(c.data + 8 * j)
+                code = timestamp_error(v)
+                if not code and v != TS_POS_INF and v != TS_NEG_INF:
+                    v -= PG_EPOCH_OFFSET_US
+                rb_be32(q, 8)
+                rb_be64(q + 4, <uint64_t>v)
+                q += 12
+            elif kind == K_BOOL:
+                rb_be32(q, 1)
+                q[4] = (c.data[j >> 3] >> (j & 7)) & 1
+                q += 5
+            elif kind == K_INT2:
+                rb_be32(q, 2)
+                rb_be16(q + 4, rb_le16(c.data + 2 * j))
+                q += 6
+            elif kind == K_DATE:
+                d = <int32_t>rb_le32(c.data + 4 * j)
+                code = date_error(d)
+                if not code and d != DATE_POS_INF and d != DATE_NEG_INF:
+                    d -= PG_EPOCH_OFFSET_DAYS
+                rb_be32(q, 4)
+                rb_be32(q + 4, <uint32_t>d)
+                q += 8
+            elif kind == K_TIME:
+                v = <int64_t>rb_le64(c.data + 8 * j)
+                code = time_error(v)
+                rb_be32(q, 8)
+                rb_be64(q + 4, <uint64_t>v)
+                q += 12
+            elif kind == K_INTERVAL:
+                s = c.data + 16 * j
+                v = <int64_t>rb_le64(s + 8)
+                if v % 1000:
+                    code = ERR_INTERVAL_NANOS
+                rb_be32(q, 16)
+                rb_be64(q + 4, <uint64_t>(v // 1000))
+                rb_be32(q + 12, rb_le32(s + 4))
+                rb_be32(q + 16, rb_le32(s))
+                q += 20
+            elif kind == K_UUID:
+                rb_be32(q, 16)
+                memcpy(q + 4, c.data + 16 * j, 16)
+                q += 20
+            elif kind == K_NUMERIC:
+                neg = decimal_magnitude(c.data + 16 * j, &hi, &lo)
+                if hi == 0 and lo <= rb_pow10[19] // 1000 and c.scale >= 0:
+                    q += put_numeric_u64(q, neg, lo, c.scale)
+                    continue
+                n = decimal_digits(c.data + 16 * j, c.scale, digits, &ni, &neg)
+                q += put_numeric_bin(q, NUMERIC_NEG if neg else NUMERIC_POS, digits, ni,
+                                     digits + ni, n - ni, c.scale if c.scale > 0 else 0)
+            elif kind == K_NUMERIC_TEXT:
+                n = str_at(c, i, &s)
+                code = parse_numeric(s, n, &nt)
+                if not code:
+                    q += put_numeric_bin(q, nt.sign, nt.ip, nt.ni, nt.fp, nt.nf, <int>nt.nf)
+            elif kind == K_JSONB:
+                n = str_at(c, i, &s)
+                if c.check_strings and memchr(s, 0, n) != NULL:
+                    code = ERR_NUL
+                else:
+                    rb_be32(q, <uint32_t>(n + 1))
+                    q[4] = 1
+                    memcpy(q + 5, s, n)
+                    q += 5 + n
+            if code:
+                fail.col = k
+                fail.row = i
+                fail.code = code
+                return -1
+    return q - out
+
+
+# ------------------------------------------------------------------ text format
+
+cdef Py_ssize_t text_bound(const Col* cs, Py_ssize_t ncols, Py_ssize_t start,
+                           Py_ssize_t stop) noexcept nogil:
+    cdef Py_ssize_t n = stop - start, total = n * (ncols if ncols else 1), k, w
+    cdef int kind
+    for k in range(ncols):
+        kind = cs[k].kind
+        if kind == K_BYTEA:
+            total += 3 * n + 2 * str_bytes(&cs[k], start, stop)
+        elif is_string_kind(kind):
+            total += 2 * n + 2 * str_bytes(&cs[k], start, stop)
+        else:
+            w = fixed_text_bound(kind, cs[k].scale)
+            total += n * (w if w > 2 else 2)
+    return total
+
+
+cdef Py_ssize_t write_text(const Col* cs, Py_ssize_t ncols, Py_ssize_t start,
+                           Py_ssize_t stop, unsigned char* out, Failure* fail) noexcept nogil:
+    cdef unsigned char* q = out
+    cdef const unsigned char* s
+    cdef const Col* c
+    cdef Py_ssize_t i, k, n
+    cdef int kind, code = 0
+    for i in range(start, stop):
+        for k in range(ncols):
+            c = &cs[k]
+            if k:
+                q[0] = 9
+                q += 1
+            if is_null(c, i):
+                q[0] = 92
+                q[1] = 78
+                q += 2
+                continue
+            kind = c.kind
+            if is_string_kind(kind):
+                n = str_at(c, i, &s)
+                if c.check_strings:
+                    code = string_error(kind, s, n)
+                if not code:
+                    q += put_copy_escaped(q, s, n)
+            elif kind == K_BYTEA:
+                n = str_at(c, i, &s)
+                memcpy(q, b"\\\\x", 3)
+                q += 3 + put_hex(q + 3, s, n)
+            else:
+                q += put_fixed_text(q, c, i, &code)
+            if code:
+                fail.col = k
+                fail.row = i
+                fail.code = code
+                return -1
+        q[0] = 10
+        q += 1
+    return q - out
+
+
+# ------------------------------------------------------------------ entry points
+
+ctypedef Py_ssize_t (*bound_fn)(const Col*, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept nogil
+ctypedef Py_ssize_t (*write_fn)(const Col*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                unsigned char*, Failure*) noexcept nogil
+
+
+cdef Py_ssize_t encode(plan, list cols, Py_ssize_t start, Py_ssize_t stop, bytearray out,
+                       bound_fn bound, write_fn write) except -1:
+    check_call(plan, cols, start, stop)
+    cdef Py_ssize_t ncols = len(cols), base = PyByteArray_GET_SIZE(out), written, k, bad = -1
+    cdef Failure fail
+    cdef unsigned char* dst
+    cdef list keep = []
+    cdef Col* cs = <Col*>malloc((ncols if ncols else 1) * sizeof(Col))
+    if cs == NULL:
+        raise MemoryError()
+    try:
+        load_cols(cols, cs, keep)
+        with nogil:
+            for k in range(ncols):
+                if not offsets_ordered(&cs[k], start, stop):
+                    bad = k
+                    break
+                mark_string_checks(&cs[k], start, stop)
+            written = bound(cs, ncols, start, stop)
+        if bad >= 0:
+            raise offsets_error(bad)
+        PyByteArray_Resize(out, base + written)
+        dst = <unsigned char*>PyByteArray_AS_STRING(out) + base
+        with nogil:
+            written = write(cs, ncols, start, stop, dst, &fail)
+        if written < 0:
+            PyByteArray_Resize(out, base)
+            raise data_error(plan, cols, fail.col, fail.row, fail.code)
+        PyByteArray_Resize(out, base + written)
+        return written
+    finally:
+        free(cs)
+
+
+def encode_binary(plan, cols, Py_ssize_t start, Py_ssize_t stop, bytearray out) -> int:
+    """Append COPY BINARY tuples for rows [start, stop) to ``out``; returns bytes appended.
+
+    No file header or trailer: the caller writes COPY_BINARY_HEADER / COPY_BINARY_TRAILER.
+    """
+    return encode(plan, list(cols), start, stop, out, binary_bound, write_binary)
+
+
+def encode_text(plan, cols, Py_ssize_t start, Py_ssize_t stop, bytearray out) -> int:
+    """Append COPY TEXT lines for rows [start, stop) to ``out``; returns bytes appended."""
+    return encode(plan, list(cols), start, stop, out, text_bound, write_text)

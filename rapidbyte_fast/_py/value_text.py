@@ -1,0 +1,398 @@
+"""PostgreSQL text forms of Arrow values, shared by the COPY and INSERT Python twins.
+
+Mirrors ``ext/value_text.pxd`` value for value. The compiled kernels also use the cold-path
+helpers here (``check_call``, ``data_error``) so both twins validate inputs and word their
+errors identically.
+
+Every column reader works on a row range and returns ``(cells, err)``: the cells up to the
+first bad value and ``err = (row, code)`` for it (``None`` when all rows are fine), so a
+caller can report the first bad cell in row-major order exactly like the compiled loops.
+"""
+from __future__ import annotations
+
+import math
+import struct
+
+import numpy as np
+
+from ..column_plan import FIXED_WIDTH, VARLENA_KINDS, ColumnPlan, Kind
+from ..errors import DataError
+
+# Error codes, mirrored by the ERR_* enum in ext/value_text.pxd.
+ERR_NUL = 1
+ERR_DATE_RANGE = 2
+ERR_TIME_RANGE = 3
+ERR_TIMESTAMP_RANGE = 4
+ERR_INTERVAL_NANOS = 5
+ERR_NUMERIC_TEXT = 6
+ERR_NUMERIC_RANGE = 7
+
+REASONS = {
+    ERR_NUL: "text contains a NUL byte, which PostgreSQL text cannot hold",
+    ERR_DATE_RANGE: "date out of PostgreSQL's range (4714-11-24 BC .. 5874897-12-31)",
+    ERR_TIME_RANGE: "time of day outside 00:00:00 .. 24:00:00",
+    ERR_TIMESTAMP_RANGE: "timestamp before PostgreSQL's minimum (4714-11-24 00:00:00 BC)",
+    ERR_INTERVAL_NANOS: "interval nanoseconds are not a whole number of microseconds",
+    ERR_NUMERIC_TEXT: "not a plain decimal numeric text (digits, one '.', NaN, Infinity)",
+    ERR_NUMERIC_RANGE: "numeric exceeds PostgreSQL's limits (131072 digits before the "
+                       "point, 16383 after)",
+}
+
+# PostgreSQL's valid ranges, in Arrow's Unix-epoch units (DATE_END is exclusive).
+UNIX_DATE_MIN = -2_440_588
+UNIX_DATE_END = 2_145_042_906
+UNIX_TS_MIN = -210_866_803_200_000_000
+USECS_PER_DAY = 86_400_000_000
+DATE_POS_INF, DATE_NEG_INF = 2**31 - 1, -(2**31)
+TS_POS_INF, TS_NEG_INF = 2**63 - 1, -(2**63)
+
+# Numeric sign words of the binary format (also the result tags of parse_numeric).
+NUMERIC_POS, NUMERIC_NEG = 0x0000, 0x4000
+NUMERIC_NAN, NUMERIC_PINF, NUMERIC_NINF = 0xC000, 0xD000, 0xF000
+NUMERIC_INT_DIGITS_MAX = 131_072
+NUMERIC_DSCALE_MAX = 16_383
+MAX_DECIMAL_SCALE = 1000
+
+_NUMERIC_SPECIAL = {b"NaN": NUMERIC_NAN, b"Infinity": NUMERIC_PINF, b"-Infinity": NUMERIC_NINF}
+_DIGITS = frozenset(b"0123456789")
+_OFFSET = struct.Struct("<i").unpack_from
+_LE = {Kind.INT2: "<i2", Kind.INT4: "<i4", Kind.INT8: "<i8", Kind.FLOAT4: "<f4",
+       Kind.FLOAT8: "<f8", Kind.DATE: "<i4", Kind.TIME: "<i8", Kind.TIMESTAMP: "<i8",
+       Kind.TIMESTAMPTZ: "<i8"}
+
+
+# ---------------------------------------------------------------- inputs and errors
+
+def check_call(plan: ColumnPlan, cols: list[tuple], start: int, stop: int,
+               reads: int | None = None) -> None:
+    """Validate a kernel call's shape before any buffer is read: row range, buffer sizes,
+    decimal scales. O(columns): the order of the offsets in between is each kernel's check
+    (``check_offsets`` here, a C loop in the compiled twins).
+
+    ``reads`` is the end of the rows the call may actually read (default ``stop``).
+    """
+    last = stop if reads is None else reads
+    if len(cols) != len(plan.names):
+        raise ValueError(f"{len(cols)} column inputs for a plan of {len(plan.names)} columns")
+    for i, (kind, scale, length, offset, validity, offsets, data) in enumerate(cols):
+        if not 0 <= start <= stop <= length:
+            raise ValueError(f"row range [{start}, {stop}) outside column of {length} rows")
+        if offset < 0:
+            raise ValueError(f"negative array offset {offset}")
+        end = offset + length
+        if validity is not None and validity.size * 8 < end:
+            raise ValueError(f"validity bitmap of column {i} is too short")
+        if kind in VARLENA_KINDS:
+            if offsets is None or offsets.size < 4 * (end + 1):
+                raise ValueError(f"offsets buffer of column {i} is too short")
+            first = _OFFSET(offsets, 4 * (offset + start))[0]
+            if first < 0 or _OFFSET(offsets, 4 * (offset + last))[0] < first:
+                raise offsets_error(i)
+            if _OFFSET(offsets, 4 * (offset + last))[0] > (0 if data is None else data.size):
+                raise ValueError(f"data buffer of column {i} is too short")
+        else:
+            width = FIXED_WIDTH.get(kind)
+            if width is None:
+                raise ValueError(f"unknown kind {kind} for column {i}")
+            need = (end + 7) // 8 if kind == Kind.BOOL else end * width
+            if need and (data is None or data.size < need):
+                raise ValueError(f"data buffer of column {i} is too short")
+            if kind == Kind.NUMERIC and not -MAX_DECIMAL_SCALE <= scale <= MAX_DECIMAL_SCALE:
+                raise DataError(f"column {plan.names[i]!r}: decimal scale {scale} outside "
+                                f"PostgreSQL's range [-1000, 1000]")
+
+
+def check_offsets(cols: list[tuple], start: int, stop: int) -> None:
+    """Raise offsets_error unless the offsets of rows [start, stop) never decrease."""
+    for i, col in enumerate(cols):
+        if col[0] in VARLENA_KINDS and stop > start:
+            offs = np.frombuffer(col[5], dtype="<i4", count=col[3] + stop + 1)[col[3] + start:]
+            if np.any(offs[1:] < offs[:-1]):
+                raise offsets_error(i)
+
+
+def offsets_error(col: int) -> ValueError:
+    return ValueError(f"offsets of column {col} are not monotonic")
+
+
+def data_error(plan: ColumnPlan, cols: list[tuple], col: int, row: int, code: int) -> DataError:
+    """The DataError for a bad cell: names the column and row, previews the value."""
+    return DataError(f"column {plan.names[col]!r}, row {row}: {REASONS[code]} "
+                     f"(value: {_preview(cols[col], row)})")
+
+
+def _preview(col: tuple, row: int) -> str:
+    kind = col[0]
+    if kind in VARLENA_KINDS:
+        raw = varlena_values(col, row, row + 1)[0]
+        text = raw.decode("utf-8", "replace")
+        return repr(text[:40] + ("..." if len(text) > 40 else ""))
+    if kind == Kind.INTERVAL:
+        months, days, nanos = interval_values(col, row, row + 1)[0]
+        return f"{months} months {days} days {nanos} ns"
+    unit = {Kind.DATE: " days since 1970-01-01", Kind.TIME: " us since midnight",
+            Kind.TIMESTAMP: " us since 1970-01-01", Kind.TIMESTAMPTZ: " us since 1970-01-01"}
+    return f"{fixed_values(col, row, row + 1)[0]}{unit.get(kind, '')}"
+
+
+def first_error(errs: list[tuple[int, int] | None]) -> tuple[int, int, int] | None:
+    """``(row, col, code)`` of the first bad cell in row-major order, from per-column errors."""
+    found = [(e[0], i, e[1]) for i, e in enumerate(errs) if e is not None]
+    return min(found) if found else None
+
+
+# ---------------------------------------------------------------- reading Arrow buffers
+
+def nulls(col: tuple, start: int, stop: int) -> list[bool] | None:
+    """Per-row null flags of rows [start, stop), or None when the column has no nulls."""
+    validity, offset = col[4], col[3]
+    if validity is None:
+        return None
+    bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+    return (bits[offset + start:offset + stop] == 0).tolist()
+
+
+def fixed_values(col: tuple, start: int, stop: int) -> list:
+    """Values of a BOOL / integer / float / date-time column (ints, floats, bools)."""
+    kind, offset, data = col[0], col[3], col[6]
+    lo, hi = offset + start, offset + stop
+    if lo == hi:
+        return []
+    if kind == Kind.BOOL:
+        bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")
+        return (bits[lo:hi] == 1).tolist()
+    return np.frombuffer(data, dtype=_LE[kind], count=hi)[lo:].tolist()
+
+
+def raw_fixed(col: tuple, start: int, stop: int) -> list[bytes]:
+    """The little-endian element bytes of a fixed-width column, one per row."""
+    width = FIXED_WIDTH[col[0]]
+    buf = memoryview(col[6]) if col[6] is not None else memoryview(b"")
+    lo = (col[3] + start) * width
+    return [bytes(buf[k:k + width]) for k in range(lo, lo + (stop - start) * width, width)]
+
+
+def varlena_values(col: tuple, start: int, stop: int) -> list[bytes]:
+    """The bytes of each row of a varlena column."""
+    offset, offsets, data = col[3], col[5], col[6]
+    offs = np.frombuffer(offsets, dtype="<i4", count=offset + stop + 1)[offset + start:].tolist()
+    buf = bytes(memoryview(data)[offs[0]:offs[-1]]) if data is not None else b""
+    base = offs[0]
+    return [buf[a - base:b - base] for a, b in zip(offs, offs[1:])]
+
+
+def interval_values(col: tuple, start: int, stop: int) -> list[tuple[int, int, int]]:
+    """(months, days, nanoseconds) per row of an INTERVAL column."""
+    rec = np.dtype([("m", "<i4"), ("d", "<i4"), ("ns", "<i8")])
+    arr = np.frombuffer(col[6], dtype=rec, count=col[3] + stop)[col[3] + start:]
+    return list(zip(arr["m"].tolist(), arr["d"].tolist(), arr["ns"].tolist()))
+
+
+def decimal_values(col: tuple, start: int, stop: int) -> list[int]:
+    """Unscaled signed integers of a decimal128 column."""
+    return [int.from_bytes(b, "little", signed=True) for b in raw_fixed(col, start, stop)]
+
+
+# ---------------------------------------------------------------- value checks
+
+def date_error(d: int) -> int:
+    if d in (DATE_POS_INF, DATE_NEG_INF) or UNIX_DATE_MIN <= d < UNIX_DATE_END:
+        return 0
+    return ERR_DATE_RANGE
+
+
+def time_error(us: int) -> int:
+    return 0 if 0 <= us <= USECS_PER_DAY else ERR_TIME_RANGE
+
+
+def timestamp_error(us: int) -> int:
+    return 0 if us == TS_NEG_INF or us >= UNIX_TS_MIN else ERR_TIMESTAMP_RANGE
+
+
+def parse_numeric(text: bytes) -> tuple[int, bytes, bytes] | int:
+    """``(sign, integer_digits, fraction_digits)`` of a numeric text, or an error code.
+
+    ``sign`` is one of the NUMERIC_* words; digits are empty for NaN and the infinities.
+    """
+    special = _NUMERIC_SPECIAL.get(text)
+    if special is not None:
+        return special, b"", b""
+    sign = NUMERIC_POS
+    body = text
+    if body[:1] in (b"-", b"+"):
+        sign = NUMERIC_NEG if body[:1] == b"-" else NUMERIC_POS
+        body = body[1:]
+    ip, dot, fp = body.partition(b".")
+    if not (ip or fp) or not _DIGITS.issuperset(ip) or not _DIGITS.issuperset(fp):
+        return ERR_NUMERIC_TEXT
+    if len(ip.lstrip(b"0")) > NUMERIC_INT_DIGITS_MAX or len(fp) > NUMERIC_DSCALE_MAX:
+        return ERR_NUMERIC_RANGE
+    return sign, ip, fp
+
+
+# ---------------------------------------------------------------- text forms
+
+def civil_from_days(z: int) -> tuple[int, int, int]:
+    """(year, month, day) of a day count since 1970-01-01, proleptic Gregorian, year 0 = 1 BC.
+
+    Howard Hinnant's algorithm; integer-only so it covers every int32/int64 input.
+    """
+    z += 719_468
+    era = z // 146_097
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + 3 if mp < 10 else mp - 9
+    return yoe + era * 400 + (m <= 2), m, d
+
+
+def _ymd(days: int) -> tuple[str, bool]:
+    y, m, d = civil_from_days(days)
+    bc = y <= 0
+    return f"{1 - y if bc else y:04d}-{m:02d}-{d:02d}", bc
+
+
+def _clock(us: int) -> str:
+    secs, frac = divmod(us, 1_000_000)
+    mins, s = divmod(secs, 60)
+    h, mi = divmod(mins, 60)
+    return f"{h:02d}:{mi:02d}:{s:02d}.{frac:06d}"
+
+
+def fmt_date(d: int) -> str:
+    if d == DATE_POS_INF:
+        return "infinity"
+    if d == DATE_NEG_INF:
+        return "-infinity"
+    ymd, bc = _ymd(d)
+    return ymd + " BC" if bc else ymd
+
+
+def fmt_time(us: int) -> str:
+    return _clock(us)
+
+
+def fmt_timestamp(us: int, tz: bool) -> str:
+    if us == TS_POS_INF:
+        return "infinity"
+    if us == TS_NEG_INF:
+        return "-infinity"
+    days, rem = divmod(us, USECS_PER_DAY)
+    ymd, bc = _ymd(days)
+    return f"{ymd} {_clock(rem)}{'+00' if tz else ''}{' BC' if bc else ''}"
+
+
+def fmt_interval(months: int, days: int, us: int) -> str:
+    # Explicit signs on every field: under IntervalStyle=sql_standard a lone leading '-'
+    # would otherwise apply to all fields.
+    return f"{months:+d} mons {days:+d} days {us:+d} microseconds"
+
+
+def fmt_float(v: float, digits: int) -> str:
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "Infinity" if v > 0 else "-Infinity"
+    return "%.*g" % (digits, v)
+
+
+def fmt_uuid(b: bytes) -> str:
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def decimal_digits(v: int, scale: int) -> tuple[bool, str, str]:
+    """(negative, integer digits, fraction digits) of unscaled ``v`` at ``scale``.
+
+    Negative scales append zeros; integer digits are '' when the value is below 1.
+    """
+    digits = str(abs(v)) if v else ""
+    if scale <= 0:
+        return v < 0, digits + "0" * -scale if digits else "", ""
+    if len(digits) > scale:
+        return v < 0, digits[:-scale], digits[-scale:]
+    return v < 0, "", digits.rjust(scale, "0")
+
+
+def fmt_decimal(v: int, scale: int) -> str:
+    neg, ip, fp = decimal_digits(v, scale)
+    return ("-" if neg else "") + (ip or "0") + ("." + fp if fp else "")
+
+
+# ---------------------------------------------------------------- per-column text cells
+
+_FMT = {
+    Kind.FLOAT4: lambda v: fmt_float(v, 9), Kind.FLOAT8: lambda v: fmt_float(v, 17),
+    Kind.DATE: fmt_date, Kind.TIME: fmt_time,
+    Kind.TIMESTAMP: lambda v: fmt_timestamp(v, False),
+    Kind.TIMESTAMPTZ: lambda v: fmt_timestamp(v, True),
+}
+_CHECK = {Kind.DATE: date_error, Kind.TIME: time_error, Kind.TIMESTAMP: timestamp_error,
+          Kind.TIMESTAMPTZ: timestamp_error}
+
+
+def string_error(kind: int, b: bytes) -> int:
+    """Error code of a TEXT / JSONB / NUMERIC_TEXT value (0 when it can be loaded)."""
+    if kind == Kind.NUMERIC_TEXT:
+        parsed = parse_numeric(b)
+        return parsed if isinstance(parsed, int) else 0
+    return ERR_NUL if b"\x00" in b else 0
+
+
+def text_cells(col: tuple, start: int, stop: int) -> tuple[list[bytes | None], tuple | None]:
+    """PostgreSQL text input form of rows [start, stop) (None = NULL), up to the first error.
+
+    BOOL is ``t``/``f``, BYTEA ``\\x`` + hex, strings their raw bytes; no quoting or COPY
+    escaping is applied (that is the caller's format).
+    """
+    kind = col[0]
+    null = nulls(col, start, stop)
+    if kind in VARLENA_KINDS:
+        vals: list = varlena_values(col, start, stop)
+        if kind == Kind.BYTEA:
+            cells = [b"\\x" + v.hex().encode() for v in vals]
+        else:
+            cells = vals
+            for k, v in enumerate(vals):
+                err = (null is None or not null[k]) and string_error(kind, v)
+                if err:
+                    return _masked(cells[:k], null), (start + k, err)
+        return _masked(cells, null), None
+    if kind == Kind.INTERVAL:
+        cells, err = [], None
+        for months, days, ns in interval_values(col, start, stop):
+            if ns % 1000 and (null is None or not null[len(cells)]):
+                err = (start + len(cells), ERR_INTERVAL_NANOS)
+                break
+            cells.append(fmt_interval(months, days, ns // 1000).encode())
+        return _masked(cells, null), err
+    if kind == Kind.UUID:
+        return _masked([fmt_uuid(b).encode() for b in raw_fixed(col, start, stop)], null), None
+    if kind == Kind.NUMERIC:
+        scale = col[1]
+        cells = [fmt_decimal(v, scale).encode() for v in decimal_values(col, start, stop)]
+        return _masked(cells, null), None
+    vals = fixed_values(col, start, stop)
+    if kind == Kind.BOOL:
+        return _masked([b"t" if v else b"f" for v in vals], null), None
+    if kind in (Kind.INT2, Kind.INT4, Kind.INT8):
+        return _masked([str(v).encode() for v in vals], null), None
+    check = _CHECK.get(kind)
+    err = None
+    if check is not None:
+        for k, v in enumerate(vals):
+            code = check(v)
+            if code and (null is None or not null[k]):
+                vals, err = vals[:k], (start + k, code)
+                break
+    fmt = _FMT[kind]
+    return _masked([fmt(v).encode() for v in vals], null), err
+
+
+def _masked(cells: list, null: list[bool] | None) -> list:
+    """``cells`` with NULL rows replaced by None (null slots may hold any bytes)."""
+    if null is None:
+        return cells
+    return [None if n else c for c, n in zip(cells, null)]
