@@ -283,8 +283,8 @@ class PostgresDestination:
 
 
 def _pg_message(exc: psycopg.Error) -> str:
-    diag = getattr(exc, "diag", None)
-    msg = " ".join(str(exc).split())
-    if diag is not None and diag.context:
-        msg += f" ({' '.join(diag.context.split())})"
-    return msg
+    diag = exc.diag
+    msg = diag.message_primary or str(exc)
+    if diag.message_detail:
+        msg += f" ({diag.message_detail})"
+    return " ".join(msg.split())
