@@ -1,0 +1,606 @@
+"""Postgres COPY BINARY stream → Arrow column sinks, and the COPY OUT reader (compiled twin).
+
+Same API, bytes and errors as ``rapidbyte_fast._py.copy_decode``. ``decode`` makes two
+passes over the complete tuples of a chunk, both without the GIL: a scan that checks the
+framing and adds up each column's bytes, then (after one resize of every sink) a fill that
+converts values through raw pointers. ``read_copy`` drains many libpq CopyData messages per
+call by calling ``PQgetCopyData`` directly (addresses from ``rapidbyte_fast.libpq``).
+"""
+from cpython.bytearray cimport (
+    PyByteArray_AS_STRING, PyByteArray_CheckExact, PyByteArray_GET_SIZE, PyByteArray_Resize,
+)
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.stdint cimport (
+    INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, int16_t, int32_t, int64_t, uintptr_t,
+)
+from libc.string cimport memcpy, memset
+
+from rapidbyte_fast._py.copy_decode import copy_failed, data_error, parse_header  # noqa: F401
+
+include "kinds.pxi"
+
+KINDS = kinds_dict()
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+
+    static inline uint16_t rb_be16(const unsigned char *p) {
+        uint16_t v; memcpy(&v, p, 2); return __builtin_bswap16(v);
+    }
+    static inline uint32_t rb_be32(const unsigned char *p) {
+        uint32_t v; memcpy(&v, p, 4); return __builtin_bswap32(v);
+    }
+    static inline uint64_t rb_be64(const unsigned char *p) {
+        uint64_t v; memcpy(&v, p, 8); return __builtin_bswap64(v);
+    }
+    static inline void rb_st16(unsigned char *p, uint16_t v) { memcpy(p, &v, 2); }
+    static inline void rb_st32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
+    static inline void rb_st64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
+
+    /* Numeric binary send format: int16 ndigits, int16 weight, uint16 sign, int16 dscale,
+       then ndigits base-10000 digits, most significant first. */
+    #define RB_NUMERIC_POS 0x0000
+    #define RB_NUMERIC_NEG 0x4000
+    #define RB_NUMERIC_NAN 0xC000
+    #define RB_NUMERIC_PINF 0xD000
+    #define RB_NUMERIC_NINF 0xF000
+
+    /* What numeric_recv accepts, apart from the digit values. */
+    static int rb_numeric_head_ok(const unsigned char *p, int32_t len) {
+        if (len < 8) return 0;
+        int16_t nd = (int16_t)rb_be16(p);
+        uint16_t sign = rb_be16(p + 4);
+        int16_t dscale = (int16_t)rb_be16(p + 6);
+        if (nd < 0 || len != 8 + 2 * (int32_t)nd) return 0;
+        if (sign != RB_NUMERIC_POS && sign != RB_NUMERIC_NEG && sign != RB_NUMERIC_NAN
+            && sign != RB_NUMERIC_PINF && sign != RB_NUMERIC_NINF) return 0;
+        return dscale >= 0 && dscale <= 0x3FFF;
+    }
+
+    static int rb_numeric_valid(const unsigned char *p, int32_t len) {
+        if (!rb_numeric_head_ok(p, len)) return 0;
+        int nd = (int16_t)rb_be16(p);
+        for (int i = 0; i < nd; i++)
+            if (rb_be16(p + 8 + 2 * i) >= 10000) return 0;
+        return 1;
+    }
+
+    /* Length of numeric_out's text (0 for a malformed header; digits are checked later). */
+    static int64_t rb_numeric_text_len(const unsigned char *p, int32_t len) {
+        if (!rb_numeric_head_ok(p, len)) return 0;
+        int nd = (int16_t)rb_be16(p), weight = (int16_t)rb_be16(p + 2);
+        uint16_t sign = rb_be16(p + 4);
+        int dscale = (int16_t)rb_be16(p + 6);
+        if (sign == RB_NUMERIC_NAN) return 3;
+        if (sign == RB_NUMERIC_PINF) return 8;
+        if (sign == RB_NUMERIC_NINF) return 9;
+        int64_t n = sign == RB_NUMERIC_NEG;
+        if (weight < 0) {
+            n += 1;
+        } else {
+            unsigned first = nd > 0 ? rb_be16(p + 8) : 0;
+            n += (first >= 1000 ? 4 : first >= 100 ? 3 : first >= 10 ? 2 : 1) + 4 * (int64_t)weight;
+        }
+        if (dscale > 0) n += 1 + dscale;
+        return n;
+    }
+
+    /* numeric_out (get_str_from_var) of a valid numeric; returns the bytes written. */
+    static int64_t rb_numeric_text(const unsigned char *p, unsigned char *out) {
+        int nd = (int16_t)rb_be16(p), weight = (int16_t)rb_be16(p + 2);
+        uint16_t sign = rb_be16(p + 4);
+        int dscale = (int16_t)rb_be16(p + 6);
+        const unsigned char *digits = p + 8;
+        unsigned char *cp = out;
+        int d;
+        if (sign == RB_NUMERIC_NAN) { memcpy(out, "NaN", 3); return 3; }
+        if (sign == RB_NUMERIC_PINF) { memcpy(out, "Infinity", 8); return 8; }
+        if (sign == RB_NUMERIC_NINF) { memcpy(out, "-Infinity", 9); return 9; }
+        if (sign == RB_NUMERIC_NEG) *cp++ = '-';
+        if (weight < 0) {
+            d = weight + 1;
+            *cp++ = '0';
+        } else {
+            for (d = 0; d <= weight; d++) {
+                unsigned dig = d < nd ? rb_be16(digits + 2 * d) : 0;
+                int putit = d > 0;
+                unsigned d1;
+                d1 = dig / 1000; dig -= d1 * 1000; putit |= d1 > 0;
+                if (putit) *cp++ = (unsigned char)('0' + d1);
+                d1 = dig / 100; dig -= d1 * 100; putit |= d1 > 0;
+                if (putit) *cp++ = (unsigned char)('0' + d1);
+                d1 = dig / 10; dig -= d1 * 10; putit |= d1 > 0;
+                if (putit) *cp++ = (unsigned char)('0' + d1);
+                *cp++ = (unsigned char)('0' + dig);
+            }
+        }
+        if (dscale > 0) {
+            *cp++ = '.';
+            for (int i = 0; i < dscale; d++, i += 4) {
+                unsigned dig = (d >= 0 && d < nd) ? rb_be16(digits + 2 * d) : 0;
+                unsigned char four[4] = {
+                    (unsigned char)('0' + dig / 1000), (unsigned char)('0' + dig / 100 % 10),
+                    (unsigned char)('0' + dig / 10 % 10), (unsigned char)('0' + dig % 10)};
+                int take = dscale - i < 4 ? dscale - i : 4;  /* never past the value's end */
+                memcpy(cp, four, take);
+                cp += take;
+            }
+        }
+        return cp - out;
+    }
+
+    typedef unsigned __int128 rb_u128;
+
+    static rb_u128 rb_pow10(int e) {
+        rb_u128 v = 1;
+        while (e-- > 0) v *= 10;
+        return v;
+    }
+
+    /* A valid numeric as a little-endian decimal128 (value * 10^scale) with |v| < 10^precision
+       (1..38); returns 0, or 1 when it is NaN/±Infinity, inexact or too large. */
+    static int rb_numeric_decimal(const unsigned char *p, int precision, int scale,
+                                  unsigned char *out) {
+        int nd = (int16_t)rb_be16(p), weight = (int16_t)rb_be16(p + 2);
+        uint16_t sign = rb_be16(p + 4);
+        const unsigned char *digits = p + 8;
+        rb_u128 acc = 0;
+        if (sign != RB_NUMERIC_POS && sign != RB_NUMERIC_NEG) return 1;
+        /* Trailing zero words would only inflate the accumulator. */
+        while (nd > 0 && rb_be16(digits + 2 * (nd - 1)) == 0) nd--;
+        if (nd > 0) {
+            /* Power of ten of the last word's units digit once scaled. */
+            int64_t e = 4 * ((int64_t)weight - (nd - 1)) + scale;
+            unsigned last = rb_be16(digits + 2 * (nd - 1));
+            unsigned last_mul = 10000;
+            if (e < 0) {
+                if (e <= -4) return 1;
+                unsigned pk = e == -1 ? 10 : e == -2 ? 100 : 1000;
+                if (last % pk) return 1;
+                last /= pk;
+                last_mul = 10000 / pk;
+                e = 0;
+            }
+            for (int i = 0; i < nd - 1; i++) {
+                if (__builtin_mul_overflow(acc, (rb_u128)10000, &acc)) return 1;
+                acc += rb_be16(digits + 2 * i);  /* acc*10000 leaves room for < 10000 */
+            }
+            if (__builtin_mul_overflow(acc, (rb_u128)last_mul, &acc)) return 1;
+            if (__builtin_add_overflow(acc, (rb_u128)last, &acc)) return 1;
+            if (e > 0) {
+                if (e > 38 || __builtin_mul_overflow(acc, rb_pow10((int)e), &acc)) return 1;
+            }
+            if (acc >= rb_pow10(precision)) return 1;
+        }
+        if (sign == RB_NUMERIC_NEG) acc = (rb_u128)0 - acc;
+        memcpy(out, &acc, 16);
+        return 0;
+    }
+    """
+    unsigned int rb_be16(const unsigned char* p) nogil
+    unsigned int rb_be32(const unsigned char* p) nogil
+    unsigned long long rb_be64(const unsigned char* p) nogil
+    void rb_st16(unsigned char* p, unsigned int v) nogil
+    void rb_st32(unsigned char* p, unsigned int v) nogil
+    void rb_st64(unsigned char* p, unsigned long long v) nogil
+    bint rb_numeric_valid(const unsigned char* p, int32_t n) nogil
+    int64_t rb_numeric_text_len(const unsigned char* p, int32_t n) nogil
+    int64_t rb_numeric_text(const unsigned char* p, unsigned char* out) nogil
+    int rb_numeric_decimal(const unsigned char* p, int precision, int scale,
+                           unsigned char* out) nogil
+
+
+# Mirrors the E_* codes of rapidbyte_fast._py.copy_decode (which formats the messages).
+cdef enum:
+    E_FIELD_COUNT = 1
+    E_FIELD_LENGTH = 2
+    E_TOO_LARGE = 3
+    E_JSONB_VERSION = 4
+    E_DATE_RANGE = 5
+    E_TIMESTAMP_RANGE = 6
+    E_INTERVAL_RANGE = 7
+    E_NUMERIC_MALFORMED = 8
+    E_NUMERIC_RANGE = 9
+
+cdef enum:
+    DATE_OFFSET = 10957  # days 1970-01-01 → 2000-01-01
+
+cdef int64_t TS_OFFSET = 946684800000000  # µs 1970-01-01 → 2000-01-01
+
+
+cdef struct Col:
+    int kind
+    int wire        # bytes of a non-NULL field on the wire, 0 = variable
+    int width       # bytes per row in the data sink, 0 = varlena (offsets + data)
+    int precision
+    int scale
+    int64_t total   # scan: data bytes the varlena values of the scanned rows need
+    int64_t off     # fill: length of the data sink so far (the next offset)
+    unsigned char* v
+    unsigned char* o
+    unsigned char* d
+
+
+cdef struct Fault:
+    int code
+    int col
+    Py_ssize_t row       # index among the rows of this call
+    int64_t value
+    const unsigned char* field
+    int32_t len
+
+
+cdef inline int _wire_width(int kind) noexcept nogil:
+    if kind == K_BOOL:
+        return 1
+    if kind == K_INT2:
+        return 2
+    if kind == K_INT4 or kind == K_FLOAT4 or kind == K_DATE:
+        return 4
+    if kind == K_INT8 or kind == K_FLOAT8 or kind == K_TIME or kind == K_TIMESTAMP \
+            or kind == K_TIMESTAMPTZ:
+        return 8
+    if kind == K_INTERVAL or kind == K_UUID:
+        return 16
+    return 0
+
+
+cdef inline int64_t _varlena_bytes(int kind, const unsigned char* p, int32_t n) noexcept nogil:
+    if kind == K_JSONB:
+        return n - 1 if n > 0 else 0
+    if kind == K_NUMERIC_TEXT:
+        return rb_numeric_text_len(p, n)
+    return n
+
+
+cdef inline void _fault(Fault* f, int code, int col, Py_ssize_t row, int64_t value) noexcept nogil:
+    f.code = code
+    f.col = col
+    f.row = row
+    f.value = value
+
+
+cdef Py_ssize_t _scan(
+    const unsigned char* s, Py_ssize_t pos, Py_ssize_t end, Col* cols, int ncols,
+    Py_ssize_t max_rows, Py_ssize_t* nrows, bint* trailer, Fault* f,
+) noexcept nogil:
+    """Framing pass: count the complete tuples from ``pos`` and add up varlena bytes."""
+    cdef Py_ssize_t rows = 0, q
+    cdef int c, nfields
+    cdef int32_t n
+    cdef Col* col
+    while end - pos >= 2:
+        nfields = <int16_t>rb_be16(s + pos)
+        if nfields == -1:
+            trailer[0] = True
+            pos += 2
+            break
+        if rows == max_rows:
+            break
+        if nfields != ncols:
+            _fault(f, E_FIELD_COUNT, -1, rows, nfields)
+            break
+        q = pos + 2
+        c = 0
+        while c < ncols:
+            if end - q < 4:
+                break
+            n = <int32_t>rb_be32(s + q)
+            q += 4
+            col = &cols[c]
+            if n < 0:
+                if n != -1:
+                    _fault(f, E_FIELD_LENGTH, c, rows, n)
+                    break
+                c += 1
+                continue
+            if col.wire and n != col.wire:
+                _fault(f, E_FIELD_LENGTH, c, rows, n)
+                break
+            if end - q < n:
+                break
+            if not col.width:
+                col.total += _varlena_bytes(col.kind, s + q, n)
+            q += n
+            c += 1
+        if c < ncols:  # incomplete, or a bad length at field c
+            _unscan(s + pos + 2, cols, c)
+            break
+        pos = q
+        rows += 1
+    nrows[0] = rows
+    return pos
+
+
+cdef void _unscan(const unsigned char* p, Col* cols, int nfields) noexcept nogil:
+    """Take the first ``nfields`` fields of a tuple that is not decoded (incomplete, or with
+    a bad field length) back out of the totals, which must fit the decoded rows exactly."""
+    cdef int32_t n
+    for c in range(nfields):
+        n = <int32_t>rb_be32(p)
+        p += 4
+        if n >= 0:
+            if not cols[c].width:
+                cols[c].total -= _varlena_bytes(cols[c].kind, p, n)
+            p += n
+
+
+cdef void _fill(
+    const unsigned char* p, Py_ssize_t nrows, Col* cols, int ncols, Fault* f,
+) noexcept nogil:
+    """Value pass over ``nrows`` framed tuples; stops at the first bad value (``f``)."""
+    cdef Py_ssize_t r
+    cdef int c, kind
+    cdef int32_t n, days
+    cdef int64_t v, us
+    cdef Col* col
+    for r in range(nrows):
+        p += 2
+        for c in range(ncols):
+            col = &cols[c]
+            n = <int32_t>rb_be32(p)
+            p += 4
+            if n < 0:
+                col.v[r] = 0
+                if col.width:
+                    memset(col.d, 0, col.width)
+                    col.d += col.width
+                else:
+                    rb_st32(col.o + 4 * r, <unsigned int>col.off)
+                continue
+            col.v[r] = 1
+            kind = col.kind
+            if kind == K_TEXT or kind == K_BYTEA:
+                memcpy(col.d, p, n)
+                col.d += n
+                col.off += n
+            elif kind == K_INT4 or kind == K_FLOAT4:
+                rb_st32(col.d, rb_be32(p))
+                col.d += 4
+            elif kind == K_INT8 or kind == K_FLOAT8 or kind == K_TIME:
+                rb_st64(col.d, rb_be64(p))
+                col.d += 8
+            elif kind == K_BOOL:
+                col.d[0] = p[0] != 0
+                col.d += 1
+            elif kind == K_INT2:
+                rb_st16(col.d, rb_be16(p))
+                col.d += 2
+            elif kind == K_TIMESTAMP or kind == K_TIMESTAMPTZ:
+                v = <int64_t>rb_be64(p)
+                if v != INT64_MAX and v != INT64_MIN:
+                    if v > INT64_MAX - TS_OFFSET:
+                        _fault(f, E_TIMESTAMP_RANGE, c, r, v)
+                        return
+                    v += TS_OFFSET
+                rb_st64(col.d, <unsigned long long>v)
+                col.d += 8
+            elif kind == K_DATE:
+                days = <int32_t>rb_be32(p)
+                if days != INT32_MAX and days != INT32_MIN:
+                    if days > INT32_MAX - DATE_OFFSET:
+                        _fault(f, E_DATE_RANGE, c, r, days)
+                        return
+                    days += DATE_OFFSET
+                rb_st32(col.d, <unsigned int>days)
+                col.d += 4
+            elif kind == K_INTERVAL:
+                us = <int64_t>rb_be64(p)
+                if us > INT64_MAX // 1000 or us < -(INT64_MAX // 1000):
+                    _fault(f, E_INTERVAL_RANGE, c, r, us)
+                    return
+                rb_st32(col.d, rb_be32(p + 12))
+                rb_st32(col.d + 4, rb_be32(p + 8))
+                rb_st64(col.d + 8, <unsigned long long>(us * 1000))
+                col.d += 16
+            elif kind == K_UUID:
+                memcpy(col.d, p, 16)
+                col.d += 16
+            elif kind == K_NUMERIC:
+                if not rb_numeric_valid(p, n):
+                    _fault(f, E_NUMERIC_MALFORMED, c, r, 0)
+                    return
+                if rb_numeric_decimal(p, col.precision, col.scale, col.d):
+                    _fault(f, E_NUMERIC_RANGE, c, r, 0)
+                    f.field = p
+                    f.len = n
+                    return
+                col.d += 16
+            elif kind == K_NUMERIC_TEXT:
+                if not rb_numeric_valid(p, n):
+                    _fault(f, E_NUMERIC_MALFORMED, c, r, 0)
+                    return
+                v = rb_numeric_text(p, col.d)
+                col.d += v
+                col.off += v
+            elif kind == K_JSONB:
+                if n == 0 or p[0] != 1:
+                    _fault(f, E_JSONB_VERSION, c, r, p[0] if n else -1)
+                    return
+                memcpy(col.d, p + 1, n - 1)
+                col.d += n - 1
+                col.off += n - 1
+            if not col.width:
+                if col.off > INT32_MAX:
+                    _fault(f, E_TOO_LARGE, c, r, 0)
+                    return
+                rb_st32(col.o + 4 * r, <unsigned int>col.off)
+            p += n
+
+
+cdef int _grow(bytearray b, Py_ssize_t extra) except -1:
+    if extra:
+        PyByteArray_Resize(b, PyByteArray_GET_SIZE(b) + extra)
+    return 0
+
+
+def decode(plan, src, Py_ssize_t pos, Py_ssize_t end, sinks, Py_ssize_t max_rows):
+    """Append the complete tuples of ``src[pos:end]`` to ``sinks``; see the Python twin."""
+    cdef const unsigned char[::1] view = src
+    if not 0 <= pos <= end <= view.shape[0]:
+        raise ValueError(f"invalid range [{pos}, {end}) of a {view.shape[0]}-byte buffer")
+    if max_rows < 0:
+        raise ValueError(f"max_rows must be >= 0, got {max_rows}")
+    cdef bytes kinds = plan.kind_bytes
+    cdef int ncols = len(kinds), c
+    cdef list valid = sinks.valid, offsets = sinks.offsets, data = sinks.data
+    cdef list marks = []
+    cdef Py_ssize_t nrows = 0, new_pos
+    cdef bint trailer = False
+    cdef Fault scan_fault, fill_fault
+    cdef const unsigned char* s = &view[0] if view.shape[0] else NULL
+    cdef Col* cols = <Col*>PyMem_Malloc(max(ncols, 1) * sizeof(Col))
+    if cols == NULL:
+        raise MemoryError()
+    memset(&scan_fault, 0, sizeof(Fault))
+    memset(&fill_fault, 0, sizeof(Fault))
+    try:
+        for c in range(ncols):
+            if not (PyByteArray_CheckExact(valid[c]) and PyByteArray_CheckExact(offsets[c])
+                    and PyByteArray_CheckExact(data[c])):
+                raise TypeError("ColumnSinks buffers must be bytearrays")
+            if not K_BOOL <= kinds[c] <= K_JSONB:
+                raise ValueError(f"{kinds[c]} is not a valid Kind")
+            cols[c].kind = kinds[c]
+            cols[c].wire = _wire_width(kinds[c])
+            cols[c].width = 16 if kinds[c] == K_NUMERIC else cols[c].wire
+            cols[c].precision = plan.precisions[c]
+            cols[c].scale = plan.scales[c]
+            cols[c].total = 0
+            if kinds[c] == K_NUMERIC and not 1 <= cols[c].precision <= 38:
+                raise ValueError(
+                    f"column {plan.names[c]!r}: decimal128 precision must be 1..38, "
+                    f"got {cols[c].precision}")
+        with nogil:
+            new_pos = _scan(s, pos, end, cols, ncols, max_rows, &nrows, &trailer, &scan_fault)
+        if nrows:
+            try:
+                for c in range(ncols):
+                    v, o, d = valid[c], offsets[c], data[c]
+                    marks.append((PyByteArray_GET_SIZE(v), PyByteArray_GET_SIZE(o),
+                                  PyByteArray_GET_SIZE(d)))
+                    _grow(v, nrows)
+                    if cols[c].width:
+                        _grow(d, nrows * cols[c].width)
+                    else:
+                        _grow(o, 4 * nrows)
+                        _grow(d, cols[c].total)
+                    nv, no, nd = marks[c]
+                    cols[c].v = <unsigned char*>PyByteArray_AS_STRING(v) + <Py_ssize_t>nv
+                    cols[c].o = <unsigned char*>PyByteArray_AS_STRING(o) + <Py_ssize_t>no
+                    cols[c].d = <unsigned char*>PyByteArray_AS_STRING(d) + <Py_ssize_t>nd
+                    cols[c].off = nd
+            except BaseException:
+                _truncate(marks, valid, offsets, data)
+                raise
+            with nogil:
+                _fill(s + pos, nrows, cols, ncols, &fill_fault)
+            if not fill_fault.code:  # the scan's totals must be exactly what was written
+                for c in range(ncols):
+                    if cols[c].d != (<unsigned char*>PyByteArray_AS_STRING(data[c])
+                                     + PyByteArray_GET_SIZE(data[c])):
+                        _truncate(marks, valid, offsets, data)
+                        raise AssertionError(f"column {plan.names[c]!r}: scan and fill disagree")
+        if fill_fault.code or scan_fault.code:
+            _truncate(marks, valid, offsets, data)
+            raise _error(plan, &fill_fault if fill_fault.code else &scan_fault, sinks.rows)
+    finally:
+        PyMem_Free(cols)
+    sinks.rows += nrows
+    return new_pos, trailer
+
+
+cdef _truncate(list marks, list valid, list offsets, list data):
+    for c, (nv, no, nd) in enumerate(marks):
+        del valid[c][nv:], offsets[c][no:], data[c][nd:]
+
+
+cdef object _error(plan, Fault* f, Py_ssize_t row0):
+    cdef bytearray text
+    if f.code == E_NUMERIC_RANGE:
+        text = bytearray(rb_numeric_text_len(f.field, f.len))
+        rb_numeric_text(f.field, <unsigned char*>PyByteArray_AS_STRING(text))
+        return data_error(plan, f.code, f.col, row0 + f.row, 0, text.decode("ascii"))
+    return data_error(plan, f.code, f.col, row0 + f.row, f.value)
+
+
+ctypedef int (*PQgetCopyData_f)(void* conn, char** buffer, int async_) noexcept nogil
+ctypedef void (*PQfreemem_f)(void* ptr) noexcept nogil
+ctypedef const char* (*PQerrorMessage_f)(const void* conn) noexcept nogil
+
+cdef PQgetCopyData_f _PQgetCopyData = NULL
+cdef PQfreemem_f _PQfreemem = NULL
+cdef PQerrorMessage_f _PQerrorMessage = NULL
+
+
+cdef int _load_libpq() except -1:
+    global _PQgetCopyData, _PQfreemem, _PQerrorMessage
+    if _PQgetCopyData != NULL:
+        return 0
+    from rapidbyte_fast.libpq import addresses
+
+    addr = addresses()
+    _PQfreemem = <PQfreemem_f><uintptr_t>addr["PQfreemem"]
+    _PQerrorMessage = <PQerrorMessage_f><uintptr_t>addr["PQerrorMessage"]
+    _PQgetCopyData = <PQgetCopyData_f><uintptr_t>addr["PQgetCopyData"]
+    return 0
+
+
+#: Room reserved beyond ``target`` so that the message that crosses it rarely regrows ``out``;
+#: a huge ``target`` is not reserved up front beyond RESERVE_MAX (``out`` grows as needed).
+cdef Py_ssize_t SLACK = 64 * 1024
+cdef Py_ssize_t RESERVE_MAX = 16 * 1024 * 1024
+
+
+def read_copy(pgconn, bytearray out not None, Py_ssize_t target):
+    """Append whole COPY OUT data messages to ``out`` until ``target`` bytes were appended
+    or the COPY ended; returns ``(bytes_appended, done)``. See the Python twin for the
+    contract (after ``done`` the caller collects ``pgconn.get_result()``)."""
+    _load_libpq()
+    cdef uintptr_t ptr = pgconn.pgconn_ptr or 0
+    if not ptr:
+        raise copy_failed(b"the connection is closed")
+    cdef void* conn = <void*>ptr
+    cdef Py_ssize_t start = PyByteArray_GET_SIZE(out), used = start, cap
+    cdef char* buf = NULL
+    cdef int n = 0
+    cdef bint done = False, failed = False, grow_failed = False
+    cdef char* base
+    if target <= 0:
+        return 0, False
+    PyByteArray_Resize(out, start + min(target, RESERVE_MAX) + SLACK)
+    cap = PyByteArray_GET_SIZE(out)
+    base = PyByteArray_AS_STRING(out)
+    with nogil:
+        while used - start < target:
+            n = _PQgetCopyData(conn, &buf, 0)
+            if n > 0:
+                if used + n > cap:
+                    with gil:
+                        try:
+                            PyByteArray_Resize(out, max(2 * cap, used + n + SLACK))
+                            cap = PyByteArray_GET_SIZE(out)
+                            base = PyByteArray_AS_STRING(out)
+                        except BaseException:
+                            grow_failed = True
+                    if grow_failed:
+                        _PQfreemem(buf)
+                        break
+                memcpy(base + used, buf, n)
+                used += n
+                _PQfreemem(buf)
+            elif n == -1:
+                done = True
+                break
+            else:
+                failed = True
+                break
+    if grow_failed or failed:
+        PyByteArray_Resize(out, start)
+        if grow_failed:
+            raise MemoryError(f"cannot grow the COPY buffer beyond {cap} bytes")
+        raise copy_failed(_PQerrorMessage(conn))
+    PyByteArray_Resize(out, used)
+    return used - start, done

@@ -1,0 +1,347 @@
+"""Postgres COPY BINARY stream → Arrow column sinks, and the COPY OUT reader (Python twin).
+
+Reference implementation of ``rapidbyte_fast._native.copy_decode``: same API, same bytes in
+the sinks, same return values, same ``DataError`` messages. A tuple's framing (field count,
+field lengths) is checked before its values, and problems are reported in stream order, so
+both twins name the same first problem however the stream is cut into chunks (the compiled
+twin frames a whole chunk first, then converts the rows before the first framing error).
+"""
+from __future__ import annotations
+
+import struct
+
+from psycopg import OperationalError, pq
+
+from ..column_plan import (
+    COPY_BINARY_SIGNATURE, INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, PG_EPOCH_OFFSET_DAYS,
+    PG_EPOCH_OFFSET_US, VARLENA_KINDS, ColumnPlan, ColumnSinks, Kind,
+)
+from ..errors import DataError, SourceError
+
+_I16 = struct.Struct(">h")
+_I32 = struct.Struct(">i")
+_LE_I32 = struct.Struct("<i")
+_INTERVAL = struct.Struct(">qii")
+_LE_INTERVAL = struct.Struct("<iiq")
+_NUMERIC_HEAD = struct.Struct(">hhHh")
+_pack_offset = _LE_I32.pack
+
+#: Bytes a non-NULL field of each fixed-width kind has on the wire (NUMERIC varies).
+WIRE_WIDTH = {
+    Kind.BOOL: 1, Kind.INT2: 2, Kind.INT4: 4, Kind.INT8: 8, Kind.FLOAT4: 4, Kind.FLOAT8: 8,
+    Kind.DATE: 4, Kind.TIME: 8, Kind.TIMESTAMP: 8, Kind.TIMESTAMPTZ: 8, Kind.INTERVAL: 16,
+    Kind.UUID: 16,
+}
+#: Bytes one value takes in a fixed-width sink (what a NULL row is padded with).
+_SINK_WIDTH = {**WIRE_WIDTH, Kind.NUMERIC: 16}
+
+NUMERIC_POS, NUMERIC_NEG = 0x0000, 0x4000
+NUMERIC_NAN, NUMERIC_PINF, NUMERIC_NINF = 0xC000, 0xD000, 0xF000
+_NUMERIC_SPECIAL = {NUMERIC_NAN: "NaN", NUMERIC_PINF: "Infinity", NUMERIC_NINF: "-Infinity"}
+_NUMERIC_DSCALE_MASK = 0x3FFF
+
+# Error codes shared with the compiled twin, which formats its errors with ``data_error``.
+E_FIELD_COUNT = 1
+E_FIELD_LENGTH = 2
+E_TOO_LARGE = 3
+E_JSONB_VERSION = 4
+E_DATE_RANGE = 5
+E_TIMESTAMP_RANGE = 6
+E_INTERVAL_RANGE = 7
+E_NUMERIC_MALFORMED = 8
+E_NUMERIC_RANGE = 9
+
+
+def data_error(
+    plan: ColumnPlan, code: int, col: int, row: int, value: int = 0, text: str = "",
+) -> DataError:
+    """The DataError for problem ``code`` at (column ``col``, stream row ``row``)."""
+    if code == E_FIELD_COUNT:
+        return DataError(
+            f"COPY row {row}: expected {len(plan.kinds)} fields, got {value}")
+    where = f"column {plan.names[col]!r}, row {row}: "
+    kind = Kind(plan.kinds[col])
+    if code == E_FIELD_LENGTH:
+        what = f"field length {value} is invalid for {kind.name.lower()}"
+    elif code == E_TOO_LARGE:
+        what = "more than 2 GiB of data in one batch (lower max_batch_bytes)"
+    elif code == E_JSONB_VERSION:
+        what = ("empty jsonb value" if value < 0
+                else f"unsupported jsonb format version {value}")
+    elif code == E_DATE_RANGE:
+        what = f"date {value} days after 2000-01-01 is out of range for date32"
+    elif code == E_TIMESTAMP_RANGE:
+        what = f"timestamp {value} us after 2000-01-01 is out of range for timestamp[us]"
+    elif code == E_INTERVAL_RANGE:
+        what = f"interval time part of {value} us overflows month_day_nano_interval"
+    elif code == E_NUMERIC_MALFORMED:
+        what = "malformed numeric value"
+    elif code == E_NUMERIC_RANGE:
+        p, s = plan.precisions[col], plan.scales[col]
+        what = f"numeric value {text} cannot be stored exactly as decimal128({p}, {s})"
+    else:
+        raise AssertionError(f"unknown error code {code}")
+    return DataError(where + what)
+
+
+def parse_header(buf: bytes | bytearray | memoryview) -> int:
+    """Length of the COPY BINARY file header at the start of ``buf`` (0: need more bytes).
+
+    Raises DataError on a wrong signature, on OIDs in the data or on an unknown critical flag.
+    """
+    mv = memoryview(buf).cast("B")
+    sig = COPY_BINARY_SIGNATURE
+    head = bytes(mv[: len(sig)])
+    if head != sig[: len(head)]:
+        raise DataError("COPY data does not start with the PGCOPY binary signature")
+    if len(mv) < len(sig) + 8:
+        return 0
+    flags = _I32.unpack_from(mv, len(sig))[0] & 0xFFFFFFFF
+    if flags & (1 << 16):
+        raise DataError("COPY binary data with OIDs is not supported")
+    if flags >> 17:
+        raise DataError(f"COPY binary header has unknown critical flags 0x{flags:08x}")
+    ext = _I32.unpack_from(mv, len(sig) + 4)[0]
+    if ext < 0:
+        raise DataError(f"COPY binary header has a negative extension length {ext}")
+    total = len(sig) + 8 + ext
+    return total if len(mv) >= total else 0
+
+
+def numeric_text(field: bytes) -> str | None:
+    """``numeric_out`` text of a numeric in binary send format (None when malformed)."""
+    parts = _numeric_parts(field)
+    if parts is None:
+        return None
+    weight, sign, dscale, digits = parts
+    special = _NUMERIC_SPECIAL.get(sign)
+    if special is not None:
+        return special
+    out = ["-"] if sign == NUMERIC_NEG else []
+    if weight < 0:
+        d = weight + 1
+        out.append("0")
+    else:
+        out.append(str(digits[0] if digits else 0))
+        out.extend(f"{digits[d] if d < len(digits) else 0:04d}" for d in range(1, weight + 1))
+        d = weight + 1
+    if dscale > 0:
+        frac = "".join(
+            f"{digits[d + i] if 0 <= d + i < len(digits) else 0:04d}"
+            for i in range((dscale + 3) // 4)
+        )
+        out.append("." + frac[:dscale])
+    return "".join(out)
+
+
+def _numeric_parts(field: bytes) -> tuple[int, int, int, tuple[int, ...]] | None:
+    """(weight, sign, dscale, base-10000 digits) of a valid wire numeric, else None.
+
+    Valid is what ``numeric_recv`` accepts: consistent length, known sign, dscale in range,
+    digits below 10000.
+    """
+    if len(field) < 8:
+        return None
+    ndigits, weight, sign, dscale = _NUMERIC_HEAD.unpack_from(field)
+    if ndigits < 0 or len(field) != 8 + 2 * ndigits:
+        return None
+    if sign not in (NUMERIC_POS, NUMERIC_NEG) and sign not in _NUMERIC_SPECIAL:
+        return None
+    if dscale < 0 or dscale & _NUMERIC_DSCALE_MASK != dscale:
+        return None
+    digits = struct.unpack_from(f">{ndigits}H", field, 8)
+    if any(d >= 10000 for d in digits):
+        return None
+    return weight, sign, dscale, digits
+
+
+def _numeric_unscaled(field: bytes, precision: int, scale: int) -> int | str:
+    """The decimal128 integer (value × 10^scale); the value's text when it is not exact,
+    does not fit ``precision`` digits or is NaN/±Infinity."""
+    weight, sign, _, digits = _numeric_parts(field)  # type: ignore[misc]
+    if sign in _NUMERIC_SPECIAL:
+        return _NUMERIC_SPECIAL[sign]
+    mag = 0
+    for d in digits:
+        mag = mag * 10000 + d
+    exp = 4 * (weight - len(digits) + 1) + scale
+    if exp >= 0:
+        mag *= 10 ** exp
+    else:
+        mag, rest = divmod(mag, 10 ** -exp)
+        if rest:
+            return numeric_text(field)  # type: ignore[return-value]
+    if mag >= 10 ** precision:
+        return numeric_text(field)  # type: ignore[return-value]
+    return -mag if sign == NUMERIC_NEG else mag
+
+
+def decode(
+    plan: ColumnPlan, src: bytes | bytearray | memoryview, pos: int, end: int,
+    sinks: ColumnSinks, max_rows: int,
+) -> tuple[int, bool]:
+    """Append the complete tuples of ``src[pos:end]`` (COPY BINARY, header already skipped)
+    to ``sinks``; returns ``(new_pos, saw_trailer)``.
+
+    Stops at the first incomplete tuple (call again from ``new_pos`` with more bytes), after
+    ``max_rows`` rows appended by this call, or after the trailer (``new_pos`` is then just
+    past it; the trailer is recognised even when ``max_rows`` rows were already decoded).
+    A bad tuple raises DataError naming column and stream row (``sinks.rows`` + index), with
+    every sink truncated back to its length on entry and ``sinks.rows`` unchanged.
+    The compiled twin releases the GIL: no other thread may touch ``src`` or the sinks
+    during the call. Text is copied as sent (the connection's client_encoding must be UTF8).
+    """
+    buf = memoryview(src).cast("B")
+    if not 0 <= pos <= end <= len(buf):
+        raise ValueError(f"invalid range [{pos}, {end}) of a {len(buf)}-byte buffer")
+    if max_rows < 0:
+        raise ValueError(f"max_rows must be >= 0, got {max_rows}")
+    kinds = [Kind(k) for k in plan.kinds]
+    ncols = len(kinds)
+    for c, kind in enumerate(kinds):
+        if kind == Kind.NUMERIC and not 1 <= plan.precisions[c] <= 38:
+            raise ValueError(f"column {plan.names[c]!r}: decimal128 precision must be 1..38, "
+                             f"got {plan.precisions[c]}")
+    widths = [WIRE_WIDTH.get(k, 0) for k in kinds]
+    marks = [(len(v), len(o), len(d)) for v, o, d in zip(sinks.valid, sinks.offsets, sinks.data)]
+    row0 = sinks.rows
+    rows = 0
+    trailer = False
+    unpack_i16, unpack_i32 = _I16.unpack_from, _I32.unpack_from
+    try:
+        while end - pos >= 2:
+            nfields = unpack_i16(buf, pos)[0]
+            if nfields == -1:
+                trailer = True
+                pos += 2
+                break
+            if rows == max_rows:
+                break
+            if nfields != ncols:
+                raise data_error(plan, E_FIELD_COUNT, -1, row0 + rows, nfields)
+            fields: list[bytes | None] = []
+            q = pos + 2
+            for c in range(ncols):
+                if end - q < 4:
+                    break
+                n = unpack_i32(buf, q)[0]
+                q += 4
+                if n < 0:
+                    if n != -1:
+                        raise data_error(plan, E_FIELD_LENGTH, c, row0 + rows, n)
+                    fields.append(None)
+                    continue
+                if widths[c] and n != widths[c]:
+                    raise data_error(plan, E_FIELD_LENGTH, c, row0 + rows, n)
+                if end - q < n:
+                    break
+                fields.append(bytes(buf[q:q + n]))
+                q += n
+            else:
+                for c, field in enumerate(fields):
+                    _append(plan, sinks, kinds[c], c, row0 + rows, field)
+                pos = q
+                rows += 1
+                continue
+            break
+    except BaseException:
+        for (nv, no, nd), v, o, d in zip(marks, sinks.valid, sinks.offsets, sinks.data):
+            del v[nv:], o[no:], d[nd:]
+        raise
+    sinks.rows += rows
+    return pos, trailer
+
+
+def _append(
+    plan: ColumnPlan, sinks: ColumnSinks, kind: Kind, c: int, row: int, field: bytes | None,
+) -> None:
+    """Append one field (None = NULL) of column ``c`` to its sinks."""
+    data = sinks.data[c]
+    if field is None:
+        sinks.valid[c].append(0)
+        if kind in VARLENA_KINDS:
+            sinks.offsets[c] += _pack_offset(len(data))
+        else:
+            data += bytes(_SINK_WIDTH[kind])
+        return
+    sinks.valid[c].append(1)
+    if kind in (Kind.TEXT, Kind.BYTEA):
+        data += field
+    elif kind == Kind.BOOL:
+        data.append(1 if field[0] else 0)
+    elif kind in (Kind.INT2, Kind.INT4, Kind.INT8, Kind.FLOAT4, Kind.FLOAT8, Kind.TIME):
+        data += field[::-1]  # bytes reversed: NaN payloads and -0.0 survive bit for bit
+    elif kind == Kind.DATE:
+        days = _I32.unpack(field)[0]
+        if days not in (INT32_MAX, INT32_MIN):
+            if days > INT32_MAX - PG_EPOCH_OFFSET_DAYS:
+                raise data_error(plan, E_DATE_RANGE, c, row, days)
+            days += PG_EPOCH_OFFSET_DAYS
+        data += days.to_bytes(4, "little", signed=True)
+    elif kind in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ):
+        us = int.from_bytes(field, "big", signed=True)
+        if us not in (INT64_MAX, INT64_MIN):
+            if us > INT64_MAX - PG_EPOCH_OFFSET_US:
+                raise data_error(plan, E_TIMESTAMP_RANGE, c, row, us)
+            us += PG_EPOCH_OFFSET_US
+        data += us.to_bytes(8, "little", signed=True)
+    elif kind == Kind.INTERVAL:
+        us, days, months = _INTERVAL.unpack(field)
+        if not INT64_MIN <= us * 1000 <= INT64_MAX:
+            raise data_error(plan, E_INTERVAL_RANGE, c, row, us)
+        data += _LE_INTERVAL.pack(months, days, us * 1000)
+    elif kind == Kind.UUID:
+        data += field
+    elif kind == Kind.NUMERIC:
+        if _numeric_parts(field) is None:
+            raise data_error(plan, E_NUMERIC_MALFORMED, c, row)
+        value = _numeric_unscaled(field, plan.precisions[c], plan.scales[c])
+        if isinstance(value, str):
+            raise data_error(plan, E_NUMERIC_RANGE, c, row, text=value)
+        data += value.to_bytes(16, "little", signed=True)
+    elif kind == Kind.NUMERIC_TEXT:
+        text = numeric_text(field)
+        if text is None:
+            raise data_error(plan, E_NUMERIC_MALFORMED, c, row)
+        data += text.encode("ascii")
+    elif kind == Kind.JSONB:
+        if not field or field[0] != 1:
+            raise data_error(plan, E_JSONB_VERSION, c, row, field[0] if field else -1)
+        data += field[1:]
+    else:
+        raise AssertionError(f"unknown kind {kind}")
+    if kind in VARLENA_KINDS:
+        if len(data) > INT32_MAX:
+            raise data_error(plan, E_TOO_LARGE, c, row)
+        sinks.offsets[c] += _pack_offset(len(data))
+
+
+def read_copy(pgconn: pq.abc.PGconn, out: bytearray, target: int) -> tuple[int, bool]:
+    """Append whole COPY OUT data messages to ``out`` until ``target`` bytes were appended
+    or the COPY ended; returns ``(bytes_appended, done)``.
+
+    ``pgconn`` has already sent ``COPY ... TO STDOUT (FORMAT binary)`` and received
+    PGRES_COPY_OUT. ``done`` is True once libpq reported the end of the copy; the caller
+    must then call ``pgconn.get_result()`` (until it returns None) for the command status,
+    which is also where an error raised by the query mid-stream shows up. A broken
+    connection raises SourceError with libpq's message and ``out`` truncated back.
+    """
+    if pgconn.pgconn_ptr is None:
+        raise copy_failed(b"the connection is closed")
+    start = len(out)
+    try:
+        while len(out) - start < target:
+            n, data = pgconn.get_copy_data(0)
+            if n == -1:
+                return len(out) - start, True
+            out += data
+    except OperationalError:
+        del out[start:]
+        raise copy_failed(pgconn.error_message) from None
+    return len(out) - start, False
+
+
+def copy_failed(libpq_message: bytes) -> SourceError:
+    """The SourceError for a COPY OUT that libpq aborted (PQgetCopyData returned -2)."""
+    msg = " ".join(libpq_message.decode("utf-8", "replace").split())
+    return SourceError(f"COPY TO STDOUT failed: {msg or 'connection lost'}")
