@@ -29,7 +29,8 @@ def connect(conninfo: str, what: str) -> psycopg.Connection:
     from ..redact import redact
 
     try:
-        return psycopg.connect(conninfo, autocommit=True)
+        # text is carried as UTF-8 bytes as sent, so the session encoding must be UTF8
+        return psycopg.connect(conninfo, autocommit=True, client_encoding="UTF8")
     except psycopg.OperationalError as exc:
         msg = " ".join(str(exc).split())
         raise ConnectionFailed(f"{what}: cannot connect: {redact(msg)}") from None
