@@ -13,7 +13,7 @@ from types import ModuleType
 
 from .errors import ImplementationError
 
-STEMS = ("copy_decode", "copy_encode", "insert_sql", "codec")
+STEMS = ("copy_decode", "copy_encode", "insert_sql", "codec", "copy_scan")
 _log = logging.getLogger("rapidbyte_fast")
 
 
@@ -45,6 +45,7 @@ copy_decode = _MODULES["copy_decode"]
 copy_encode = _MODULES["copy_encode"]
 insert_sql = _MODULES["insert_sql"]
 codec = _MODULES["codec"]
+copy_scan = _MODULES["copy_scan"]
 
 _warned = False
 

@@ -1,0 +1,3 @@
+from collections.abc import Buffer
+
+def scan(src: Buffer, pos: int, end: int) -> tuple[int, int, bool]: ...
