@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 import pyarrow as pa
 
-from . import _impl
+from . import _impl, passthrough
 from .config import PipelineConfig
 from .destinations.postgres import PostgresDestination
 from .errors import PipelineAborted, RapidbyteError
@@ -90,6 +90,27 @@ class _Frames:
         return batch
 
 
+def _choose_path(task: Task, cfg: PipelineConfig, source, dest) -> tuple[str, str]:
+    """("passthrough" | "arrow", why): raw COPY bytes when nothing needs the values."""
+    if task.source_use != "postgres":
+        return "arrow", f"source is {task.source_use}"
+    if cfg.destination.config.passthrough == "off":
+        return "arrow", "passthrough: off"
+    if cfg.transforms:
+        return "arrow", "transforms need the values"
+    if cfg.destination.config.load_method != "copy":
+        return "arrow", "load_method is insert"
+    table = source.table
+    cols = [c.name for c in table.columns]
+    src_types = passthrough.column_types(source.conn, table.schema, table.name)
+    reason = passthrough.source_reason(src_types, cols)
+    if reason is None and cfg.destination.write_mode != "replace":
+        dst_types = dest.existing_column_types()
+        if dst_types is not None:
+            reason = passthrough.target_reason(src_types, dst_types, cols)
+    return ("arrow", reason) if reason else ("passthrough", "identical column types")
+
+
 def run_pipeline(cfg: PipelineConfig, progress: Progress | None = None) -> RunResult:
     """Run every task of ``cfg``; raise the first error, else return the result."""
     _impl.warn_if_python()
@@ -157,10 +178,15 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None) 
     def read_side() -> None:
         t0 = time.perf_counter()
         try:
-            for batch in source.batches(res.max_batch_bytes, res.max_batch_rows):
-                sr.records_read += batch.num_rows
-                sr.batches += 1
-                put(frames.pack(batch))
+            if sr.path == "passthrough":
+                for chunk in source.raw_chunks():
+                    sr.batches += 1
+                    put(chunk)
+            else:
+                for batch in source.batches(res.max_batch_bytes, res.max_batch_rows):
+                    sr.records_read += batch.num_rows
+                    sr.batches += 1
+                    put(frames.pack(batch))
             put(_END)
         except BaseException as exc:
             fail(exc)
@@ -171,6 +197,12 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None) 
         t0 = time.perf_counter()
         try:
             while (item := get()) is not _END:
+                if sr.path == "passthrough":
+                    before = dest.rows_written
+                    dest.write_raw(item)
+                    if progress is not None:
+                        progress(dest.rows_written - before, len(item))
+                    continue
                 batch = frames.unpack(item)
                 dest.write(batch)
                 if progress is not None:
@@ -184,7 +216,8 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None) 
     threads: list[threading.Thread] = []
     try:
         schema = source.open()
-        dest.open(schema)
+        sr.path, sr.path_reason = _choose_path(task, cfg, source, dest)
+        dest.open(schema, passthrough=sr.path == "passthrough")
         sr.target = f"{dest.schema_name}.{dest.table_name}"
         threads = [
             threading.Thread(target=read_side, name=f"rbf-src-{task.stream.name}", daemon=True),
@@ -208,6 +241,8 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None) 
         source.close()
         dest.close()
     sr.duration_secs = time.perf_counter() - t_start
+    if sr.path == "passthrough":
+        sr.records_read = dest.rows_written
     sr.records_written = dest.rows_written
     sr.bytes_read = source.bytes_read
     sr.bytes_written = dest.bytes_written

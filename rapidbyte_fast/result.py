@@ -20,6 +20,7 @@ class StreamResult:
     batches: int = 0
     duration_secs: float = 0.0
     path: str = "arrow"
+    path_reason: str = ""
     load_method: str = ""
     copy_format: str = ""
     timings: dict[str, float] = field(default_factory=dict)
@@ -112,7 +113,8 @@ class RunResult:
             lines.append(
                 f"  {s.stream} → {s.target}: {s.records_written:,} rows, "
                 f"{s.bytes_written / 1e6:,.1f} MB, {s.duration_secs:.3f}s "
-                f"({s.load_method}{'/' + s.copy_format if s.copy_format else ''})"
+                f"({s.load_method}{'/' + s.copy_format if s.copy_format else ''}, "
+                f"{s.path}{': ' + s.path_reason if s.path_reason else ''})"
             )
         keys = [("source", "source_duration_secs"), ("fetch", "source_fetch_secs"),
                 ("decode", "source_decode_secs"), ("dest", "dest_duration_secs"),

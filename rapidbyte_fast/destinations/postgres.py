@@ -13,7 +13,7 @@ import uuid
 import psycopg
 import pyarrow as pa
 
-from .._impl import copy_encode, insert_sql
+from .._impl import copy_decode, copy_encode, copy_scan, insert_sql
 from ..column_plan import COPY_BINARY_HEADER, COPY_BINARY_TRAILER, column_inputs
 from ..errors import DataError, DestinationError
 from ..pgtypes import (
@@ -61,10 +61,27 @@ class PostgresDestination:
         self._created = False
         self._primary_key: tuple[str, ...] = ()
         self._insert_prefix = b""
+        self.passthrough = False
+        self._raw_tail = b""
+        self._raw_header_done = False
+        self._raw_trailer = False
+
+    def existing_column_types(self) -> dict[str, tuple[str, bool]] | None:
+        """Column types of the target table, or None when it does not exist yet (connects
+        on a short-lived connection: called before ``open``)."""
+        from .. import passthrough
+
+        conn = connect(self.conninfo, f"destination for stream {self.stream_name}")
+        with conn:
+            if not table_exists(conn, self.schema_name, self.table_name):
+                return None
+            return passthrough.column_types(conn, self.schema_name, self.table_name)
 
     # -- setup ---------------------------------------------------------------------------
-    def open(self, schema: pa.Schema) -> None:
-        """Connect, prepare the table to load into and start the load."""
+    def open(self, schema: pa.Schema, passthrough: bool = False) -> None:
+        """Connect, prepare the table to load into and start the load. With ``passthrough``
+        the load takes raw COPY binary streams (``write_raw``) instead of Arrow batches."""
+        self.passthrough = passthrough
         t0 = time.perf_counter()
         self.conn = connect(self.conninfo, f"destination for stream {self.stream_name}")
         self.conn.autocommit = False
@@ -104,13 +121,17 @@ class PostgresDestination:
         self._wp = write_plan(schema, target_types)
         cols = ", ".join(quote_ident(n) for n in schema.names)
         rel = qualified(self.schema_name, self._load_table)
+        if self.passthrough:
+            self.load_method = "copy"
         if self.load_method == "copy":
-            self.copy_format = "binary" if (
+            self.copy_format = "binary" if self.passthrough or (
                 self._wp.binary_ok and self.pg.copy_format == "binary") else "text"
             cur = conn.cursor()
             self._copy_cm = cur.copy(
                 f"COPY {rel} ({cols}) FROM STDIN (FORMAT {self.copy_format})")
             self._copy = self._copy_cm.__enter__()
+            if self.passthrough:
+                return
             self._sender = CopySender(self._copy)
             self._buf = self._sender.take()
             if self.copy_format == "binary":
@@ -147,6 +168,27 @@ class PostgresDestination:
         else:
             self._write_insert(wp, cols, n)
         self.rows_written += n
+
+    def write_raw(self, chunk: bytearray) -> None:
+        """Send a chunk of a source's COPY binary stream as it is, counting its tuples."""
+        t0 = time.perf_counter()
+        data = self._raw_tail + chunk if self._raw_tail else chunk
+        pos = 0
+        if not self._raw_header_done:
+            pos = copy_decode.parse_header(data)
+            self._raw_header_done = pos > 0
+        if self._raw_header_done and not self._raw_trailer:
+            pos, rows, self._raw_trailer = copy_scan.scan(data, pos, len(data))
+            self.rows_written += rows
+        self._raw_tail = bytes(data[pos:]) if not self._raw_trailer else b""
+        t1 = time.perf_counter()
+        self.timings["dest_scan_secs"] = self.timings.get("dest_scan_secs", 0.0) + t1 - t0
+        try:
+            self._copy.write(chunk)
+        except psycopg.Error as exc:
+            raise DestinationError(self._where() + _pg_message(exc)) from None
+        self.timings["dest_flush_secs"] += time.perf_counter() - t1
+        self.bytes_written += len(chunk)
 
     def _write_copy(self, wp: WritePlan, cols: list, n: int, arrow_bytes: int) -> None:
         encode = copy_encode.encode_binary if self.copy_format == "binary" else copy_encode.encode_text
@@ -201,12 +243,15 @@ class PostgresDestination:
         """Finish the load, swap in the staging table for replace, and commit."""
         conn = self.conn
         try:
-            if self._copy is not None:
+            if self.passthrough and not self._raw_trailer:
+                raise DestinationError(f"{self._where()}the source's COPY stream ended early")
+            if self._sender is not None:
                 if self.copy_format == "binary":
                     self._buf += COPY_BINARY_TRAILER
                 self._flush()
                 self._sender.close()
                 self.timings["dest_flush_secs"] += self._sender.flush_secs
+            if self._copy is not None:
                 t0 = time.perf_counter()
                 self._copy_cm.__exit__(None, None, None)
                 self._copy = None

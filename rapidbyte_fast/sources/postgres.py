@@ -17,7 +17,7 @@ from psycopg import pq
 from .._impl import copy_decode
 from ..column_plan import ColumnSinks
 from ..errors import ConnectionFailed, SourceError
-from ..pgtypes import PgTable, describe_table, project, qualified, split_table
+from ..pgtypes import PgTable, describe_table, project, qualified, quote_ident, split_table
 
 #: Bytes drained from libpq per read call. 1 MB amortises the per-call overhead to noise
 #: while keeping the decode working set in L2/L3 (bench.micro copy_decode, narrow case).
@@ -60,12 +60,40 @@ class PostgresSource:
         self.table = project(full, self.columns, self.stream_name)
         return self.table.arrow_schema()
 
-    def copy_sql(self) -> str:
-        """The COPY statement for this stream (projection pushed down)."""
+    def copy_sql(self, raw: bool = False) -> str:
+        """The COPY statement for this stream (projection pushed down); ``raw`` selects every
+        column in its own binary form (passthrough), else text-carried types as ``::text``."""
         assert self.table is not None
-        cols = ", ".join(c.select_sql() for c in self.table.columns)
+        cols = ", ".join(
+            quote_ident(c.name) if raw else c.select_sql() for c in self.table.columns)
         rel = qualified(self.schema_name, self.table_name)
         return f"COPY (SELECT {cols} FROM {rel}) TO STDOUT (FORMAT binary)"
+
+    def _start_copy(self, raw: bool) -> pq.PGconn:
+        assert self.conn is not None
+        pgconn = self.conn.pgconn
+        t0 = time.perf_counter()
+        pgconn.send_query(self.copy_sql(raw).encode())
+        res = pgconn.get_result()
+        if res is None or res.status != pq.ExecStatus.COPY_OUT:
+            raise SourceError(f"stream {self.stream_name}: {_error_text(pgconn, res)}")
+        self.timings["source_query_secs"] += time.perf_counter() - t0
+        return pgconn
+
+    def raw_chunks(self, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[bytearray]:
+        """The COPY binary stream as it comes (header, tuples, trailer), in whole-message
+        chunks of about ``chunk_bytes``; for passthrough."""
+        pgconn = self._start_copy(raw=True)
+        done = False
+        while not done:
+            buf = bytearray()
+            t0 = time.perf_counter()
+            n, done = copy_decode.read_copy(pgconn, buf, chunk_bytes)
+            self.timings["source_fetch_secs"] += time.perf_counter() - t0
+            self.bytes_read += n
+            if n:
+                yield buf
+        self._finish_copy(pgconn)
 
     def batches(self, max_batch_bytes: int, max_batch_rows: int) -> Iterator[pa.RecordBatch]:
         """Record batches of the stream, each within the byte and row caps."""
@@ -73,13 +101,7 @@ class PostgresSource:
         schema = self.table.arrow_schema()
         plan = self.table.plan()
         sinks = ColumnSinks(plan)
-        pgconn = self.conn.pgconn
-        t0 = time.perf_counter()
-        pgconn.send_query(self.copy_sql().encode())
-        res = pgconn.get_result()
-        if res is None or res.status != pq.ExecStatus.COPY_OUT:
-            raise SourceError(f"stream {self.stream_name}: {_error_text(pgconn, res)}")
-        self.timings["source_query_secs"] += time.perf_counter() - t0
+        pgconn = self._start_copy(raw=False)
 
         buf = bytearray()
         pos = 0
