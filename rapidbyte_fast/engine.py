@@ -12,13 +12,13 @@ from typing import Callable, Iterator
 
 import pyarrow as pa
 
-from . import _impl, passthrough
+from . import _impl, partitions, passthrough
 from .config import PipelineConfig
 from .destinations.postgres import PostgresDestination
 from .errors import PipelineAborted, RapidbyteError
 from .plan import Task, make_tasks
 from .result import RunResult, StreamResult
-from .sources.postgres import PostgresSource
+from .sources.postgres import PostgresSource, connect
 
 _END = object()
 #: How often blocked queue operations wake up to notice that another stage failed.
@@ -126,130 +126,197 @@ def run_pipeline(cfg: PipelineConfig, progress: Progress | None = None) -> RunRe
     return result
 
 
-def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None) -> StreamResult:
-    """Copy one stream: source thread → bounded queue → destination thread."""
-    res = cfg.resources
+class _Pump:
+    """One shard's reader and writer threads joined by a bounded queue."""
+
+    def __init__(self, source, write, finish, path: str, cfg: PipelineConfig, frames: _Frames,
+                 stop: threading.Event, fail: Callable[[BaseException], None],
+                 progress: Progress | None, name: str) -> None:
+        self.source, self.write, self.finish, self.path = source, write, finish, path
+        self.res = cfg.resources
+        self.frames, self.stop, self.fail, self.progress = frames, stop, fail, progress
+        self.q: queue.Queue = queue.Queue(maxsize=self.res.max_inflight_batches)
+        self.records_read = self.batches = 0
+        self.times = {"source_emit_wait_secs": 0.0, "dest_recv_wait_secs": 0.0,
+                      "source_duration_secs": 0.0, "dest_duration_secs": 0.0}
+        self.threads = [threading.Thread(target=self._read, name=f"rbf-src-{name}", daemon=True),
+                        threading.Thread(target=self._write, name=f"rbf-dst-{name}", daemon=True)]
+
+    def _put(self, item) -> None:
+        t0 = time.perf_counter()
+        while True:
+            if self.stop.is_set():
+                raise PipelineAborted("destination stopped")
+            try:
+                self.q.put(item, timeout=_POLL_SECS)
+                break
+            except queue.Full:
+                continue
+        self.times["source_emit_wait_secs"] += time.perf_counter() - t0
+
+    def _get(self):
+        t0 = time.perf_counter()
+        while True:
+            if self.stop.is_set():
+                raise PipelineAborted("source stopped")
+            try:
+                item = self.q.get(timeout=_POLL_SECS)
+                break
+            except queue.Empty:
+                continue
+        self.times["dest_recv_wait_secs"] += time.perf_counter() - t0
+        return item
+
+    def _read(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            if self.path == "passthrough":
+                for chunk in self.source.raw_chunks():
+                    self.batches += 1
+                    self._put(chunk)
+            else:
+                for batch in self.source.batches(self.res.max_batch_bytes,
+                                                 self.res.max_batch_rows):
+                    self.records_read += batch.num_rows
+                    self.batches += 1
+                    self._put(self.frames.pack(batch))
+            self._put(_END)
+        except BaseException as exc:
+            self.fail(exc)
+        finally:
+            self.times["source_duration_secs"] = time.perf_counter() - t0
+
+    def _write(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            while (item := self._get()) is not _END:
+                if self.path == "passthrough":
+                    rows = self.write(item)
+                    nbytes = len(item)
+                else:
+                    batch = self.frames.unpack(item)
+                    self.write(batch)
+                    rows, nbytes = batch.num_rows, batch.nbytes
+                if self.progress is not None:
+                    self.progress(rows, nbytes)
+            self.finish()
+        except BaseException as exc:
+            self.fail(exc)
+        finally:
+            self.times["dest_duration_secs"] = time.perf_counter() - t0
+
+
+def _source_for(task: Task, cfg: PipelineConfig, where: str | None = None,
+                snapshot: str | None = None):
     if task.source_use == "postgres":
-        source = PostgresSource(task.source_conninfo, task.source_schema, task.stream.name,
-                                task.stream.columns)
-    else:
-        source = _GenerateAdapter(task, cfg)
+        return PostgresSource(task.source_conninfo, task.source_schema, task.stream.name,
+                              task.stream.columns, where=where, snapshot=snapshot)
+    return _GenerateAdapter(task, cfg)
+
+
+def _raw_writer(loader) -> Callable[[bytearray], int]:
+    def write(chunk: bytearray) -> int:
+        before = loader.rows_written
+        loader.write_raw(chunk)
+        return loader.rows_written - before
+    return write
+
+
+def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None) -> StreamResult:
+    """Copy one stream: per shard, a source thread → bounded queue → destination thread."""
+    res = cfg.resources
+    source = _source_for(task, cfg)
     dest = PostgresDestination(task.dest_conninfo, cfg.destination, task.stream.name)
     frames = _Frames(res.compression, res.compression_level)
     sr = StreamResult(stream=task.stream.name, target="", load_method=dest.load_method)
-    q: queue.Queue = queue.Queue(maxsize=res.max_inflight_batches)
     stop = threading.Event()
     errors: list[BaseException] = []
-    waits = {"source_emit_wait_secs": 0.0, "dest_recv_wait_secs": 0.0,
-             "source_duration_secs": 0.0, "dest_duration_secs": 0.0}
+    sources = [source]
+    pumps: list[_Pump] = []
+    exporter = None
     t_start = time.perf_counter()
 
     def fail(exc: BaseException) -> None:
         if not isinstance(exc, PipelineAborted):
             errors.append(exc)
         stop.set()
-        source.cancel()
+        for s in sources:
+            s.cancel()
 
-    def put(item) -> None:
-        t0 = time.perf_counter()
-        while True:
-            if stop.is_set():
-                raise PipelineAborted("destination stopped")
-            try:
-                q.put(item, timeout=_POLL_SECS)
-                break
-            except queue.Full:
-                continue
-        waits["source_emit_wait_secs"] += time.perf_counter() - t0
-
-    def get():
-        t0 = time.perf_counter()
-        while True:
-            if stop.is_set():
-                raise PipelineAborted("source stopped")
-            try:
-                item = q.get(timeout=_POLL_SECS)
-                break
-            except queue.Empty:
-                continue
-        waits["dest_recv_wait_secs"] += time.perf_counter() - t0
-        return item
-
-    def read_side() -> None:
-        t0 = time.perf_counter()
-        try:
-            if sr.path == "passthrough":
-                for chunk in source.raw_chunks():
-                    sr.batches += 1
-                    put(chunk)
-            else:
-                for batch in source.batches(res.max_batch_bytes, res.max_batch_rows):
-                    sr.records_read += batch.num_rows
-                    sr.batches += 1
-                    put(frames.pack(batch))
-            put(_END)
-        except BaseException as exc:
-            fail(exc)
-        finally:
-            waits["source_duration_secs"] = time.perf_counter() - t0
-
-    def write_side() -> None:
-        t0 = time.perf_counter()
-        try:
-            while (item := get()) is not _END:
-                if sr.path == "passthrough":
-                    before = dest.rows_written
-                    dest.write_raw(item)
-                    if progress is not None:
-                        progress(dest.rows_written - before, len(item))
-                    continue
-                batch = frames.unpack(item)
-                dest.write(batch)
-                if progress is not None:
-                    progress(batch.num_rows, batch.nbytes)
-            dest.commit()
-        except BaseException as exc:
-            fail(exc)
-        finally:
-            waits["dest_duration_secs"] = time.perf_counter() - t0
-
-    threads: list[threading.Thread] = []
     try:
         schema = source.open()
         sr.path, sr.path_reason = _choose_path(task, cfg, source, dest)
-        dest.open(schema, passthrough=sr.path == "passthrough")
+        parts = None
+        if task.source_use == "postgres":
+            shards = partitions.shard_count(source.conn, source.table, res.parallelism)
+            if shards > 1:
+                exporter = partitions.SnapshotExporter(
+                    connect(task.source_conninfo, f"source stream {task.stream.name}"))
+                parts = partitions.plan(source.conn, exporter, source.table,
+                                        task.stream.partition_key, shards, task.stream.name)
+        passthrough_path = sr.path == "passthrough"
+        if parts is None:
+            dest.open(schema, passthrough=passthrough_path)
+            loader = dest.loader
+            write = _raw_writer(loader) if passthrough_path else loader.write
+            pumps.append(_Pump(source, write, dest.commit, sr.path, cfg, frames, stop, fail,
+                               progress, task.stream.name))
+        else:
+            sr.parallelism, sr.partitioning = len(parts.wheres), parts.method
+            dest.open(schema, passthrough=passthrough_path, shards=len(parts.wheres))
+            for i, where in enumerate(parts.wheres):
+                shard = _source_for(task, cfg, where=where, snapshot=parts.snapshot)
+                sources.append(shard)
+                shard.open()
+                loader = dest.shard_loader()
+                write = _raw_writer(loader) if passthrough_path else loader.write
+                pumps.append(_Pump(shard, write, lambda ld=loader: dest.commit_shard(ld),
+                                   sr.path, cfg, frames, stop, fail, progress,
+                                   f"{task.stream.name}-{i}"))
         sr.target = f"{dest.schema_name}.{dest.table_name}"
-        threads = [
-            threading.Thread(target=read_side, name=f"rbf-src-{task.stream.name}", daemon=True),
-            threading.Thread(target=write_side, name=f"rbf-dst-{task.stream.name}", daemon=True),
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        sr.copy_format = (dest.loaders[0].copy_format if dest.loaders else "")
+        for p in pumps:
+            for t in p.threads:
+                t.start()
+        for p in pumps:
+            for t in p.threads:
+                t.join()
         if errors:
             raise errors[0]
+        if parts is not None:
+            dest.commit()
     except BaseException:
-        # e.g. Ctrl-C in the main thread: stop both stages before rolling back
+        # e.g. Ctrl-C in the main thread: stop every stage before rolling back
         stop.set()
-        source.cancel()
-        for t in threads:
-            t.join(timeout=10)
+        for s in sources:
+            s.cancel()
+        for p in pumps:
+            for t in p.threads:
+                if t.is_alive():
+                    t.join(timeout=10)
         dest.abort()
         raise
     finally:
-        source.close()
+        for s in sources:
+            s.close()
+        if exporter is not None:
+            exporter.close()
+            exporter.conn.close()
         dest.close()
     sr.duration_secs = time.perf_counter() - t_start
-    if sr.path == "passthrough":
-        sr.records_read = dest.rows_written
     sr.records_written = dest.rows_written
-    sr.bytes_read = source.bytes_read
+    sr.records_read = (sr.records_written if sr.path == "passthrough"
+                       else sum(p.records_read for p in pumps))
+    sr.batches = sum(p.batches for p in pumps)
+    sr.bytes_read = sum(s.bytes_read for s in sources)
     sr.bytes_written = dest.bytes_written
-    sr.copy_format = dest.copy_format if dest.load_method == "copy" else ""
-    sr.timings = {**source.timings, **dest.timings, **waits,
-                  "compress_secs": frames.compress_secs,
-                  "decompress_secs": frames.decompress_secs}
+    timings: dict[str, float] = {}
+    for part in [*(s.timings for s in sources), dest.all_timings(), *(p.times for p in pumps)]:
+        for k, v in part.items():
+            timings[k] = timings.get(k, 0.0) + v
+    timings["compress_secs"] = frames.compress_secs
+    timings["decompress_secs"] = frames.decompress_secs
+    sr.timings = timings
     return sr
 
 

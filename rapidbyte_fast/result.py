@@ -21,6 +21,8 @@ class StreamResult:
     duration_secs: float = 0.0
     path: str = "arrow"
     path_reason: str = ""
+    parallelism: int = 1
+    partitioning: str = ""
     load_method: str = ""
     copy_format: str = ""
     timings: dict[str, float] = field(default_factory=dict)
@@ -36,9 +38,12 @@ class RunResult:
     duration_secs: float = 0.0
     process_cpu_secs: float = 0.0
     peak_rss_mb: float = 0.0
-    parallelism: int = 1
     retry_count: int = 0
     compression: str = "none"
+
+    @property
+    def parallelism(self) -> int:
+        return max((s.parallelism for s in self.streams), default=1)
 
     @property
     def records_read(self) -> int:

@@ -1,9 +1,12 @@
 """Postgres destination: COPY FROM STDIN (binary, or text when a target type needs Postgres
 to parse text) or multi-row INSERT, with append and replace semantics.
 
-Each stream is loaded in one transaction. ``replace`` loads a staging table, builds the
-primary key on it, then drops the old table and renames the staging table in the same
-transaction, so a failed run leaves the old table untouched.
+``PostgresDestination`` owns the table (DDL, staging, the final swap); ``Loader`` writes rows
+over one connection. Unsharded, one loader shares the destination's connection and the
+whole stream is one transaction. Sharded, every shard has its own loader and connection
+committing into a staging table, and ``commit`` then swaps (replace) or moves (append) the
+staging table into place in one transaction; a failure drops the staging table, so the
+target is never left half-loaded. ``replace`` builds the primary key after the load.
 """
 from __future__ import annotations
 
@@ -34,139 +37,66 @@ def adaptive_flush_bytes(avg_row_bytes: float) -> int:
     return 16 << 20
 
 
-class PostgresDestination:
-    """Loads one stream into ``schema.table`` of a Postgres database."""
+def _pg_message(exc: psycopg.Error) -> str:
+    diag = exc.diag
+    msg = diag.message_primary or str(exc)
+    if diag.message_detail:
+        msg += f" ({diag.message_detail})"
+    return " ".join(msg.split())
 
-    def __init__(self, conninfo: str, dest_cfg, stream_name: str) -> None:
-        self.conninfo = conninfo
-        self.cfg = dest_cfg
-        self.pg = dest_cfg.config
-        self.stream_name = stream_name
-        self.schema_name = self.pg.schema_name
-        self.table_name = split_table(stream_name, self.schema_name)[1]
-        self.conn: psycopg.Connection | None = None
-        self.timings = {"dest_connect_secs": 0.0, "dest_encode_secs": 0.0,
-                        "dest_flush_secs": 0.0, "dest_commit_secs": 0.0, "dest_ddl_secs": 0.0}
+
+class Loader:
+    """Writes one stream's rows (or raw COPY binary streams) into one table over one
+    connection, inside that connection's transaction."""
+
+    def __init__(self, conn: psycopg.Connection, where: str, pg_cfg, rel: str, cols: str,
+                 wp: WritePlan, passthrough: bool) -> None:
+        self.conn = conn
+        self.where = where
+        self.pg = pg_cfg
+        self.wp = wp
+        self.passthrough = passthrough
+        self.load_method = "copy" if passthrough else pg_cfg.load_method
+        self.copy_format = ""
+        self.timings = {"dest_encode_secs": 0.0, "dest_flush_secs": 0.0}
         self.rows_written = 0
         self.bytes_written = 0
-        self.load_method = self.pg.load_method
-        self.copy_format = "binary"
-        self._wp: WritePlan | None = None
-        self._copy_cm = None
-        self._copy = None
+        self._copy_cm = self._copy = None
         self._sender: CopySender | None = None
         self._buf: bytearray | None = None
         self._flush_bytes = 0
-        self._load_table = ""
-        self._created = False
-        self._primary_key: tuple[str, ...] = ()
         self._insert_prefix = b""
-        self.passthrough = False
         self._raw_tail = b""
-        self._raw_header_done = False
-        self._raw_trailer = False
-
-    def existing_column_types(self) -> dict[str, tuple[str, bool]] | None:
-        """Column types of the target table, or None when it does not exist yet (connects
-        on a short-lived connection: called before ``open``)."""
-        from .. import passthrough
-
-        conn = connect(self.conninfo, f"destination for stream {self.stream_name}")
-        with conn:
-            if not table_exists(conn, self.schema_name, self.table_name):
-                return None
-            return passthrough.column_types(conn, self.schema_name, self.table_name)
-
-    # -- setup ---------------------------------------------------------------------------
-    def open(self, schema: pa.Schema, passthrough: bool = False) -> None:
-        """Connect, prepare the table to load into and start the load. With ``passthrough``
-        the load takes raw COPY binary streams (``write_raw``) instead of Arrow batches."""
-        self.passthrough = passthrough
-        t0 = time.perf_counter()
-        self.conn = connect(self.conninfo, f"destination for stream {self.stream_name}")
-        self.conn.autocommit = False
-        self.timings["dest_connect_secs"] += time.perf_counter() - t0
-        self._primary_key = self._pk_from(schema)
-        t0 = time.perf_counter()
+        self._raw_header_done = self._raw_trailer = False
         try:
-            self._prepare(schema)
-        except psycopg.Error as exc:
-            raise DestinationError(self._where() + _pg_message(exc)) from None
-        self.timings["dest_ddl_secs"] += time.perf_counter() - t0
-
-    def _pk_from(self, schema: pa.Schema) -> tuple[str, ...]:
-        if self.cfg.primary_key:
-            return tuple(self.cfg.primary_key)
-        raw = (schema.metadata or {}).get(PRIMARY_KEY_KEY)
-        if raw:
-            pk = tuple(raw.decode().split(","))
-            return pk if all(k in schema.names for k in pk) else ()
-        return ()
-
-    def _prepare(self, schema: pa.Schema) -> None:
-        conn = self.conn
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema_name)}")
-        exists = table_exists(conn, self.schema_name, self.table_name)
-        if self.cfg.write_mode == "replace":
-            self._load_table = derived_name(self.table_name, f"__rbf_stage_{uuid.uuid4().hex[:8]}")
-            self._create_table(self._load_table, schema)
-            target_types = None
-        else:
-            self._load_table = self.table_name
-            if not exists:
-                self._create_table(self.table_name, schema)
-                target_types = None
+            if self.load_method == "copy":
+                self.copy_format = "binary" if passthrough or (
+                    wp.binary_ok and pg_cfg.copy_format == "binary") else "text"
+                self._copy_cm = conn.cursor().copy(
+                    f"COPY {rel} ({cols}) FROM STDIN (FORMAT {self.copy_format})")
+                self._copy = self._copy_cm.__enter__()
+                if not passthrough:
+                    self._sender = CopySender(self._copy)
+                    self._buf = self._sender.take()
+                    if self.copy_format == "binary":
+                        self._buf += COPY_BINARY_HEADER
             else:
-                target_types = self._existing_types(schema)
-        self._wp = write_plan(schema, target_types)
-        cols = ", ".join(quote_ident(n) for n in schema.names)
-        rel = qualified(self.schema_name, self._load_table)
-        if self.passthrough:
-            self.load_method = "copy"
-        if self.load_method == "copy":
-            self.copy_format = "binary" if self.passthrough or (
-                self._wp.binary_ok and self.pg.copy_format == "binary") else "text"
-            cur = conn.cursor()
-            self._copy_cm = cur.copy(
-                f"COPY {rel} ({cols}) FROM STDIN (FORMAT {self.copy_format})")
-            self._copy = self._copy_cm.__enter__()
-            if self.passthrough:
-                return
-            self._sender = CopySender(self._copy)
-            self._buf = self._sender.take()
-            if self.copy_format == "binary":
-                self._buf += COPY_BINARY_HEADER
-        else:
-            self._insert_prefix = f"INSERT INTO {rel} ({cols}) VALUES ".encode()
+                self._insert_prefix = f"INSERT INTO {rel} ({cols}) VALUES ".encode()
+        except psycopg.Error as exc:
+            raise DestinationError(self.where + _pg_message(exc)) from None
 
-    def _create_table(self, name: str, schema: pa.Schema) -> None:
-        defs = ", ".join(f"{quote_ident(f.name)} {field_pg_type(f)}" for f in schema)
-        self.conn.execute(f"CREATE TABLE {qualified(self.schema_name, name)} ({defs})")
-        self._created = True
-
-    def _existing_types(self, schema: pa.Schema) -> dict[str, str]:
-        table = describe_table(self.conn, self.schema_name, self.table_name)
-        have = {c.name: c for c in table.columns}
-        missing = [n for n in schema.names if n not in have]
-        if missing:
-            raise DestinationError(
-                f"{self._where()}table {self.schema_name}.{self.table_name} has no column "
-                f"{', '.join(missing)}"
-            )
-        return {n: ("text" if have[n].typtype == "e" else have[n].base_type)
-                for n in schema.names}
-
-    # -- load ----------------------------------------------------------------------------
     def write(self, batch: pa.RecordBatch) -> None:
         """Encode and send one batch."""
-        wp = self._wp
-        batch = conform(batch, wp)
-        cols = column_inputs(batch, wp.plan)
+        batch = conform(batch, self.wp)
+        cols = column_inputs(batch, self.wp.plan)
         n = batch.num_rows
-        if self.load_method == "copy":
-            self._write_copy(wp, cols, n, batch.nbytes)
-        else:
-            self._write_insert(wp, cols, n)
+        try:
+            if self.load_method == "copy":
+                self._write_copy(cols, n, batch.nbytes)
+            else:
+                self._write_insert(cols, n)
+        except DataError as exc:
+            raise DataError(f"{self.where}{exc}") from None
         self.rows_written += n
 
     def write_raw(self, chunk: bytearray) -> None:
@@ -186,25 +116,22 @@ class PostgresDestination:
         try:
             self._copy.write(chunk)
         except psycopg.Error as exc:
-            raise DestinationError(self._where() + _pg_message(exc)) from None
+            raise DestinationError(self.where + _pg_message(exc)) from None
         self.timings["dest_flush_secs"] += time.perf_counter() - t1
         self.bytes_written += len(chunk)
 
-    def _write_copy(self, wp: WritePlan, cols: list, n: int, arrow_bytes: int) -> None:
-        encode = copy_encode.encode_binary if self.copy_format == "binary" else copy_encode.encode_text
-        if not self._flush_bytes:
-            self._flush_bytes = self.pg.copy_flush_bytes or adaptive_flush_bytes(
-                arrow_bytes / max(n, 1))
-        row = 0
+    def _write_copy(self, cols: list, n: int, arrow_bytes: int) -> None:
+        encode = (copy_encode.encode_binary if self.copy_format == "binary"
+                  else copy_encode.encode_text)
         avg = max(arrow_bytes / max(n, 1), 1.0)
+        if not self._flush_bytes:
+            self._flush_bytes = self.pg.copy_flush_bytes or adaptive_flush_bytes(avg)
+        row = 0
         while row < n:
             room = self._flush_bytes - len(self._buf)
             step = max(1, min(n - row, int(room / avg) + 1))
             t0 = time.perf_counter()
-            try:
-                encode(wp.plan, cols, row, row + step, self._buf)
-            except DataError as exc:
-                raise DataError(f"stream {self.stream_name}: {exc}") from None
+            encode(self.wp.plan, cols, row, row + step, self._buf)
             self.timings["dest_encode_secs"] += time.perf_counter() - t0
             row += step
             if len(self._buf) >= self._flush_bytes:
@@ -215,50 +142,228 @@ class PostgresDestination:
         self._sender.send(self._buf)
         self._buf = self._sender.take()
 
-    def _write_insert(self, wp: WritePlan, cols: list, n: int) -> None:
+    def _write_insert(self, cols: list, n: int) -> None:
         buf = bytearray()
         row = 0
         cur = self.conn.cursor()
         while row < n:
             buf.clear()
             t0 = time.perf_counter()
-            try:
-                used, _ = insert_sql.build_insert(
-                    wp.plan, cols, row, n, buf, self._insert_prefix, b"",
-                    self.pg.insert_batch_rows, self.pg.insert_batch_bytes)
-            except DataError as exc:
-                raise DataError(f"stream {self.stream_name}: {exc}") from None
+            used, _ = insert_sql.build_insert(
+                self.wp.plan, cols, row, n, buf, self._insert_prefix, b"",
+                self.pg.insert_batch_rows, self.pg.insert_batch_bytes)
             t1 = time.perf_counter()
             self.timings["dest_encode_secs"] += t1 - t0
             try:
                 cur.execute(bytes(buf))
             except psycopg.Error as exc:
-                raise DestinationError(self._where() + _pg_message(exc)) from None
+                raise DestinationError(self.where + _pg_message(exc)) from None
             self.timings["dest_flush_secs"] += time.perf_counter() - t1
             self.bytes_written += len(buf)
             row += used
 
-    # -- finish --------------------------------------------------------------------------
-    def commit(self) -> None:
-        """Finish the load, swap in the staging table for replace, and commit."""
-        conn = self.conn
+    def finish(self) -> None:
+        """End the COPY (the transaction stays open)."""
+        if self.passthrough and not self._raw_trailer:
+            raise DestinationError(f"{self.where}the source's COPY stream ended early")
         try:
-            if self.passthrough and not self._raw_trailer:
-                raise DestinationError(f"{self._where()}the source's COPY stream ended early")
             if self._sender is not None:
                 if self.copy_format == "binary":
                     self._buf += COPY_BINARY_TRAILER
                 self._flush()
                 self._sender.close()
                 self.timings["dest_flush_secs"] += self._sender.flush_secs
+                self._sender = None
             if self._copy is not None:
                 t0 = time.perf_counter()
                 self._copy_cm.__exit__(None, None, None)
                 self._copy = None
                 self.timings["dest_flush_secs"] += time.perf_counter() - t0
+        except psycopg.Error as exc:
+            raise DestinationError(self.where + _pg_message(exc)) from None
+
+    def abort(self) -> None:
+        """Stop sending and end the COPY with an error (the caller rolls back)."""
+        if self._sender is not None:
+            try:
+                self._sender.close()
+            except BaseException:  # the load failed already; rollback is what matters now
+                pass
+            self._sender = None
+        if self._copy is not None:
+            try:
+                self._copy_cm.__exit__(DestinationError, DestinationError("aborted"), None)
+            except BaseException:  # the server already knows the COPY failed
+                pass
+            self._copy = None
+
+
+class PostgresDestination:
+    """Loads one stream into ``schema.table`` of a Postgres database."""
+
+    def __init__(self, conninfo: str, dest_cfg, stream_name: str) -> None:
+        self.conninfo = conninfo
+        self.cfg = dest_cfg
+        self.pg = dest_cfg.config
+        self.stream_name = stream_name
+        self.schema_name = self.pg.schema_name
+        self.table_name = split_table(stream_name, self.schema_name)[1]
+        self.conn: psycopg.Connection | None = None
+        self.timings = {"dest_connect_secs": 0.0, "dest_commit_secs": 0.0, "dest_ddl_secs": 0.0}
+        self.load_method = self.pg.load_method
+        self.copy_format = ""
+        self.passthrough = False
+        self.shards = 1
+        self.loader: Loader | None = None
+        self.loaders: list[Loader] = []
+        self._wp: WritePlan | None = None
+        self._load_table = ""
+        self._staged = False
+        self._created = False
+        self._target_exists = False
+        self._primary_key: tuple[str, ...] = ()
+        self._cols = ""
+
+    @property
+    def rows_written(self) -> int:
+        return sum(ld.rows_written for ld in self.loaders)
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(ld.bytes_written for ld in self.loaders)
+
+    def all_timings(self) -> dict[str, float]:
+        """Destination timings with the loaders' summed in."""
+        out = dict(self.timings)
+        for ld in self.loaders:
+            for k, v in ld.timings.items():
+                out[k] = out.get(k, 0.0) + v
+        return out
+
+    def existing_column_types(self) -> dict[str, tuple[str, bool]] | None:
+        """Column types of the target table, or None when it does not exist yet (on a
+        short-lived connection: called before ``open``)."""
+        from .. import passthrough
+
+        conn = connect(self.conninfo, f"destination for stream {self.stream_name}")
+        with conn:
+            if not table_exists(conn, self.schema_name, self.table_name):
+                return None
+            return passthrough.column_types(conn, self.schema_name, self.table_name)
+
+    # -- setup ---------------------------------------------------------------------------
+    def _connect(self) -> psycopg.Connection:
+        t0 = time.perf_counter()
+        conn = connect(self.conninfo, f"destination for stream {self.stream_name}")
+        conn.autocommit = False
+        self.timings["dest_connect_secs"] += time.perf_counter() - t0
+        return conn
+
+    def open(self, schema: pa.Schema, passthrough: bool = False, shards: int = 1) -> None:
+        """Prepare the table to load into. Unsharded, also start the load (``write`` /
+        ``write_raw``); sharded, each shard takes a ``shard_loader()``. With
+        ``passthrough`` loads take raw COPY binary streams instead of Arrow batches."""
+        self.passthrough, self.shards = passthrough, shards
+        if passthrough:
+            self.load_method = "copy"
+        self.conn = self._connect()
+        self._primary_key = self._pk_from(schema)
+        t0 = time.perf_counter()
+        try:
+            self._prepare(schema)
+            if shards > 1:
+                self.conn.commit()  # shard connections must see the staging table
+            else:
+                self.loader = self._new_loader(self.conn)
+        except psycopg.Error as exc:
+            raise DestinationError(self._where() + _pg_message(exc)) from None
+        finally:
+            self.timings["dest_ddl_secs"] += time.perf_counter() - t0
+        if self.loader is not None:
+            self.copy_format = self.loader.copy_format
+
+    def _pk_from(self, schema: pa.Schema) -> tuple[str, ...]:
+        if self.cfg.primary_key:
+            return tuple(self.cfg.primary_key)
+        raw = (schema.metadata or {}).get(PRIMARY_KEY_KEY)
+        if raw:
+            pk = tuple(raw.decode().split(","))
+            return pk if all(k in schema.names for k in pk) else ()
+        return ()
+
+    def _prepare(self, schema: pa.Schema) -> None:
+        conn = self.conn
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema_name)}")
+        self._target_exists = table_exists(conn, self.schema_name, self.table_name)
+        target_types = None
+        if self._target_exists and self.cfg.write_mode != "replace":
+            target_types = self._existing_types(schema)
+        if self.cfg.write_mode == "replace" or self.shards > 1:
+            self._load_table = derived_name(self.table_name, f"__rbf_stage_{uuid.uuid4().hex[:8]}")
+            self._create_table(self._load_table, schema)
+            self._staged = True
+        else:
+            self._load_table = self.table_name
+            if not self._target_exists:
+                self._create_table(self.table_name, schema)
+                self._created = True
+        self._wp = write_plan(schema, target_types)
+        self._cols = ", ".join(quote_ident(n) for n in schema.names)
+
+    def _new_loader(self, conn: psycopg.Connection) -> Loader:
+        loader = Loader(conn, self._where(), self.pg, qualified(self.schema_name, self._load_table),
+                        self._cols, self._wp, self.passthrough)
+        self.loaders.append(loader)
+        return loader
+
+    def shard_loader(self) -> Loader:
+        """A loader on its own connection and transaction, for one shard (commit it with
+        ``commit_shard``)."""
+        return self._new_loader(self._connect())
+
+    def commit_shard(self, loader: Loader) -> None:
+        """Finish one shard's load and commit it into the staging table."""
+        loader.finish()
+        try:
+            loader.conn.commit()
+        except psycopg.Error as exc:
+            raise DestinationError(self._where() + _pg_message(exc)) from None
+
+    def _create_table(self, name: str, schema: pa.Schema) -> None:
+        defs = ", ".join(f"{quote_ident(f.name)} {field_pg_type(f)}" for f in schema)
+        self.conn.execute(f"CREATE TABLE {qualified(self.schema_name, name)} ({defs})")
+
+    def _existing_types(self, schema: pa.Schema) -> dict[str, str]:
+        table = describe_table(self.conn, self.schema_name, self.table_name)
+        have = {c.name: c for c in table.columns}
+        missing = [n for n in schema.names if n not in have]
+        if missing:
+            raise DestinationError(
+                f"{self._where()}table {self.schema_name}.{self.table_name} has no column "
+                f"{', '.join(missing)}"
+            )
+        return {n: ("text" if have[n].typtype == "e" else have[n].base_type)
+                for n in schema.names}
+
+    # -- load (unsharded) ------------------------------------------------------------------
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Encode and send one batch."""
+        self.loader.write(batch)
+
+    def write_raw(self, chunk: bytearray) -> None:
+        """Send a chunk of a source's COPY binary stream as it is."""
+        self.loader.write_raw(chunk)
+
+    # -- finish --------------------------------------------------------------------------
+    def commit(self) -> None:
+        """Finish the load, put the staging table in place, and commit."""
+        if self.loader is not None:
+            self.loader.finish()
+        conn = self.conn
+        try:
             t0 = time.perf_counter()
-            if self.cfg.write_mode == "replace":
-                self._swap()
+            if self._staged:
+                self._place_staging()
             elif self._created and self._primary_key:
                 self._add_primary_key(self.table_name, self.table_name)
             self.timings["dest_ddl_secs"] += time.perf_counter() - t0
@@ -267,6 +372,7 @@ class PostgresDestination:
             self.timings["dest_commit_secs"] += time.perf_counter() - t0
         except psycopg.Error as exc:
             raise DestinationError(self._where() + _pg_message(exc)) from None
+        self._staged = False
 
     def _add_primary_key(self, table: str, constraint_base: str) -> None:
         cols = ", ".join(quote_ident(c) for c in self._primary_key)
@@ -275,11 +381,16 @@ class PostgresDestination:
             f"ALTER TABLE {qualified(self.schema_name, table)} ADD CONSTRAINT {name} "
             f"PRIMARY KEY ({cols})")
 
-    def _swap(self) -> None:
+    def _place_staging(self) -> None:
         conn = self.conn
         stage = qualified(self.schema_name, self._load_table)
         target = qualified(self.schema_name, self.table_name)
         exists = table_exists(conn, self.schema_name, self.table_name)
+        if self.cfg.write_mode != "replace" and exists:
+            # sharded append: one set-based move keeps the append atomic
+            conn.execute(f"INSERT INTO {target} ({self._cols}) SELECT {self._cols} FROM {stage}")
+            conn.execute(f"DROP TABLE {stage}")
+            return
         if exists and self.rows_written == 0 and not self.cfg.allow_empty_replace:
             has_rows = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {target})").fetchone()[0]
             if has_rows:
@@ -298,38 +409,33 @@ class PostgresDestination:
             conn.execute(f"ALTER TABLE {target} RENAME CONSTRAINT {old} TO {new}")
 
     def abort(self) -> None:
-        """Roll back everything this stream did (staging tables vanish with it)."""
-        if self._sender is not None:
-            try:
-                self._sender.close()
-            except BaseException:  # the load failed already; rollback is what matters now
-                pass
-            self._sender = None
-        if self._copy_cm is not None and self._copy is not None:
-            try:
-                self._copy_cm.__exit__(DestinationError, DestinationError("aborted"), None)
-            except BaseException:  # the server already knows the COPY failed
-                pass
-            self._copy = None
-        if self.conn is not None and not self.conn.closed:
-            try:
-                self.conn.rollback()
-            except psycopg.Error:
-                pass
+        """Undo everything this stream did: roll back, and drop a committed staging table."""
+        for ld in self.loaders:
+            ld.abort()
+            if ld.conn is not self.conn and not ld.conn.closed:
+                try:
+                    ld.conn.rollback()
+                except psycopg.Error:
+                    pass
+        if self.conn is None or self.conn.closed:
+            return
+        try:
+            self.conn.rollback()
+            if self._staged and self.shards > 1:
+                self.conn.execute(
+                    f"DROP TABLE IF EXISTS {qualified(self.schema_name, self._load_table)}")
+                self.conn.commit()
+        except psycopg.Error:
+            pass
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close every connection."""
+        for ld in self.loaders:
+            if ld.conn is not self.conn:
+                ld.conn.close()
         if self.conn is not None:
             self.conn.close()
             self.conn = None
 
     def _where(self) -> str:
         return f"stream {self.stream_name} → {self.schema_name}.{self.table_name}: "
-
-
-def _pg_message(exc: psycopg.Error) -> str:
-    diag = exc.diag
-    msg = diag.message_primary or str(exc)
-    if diag.message_detail:
-        msg += f" ({diag.message_detail})"
-    return " ".join(msg.split())

@@ -7,6 +7,7 @@ complete tuples of a chunk to the column sinks, and a batch is cut when the sink
 """
 from __future__ import annotations
 
+import re
 import time
 from typing import Iterator
 
@@ -40,8 +41,11 @@ class PostgresSource:
     """Reads one stream (table) of a Postgres database."""
 
     def __init__(self, conninfo: str, default_schema: str, stream_name: str,
-                 columns: tuple[str, ...] | None = None) -> None:
+                 columns: tuple[str, ...] | None = None, where: str | None = None,
+                 snapshot: str | None = None) -> None:
         self.conninfo = conninfo
+        self.where = where
+        self.snapshot = snapshot
         self.stream_name = stream_name
         self.schema_name, self.table_name = split_table(stream_name, default_schema)
         self.columns = columns
@@ -56,6 +60,12 @@ class PostgresSource:
         t0 = time.perf_counter()
         self.conn = connect(self.conninfo, f"source stream {self.stream_name}")
         self.timings["source_connect_secs"] += time.perf_counter() - t0
+        if self.snapshot:
+            if not re.fullmatch(r"[0-9A-Fa-f-]+", self.snapshot):
+                raise SourceError(f"stream {self.stream_name}: invalid snapshot id")
+            # every shard reads the coordinator's exported snapshot: one consistent copy
+            self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            self.conn.execute(f"SET TRANSACTION SNAPSHOT '{self.snapshot}'")
         full = describe_table(self.conn, self.schema_name, self.table_name)
         self.table = project(full, self.columns, self.stream_name)
         return self.table.arrow_schema()
@@ -67,7 +77,8 @@ class PostgresSource:
         cols = ", ".join(
             quote_ident(c.name) if raw else c.select_sql() for c in self.table.columns)
         rel = qualified(self.schema_name, self.table_name)
-        return f"COPY (SELECT {cols} FROM {rel}) TO STDOUT (FORMAT binary)"
+        where = f" WHERE {self.where}" if self.where else ""
+        return f"COPY (SELECT {cols} FROM {rel}{where}) TO STDOUT (FORMAT binary)"
 
     def _start_copy(self, raw: bool) -> pq.PGconn:
         assert self.conn is not None
