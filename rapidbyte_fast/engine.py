@@ -15,7 +15,9 @@ import pyarrow as pa
 from . import _impl, partitions, passthrough
 from .config import PipelineConfig
 from .destinations.postgres import PostgresDestination
-from .errors import PipelineAborted, RapidbyteError
+from .errors import ConfigError, PipelineAborted, RapidbyteError
+from .pgtypes import check_type_sql, quote_ident
+from .state import cursors
 from .plan import Task, make_tasks
 from .result import RunResult, StreamResult
 from .sources.postgres import PostgresSource, connect
@@ -90,6 +92,25 @@ class _Frames:
         return batch
 
 
+def _start_incremental(task: Task, source, dest) -> str | None:
+    """Filter the source by the committed cursor; returns the cursor value read."""
+    stream = task.stream
+    cols = {c.name: c for c in source.table.columns}
+    for field in (stream.cursor_field, stream.tie_breaker_field):
+        if field is not None and field not in cols:
+            raise ConfigError(f"stream {stream.name}: cursor column {field} is not a column "
+                              f"of {source.table.schema}.{source.table.name}")
+    dest.incremental = (task.pipeline, stream.cursor_field, stream.tie_breaker_field)
+    last = dest.load_cursor()
+    tie = stream.tie_breaker_field
+    source.where = cursors.predicate(
+        quote_ident(stream.cursor_field), check_type_sql(cols[stream.cursor_field].pg_type, stream.name),
+        quote_ident(tie) if tie else None,
+        check_type_sql(cols[tie].pg_type, stream.name) if tie else None, last)
+    source.order_by = (stream.cursor_field,) + ((tie,) if tie else ())
+    return last.value if last else None
+
+
 def _choose_path(task: Task, cfg: PipelineConfig, source, dest) -> tuple[str, str]:
     """("passthrough" | "arrow", why): raw COPY bytes when nothing needs the values."""
     if task.source_use != "postgres":
@@ -104,7 +125,8 @@ def _choose_path(task: Task, cfg: PipelineConfig, source, dest) -> tuple[str, st
     cols = [c.name for c in table.columns]
     src_types = passthrough.column_types(source.conn, table.schema, table.name)
     reason = passthrough.source_reason(src_types, cols)
-    if reason is None and cfg.destination.write_mode != "replace":
+    if (reason is None and cfg.destination.write_mode == "append"
+            and task.stream.sync_mode == "full_refresh"):
         dst_types = dest.existing_column_types()
         if dst_types is not None:
             reason = passthrough.target_reason(src_types, dst_types, cols)
@@ -245,9 +267,11 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None) 
 
     try:
         schema = source.open()
+        if task.stream.sync_mode == "incremental":
+            sr.cursor_before = _start_incremental(task, source, dest)
         sr.path, sr.path_reason = _choose_path(task, cfg, source, dest)
         parts = None
-        if task.source_use == "postgres":
+        if task.source_use == "postgres" and task.stream.sync_mode == "full_refresh":
             shards = partitions.shard_count(source.conn, source.table, res.parallelism)
             if shards > 1:
                 exporter = partitions.SnapshotExporter(
@@ -304,6 +328,10 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None) 
             exporter.conn.close()
         dest.close()
     sr.duration_secs = time.perf_counter() - t_start
+    if dest.new_cursor is not None:
+        sr.cursor_after = dest.new_cursor.value
+    elif sr.cursor_before is not None:
+        sr.cursor_after = sr.cursor_before
     sr.records_written = dest.rows_written
     sr.records_read = (sr.records_written if sr.path == "passthrough"
                        else sum(p.records_read for p in pumps))

@@ -42,12 +42,14 @@ def make_tasks(cfg: PipelineConfig) -> list[Task]:
     use = cfg.source.use
     if use not in ("postgres", "generate"):
         raise ConfigError(f"source.use: {use!r} is not supported yet (built-in: postgres, generate)")
-    unsupported = [f"source.streams[{i}].sync_mode: {s.sync_mode} is not supported yet "
-                   "(full_refresh only)" for i, s in enumerate(cfg.source.streams)
-                   if s.sync_mode != "full_refresh"]
-    if cfg.destination.write_mode == "upsert":
-        unsupported.append("destination.write_mode: upsert is not supported yet "
-                           "(append, replace)")
+    unsupported = []
+    for i, s in enumerate(cfg.source.streams):
+        if s.sync_mode == "incremental" and use != "postgres":
+            unsupported.append(f"source.streams[{i}].sync_mode: incremental needs a postgres "
+                               "source")
+        if s.sync_mode == "incremental" and cfg.destination.write_mode == "replace":
+            unsupported.append(f"source.streams[{i}].sync_mode: incremental cannot be used "
+                               "with write_mode replace (use append or upsert)")
     if cfg.transforms:
         unsupported.append("transforms: not supported yet")
     if unsupported:

@@ -23,6 +23,8 @@ class StreamResult:
     path_reason: str = ""
     parallelism: int = 1
     partitioning: str = ""
+    cursor_before: str | None = None
+    cursor_after: str | None = None
     load_method: str = ""
     copy_format: str = ""
     timings: dict[str, float] = field(default_factory=dict)

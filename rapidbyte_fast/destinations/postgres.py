@@ -24,7 +24,11 @@ from ..pgtypes import (
     qualified, quote_ident, split_table, table_exists, write_plan,
 )
 from ..sources.postgres import connect
+from ..state import cursors
 from .copy_sender import CopySender
+
+#: Arrival-order column of upsert staging tables.
+_SEQ_COLUMN = "__rbf_seq"
 
 
 def adaptive_flush_bytes(avg_row_bytes: float) -> int:
@@ -223,6 +227,10 @@ class PostgresDestination:
         self._target_exists = False
         self._primary_key: tuple[str, ...] = ()
         self._cols = ""
+        self._names: list[str] = []
+        #: set by the engine for incremental streams: pipeline name, cursor and tie-breaker
+        self.incremental: tuple[str, str, str | None] | None = None
+        self.new_cursor: cursors.Cursor | None = None
 
     @property
     def rows_written(self) -> int:
@@ -291,16 +299,32 @@ class PostgresDestination:
             return pk if all(k in schema.names for k in pk) else ()
         return ()
 
+    def load_cursor(self) -> cursors.Cursor | None:
+        """The committed cursor of this incremental stream (short-lived connection)."""
+        conn = connect(self.conninfo, f"destination for stream {self.stream_name}")
+        with conn:
+            return cursors.load(conn, self.schema_name, self.incremental[0], self.stream_name)
+
     def _prepare(self, schema: pa.Schema) -> None:
         conn = self.conn
+        mode = self.cfg.write_mode
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema_name)}")
         self._target_exists = table_exists(conn, self.schema_name, self.table_name)
         target_types = None
-        if self._target_exists and self.cfg.write_mode != "replace":
+        if self._target_exists and mode != "replace":
             target_types = self._existing_types(schema)
-        if self.cfg.write_mode == "replace" or self.shards > 1:
+        if mode == "upsert" or self.incremental:
+            if not self._target_exists:
+                self._create_table(self.table_name, schema, self._primary_key)
+                self._target_exists = True
+            if mode == "upsert":
+                self._check_conflict_target()
+            if self.incremental:
+                cursors.ensure_table(conn, self.schema_name)
+        if mode != "append" or self.shards > 1 or self.incremental:
             self._load_table = derived_name(self.table_name, f"__rbf_stage_{uuid.uuid4().hex[:8]}")
-            self._create_table(self._load_table, schema)
+            self._create_table(self._load_table, schema,
+                               seq=_SEQ_COLUMN if mode == "upsert" else None)
             self._staged = True
         else:
             self._load_table = self.table_name
@@ -308,6 +332,7 @@ class PostgresDestination:
                 self._create_table(self.table_name, schema)
                 self._created = True
         self._wp = write_plan(schema, target_types)
+        self._names = list(schema.names)
         self._cols = ", ".join(quote_ident(n) for n in schema.names)
 
     def _new_loader(self, conn: psycopg.Connection) -> Loader:
@@ -329,9 +354,30 @@ class PostgresDestination:
         except psycopg.Error as exc:
             raise DestinationError(self._where() + _pg_message(exc)) from None
 
-    def _create_table(self, name: str, schema: pa.Schema) -> None:
-        defs = ", ".join(f"{quote_ident(f.name)} {field_pg_type(f)}" for f in schema)
-        self.conn.execute(f"CREATE TABLE {qualified(self.schema_name, name)} ({defs})")
+    def _create_table(self, name: str, schema: pa.Schema, pk: tuple[str, ...] = (),
+                      seq: str | None = None) -> None:
+        defs = [f"{quote_ident(f.name)} {field_pg_type(f)}" for f in schema]
+        if seq:  # arrival order in an upsert staging table: the last duplicate key wins
+            defs.append(f"{quote_ident(seq)} bigserial")
+        if pk:
+            name_sql = quote_ident(derived_name(name, "_pkey"))
+            defs.append(f"CONSTRAINT {name_sql} PRIMARY KEY "
+                        f"({', '.join(quote_ident(c) for c in pk)})")
+        self.conn.execute(f"CREATE TABLE {qualified(self.schema_name, name)} ({', '.join(defs)})")
+
+    def _check_conflict_target(self) -> None:
+        cols = list(self._primary_key)
+        ok = self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = %s::regclass "
+            "AND i.indisunique AND i.indpred IS NULL AND "
+            "(SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a "
+            "WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)) = "
+            "(SELECT array_agg(c ORDER BY c) FROM unnest(%s::text[]) c))",
+            (qualified(self.schema_name, self.table_name), cols)).fetchone()[0]
+        if not ok:
+            raise DestinationError(
+                f"{self._where()}upsert needs a primary key or unique index on "
+                f"({', '.join(cols)}) in {self.schema_name}.{self.table_name}")
 
     def _existing_types(self, schema: pa.Schema) -> dict[str, str]:
         table = describe_table(self.conn, self.schema_name, self.table_name)
@@ -387,8 +433,10 @@ class PostgresDestination:
         target = qualified(self.schema_name, self.table_name)
         exists = table_exists(conn, self.schema_name, self.table_name)
         if self.cfg.write_mode != "replace" and exists:
-            # sharded append: one set-based move keeps the append atomic
-            conn.execute(f"INSERT INTO {target} ({self._cols}) SELECT {self._cols} FROM {stage}")
+            if self.incremental:
+                self._save_cursor(stage)
+            # one set-based statement moves the rows: the load stays all-or-nothing
+            conn.execute(self._move_sql(stage, target))
             conn.execute(f"DROP TABLE {stage}")
             return
         if exists and self.rows_written == 0 and not self.cfg.allow_empty_replace:
@@ -408,6 +456,29 @@ class PostgresDestination:
             new = quote_ident(derived_name(self.table_name, "_pkey"))
             conn.execute(f"ALTER TABLE {target} RENAME CONSTRAINT {old} TO {new}")
 
+    def _move_sql(self, stage: str, target: str) -> str:
+        cols = self._cols
+        if self.cfg.write_mode != "upsert":
+            return f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage}"
+        pk = ", ".join(quote_ident(c) for c in self._primary_key)
+        rest = [n for n in self._names if n not in self._primary_key]
+        action = ("DO UPDATE SET " + ", ".join(
+            f"{quote_ident(n)} = EXCLUDED.{quote_ident(n)}" for n in rest)) if rest else "DO NOTHING"
+        return (f"INSERT INTO {target} ({cols}) SELECT DISTINCT ON ({pk}) {cols} FROM {stage} "
+                f"ORDER BY {pk}, {quote_ident(_SEQ_COLUMN)} DESC ON CONFLICT ({pk}) {action}")
+
+    def _save_cursor(self, stage: str) -> None:
+        pipeline, cursor, tie = self.incremental
+        # order by the stage's columns (s.col), not by the ::text outputs of the same name
+        order = f"s.{quote_ident(cursor)} DESC" + (f", s.{quote_ident(tie)} DESC" if tie else "")
+        tie_sql = f"s.{quote_ident(tie)}::text" if tie else "NULL"
+        row = self.conn.execute(
+            f"SELECT s.{quote_ident(cursor)}::text, {tie_sql} FROM {stage} AS s "
+            f"WHERE s.{quote_ident(cursor)} IS NOT NULL ORDER BY {order} LIMIT 1").fetchone()
+        if row is not None:
+            self.new_cursor = cursors.Cursor(row[0], row[1])
+            cursors.save(self.conn, self.schema_name, pipeline, self.stream_name, self.new_cursor)
+
     def abort(self) -> None:
         """Undo everything this stream did: roll back, and drop a committed staging table."""
         for ld in self.loaders:
@@ -421,7 +492,7 @@ class PostgresDestination:
             return
         try:
             self.conn.rollback()
-            if self._staged and self.shards > 1:
+            if self._staged and self.shards > 1:  # committed early for the shards
                 self.conn.execute(
                     f"DROP TABLE IF EXISTS {qualified(self.schema_name, self._load_table)}")
                 self.conn.commit()

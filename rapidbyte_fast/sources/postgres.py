@@ -46,6 +46,8 @@ class PostgresSource:
         self.conninfo = conninfo
         self.where = where
         self.snapshot = snapshot
+        #: columns the COPY query orders by (incremental reads)
+        self.order_by: tuple[str, ...] = ()
         self.stream_name = stream_name
         self.schema_name, self.table_name = split_table(stream_name, default_schema)
         self.columns = columns
@@ -78,7 +80,10 @@ class PostgresSource:
             quote_ident(c.name) if raw else c.select_sql() for c in self.table.columns)
         rel = qualified(self.schema_name, self.table_name)
         where = f" WHERE {self.where}" if self.where else ""
-        return f"COPY (SELECT {cols} FROM {rel}{where}) TO STDOUT (FORMAT binary)"
+        # ORDER BY t.col: the table's column, not a ::text output column of the same name
+        order = (" ORDER BY " + ", ".join(f"t.{quote_ident(c)}" for c in self.order_by)
+                 if self.order_by else "")
+        return f"COPY (SELECT {cols} FROM {rel} AS t{where}{order}) TO STDOUT (FORMAT binary)"
 
     def _start_copy(self, raw: bool) -> pq.PGconn:
         assert self.conn is not None

@@ -1,0 +1,113 @@
+"""Incremental reads (cursor committed with the rows) and upsert (set-based, last wins)."""
+from __future__ import annotations
+
+import pytest
+
+from .test_cli_e2e import _cli, _err, _pipeline, _text_rows
+
+
+def _run(pg_dsn, tmp_path, src, dst, streams, write_mode, load_method="copy"):
+    path = _pipeline(tmp_path, src, dst, streams=streams, write_mode=write_mode,
+                     load_method=load_method)
+    if write_mode == "upsert":
+        with open(path, "a") as f:
+            f.write("  primary_key: [id]\n")
+    return _cli(pg_dsn, "run", "-q", path)
+
+
+def _state(conn, schema):
+    return conn.execute(f'SELECT stream, cursor_value, tie_value FROM "{schema}".rbf_state '
+                        "ORDER BY stream").fetchall()
+
+
+INC = "- name: ev\n  sync_mode: incremental\n  cursor_field: n\n"
+
+
+@pytest.mark.parametrize("load_method", ["copy", "insert"])
+def test_incremental_reads_each_row_once(pg_dsn, pg_conn, pg_schema, pg_schema2, tmp_path,
+                                         load_method):
+    s = f'"{pg_schema}"'
+    pg_conn.execute(f"CREATE TABLE {s}.ev (id int PRIMARY KEY, n numeric, v text)")
+    # 9 < 10 numerically but not as strings: the cursor must compare as numeric
+    pg_conn.execute(f"INSERT INTO {s}.ev VALUES (1, 2, 'a'), (2, 9, 'b')")
+    proc = _run(pg_dsn, tmp_path, pg_schema, pg_schema2, INC, "append", load_method)
+    assert proc.returncode == 0, proc.stderr
+    assert _state(pg_conn, pg_schema2) == [("ev", "9", None)]
+    pg_conn.execute(f"INSERT INTO {s}.ev VALUES (3, 10, 'c'), (4, 8.5, 'late')")
+    proc = _run(pg_dsn, tmp_path, pg_schema, pg_schema2, INC, "append", load_method)
+    assert proc.returncode == 0, proc.stderr
+    assert _text_rows(pg_conn, pg_schema2, "ev") == [
+        ("1", "2", "a"), ("2", "9", "b"), ("3", "10", "c")]
+    assert _state(pg_conn, pg_schema2) == [("ev", "10", None)]
+    # nothing new: no rows, cursor kept
+    proc = _run(pg_dsn, tmp_path, pg_schema, pg_schema2, INC, "append", load_method)
+    assert proc.returncode == 0, proc.stderr
+    assert len(_text_rows(pg_conn, pg_schema2, "ev")) == 3
+    assert _state(pg_conn, pg_schema2) == [("ev", "10", None)]
+
+
+def test_tie_breaker_catches_rows_sharing_the_last_cursor(pg_dsn, pg_conn, pg_schema,
+                                                         pg_schema2, tmp_path):
+    s = f'"{pg_schema}"'
+    pg_conn.execute(f"CREATE TABLE {s}.ev (id int PRIMARY KEY, n timestamptz)")
+    pg_conn.execute(f"INSERT INTO {s}.ev VALUES (1, '2024-01-01 00:00:00+00'), "
+                    "(2, '2024-01-02 00:00:00+00')")
+    streams = INC + "  tie_breaker_field: id\n"
+    assert _run(pg_dsn, tmp_path, pg_schema, pg_schema2, streams, "append").returncode == 0
+    # a row with the same cursor value as the last one read arrives later
+    pg_conn.execute(f"INSERT INTO {s}.ev VALUES (3, '2024-01-02 00:00:00+00')")
+    assert _run(pg_dsn, tmp_path, pg_schema, pg_schema2, streams, "append").returncode == 0
+    assert [r[0] for r in _text_rows(pg_conn, pg_schema2, "ev")] == ["1", "2", "3"]
+    assert _state(pg_conn, pg_schema2) == [("ev", "2024-01-02 00:00:00+00", "3")]
+
+
+def test_failed_incremental_run_commits_neither_rows_nor_cursor(pg_dsn, pg_conn, pg_schema,
+                                                               pg_schema2, tmp_path):
+    s = f'"{pg_schema}"'
+    pg_conn.execute(f"CREATE TABLE {s}.base (id int, n int)")
+    pg_conn.execute(f"INSERT INTO {s}.base SELECT i, i FROM generate_series(1, 100) i")
+    pg_conn.execute(f"CREATE VIEW {s}.ev AS SELECT id, n FROM {s}.base")
+    assert _run(pg_dsn, tmp_path, pg_schema, pg_schema2, INC, "append").returncode == 0
+    pg_conn.execute(f"INSERT INTO {s}.base SELECT i, i FROM generate_series(101, 300) i")
+    pg_conn.execute(f"CREATE OR REPLACE VIEW {s}.ev AS SELECT id, n FROM {s}.base "
+                    "WHERE 1 / (id - 250) IS NOT NULL")
+    proc = _run(pg_dsn, tmp_path, pg_schema, pg_schema2, INC, "append")
+    assert proc.returncode == 1 and _err(proc) == "error: stream ev: division by zero"
+    assert pg_conn.execute(f'SELECT count(*) FROM "{pg_schema2}".ev').fetchone()[0] == 100
+    assert _state(pg_conn, pg_schema2) == [("ev", "100", None)]
+    pg_conn.execute(f"CREATE OR REPLACE VIEW {s}.ev AS SELECT id, n FROM {s}.base")
+    assert _run(pg_dsn, tmp_path, pg_schema, pg_schema2, INC, "append").returncode == 0
+    assert pg_conn.execute(f'SELECT count(*), count(DISTINCT id) FROM "{pg_schema2}".ev'
+                           ).fetchone() == (300, 300)
+
+
+@pytest.mark.parametrize("load_method", ["copy", "insert"])
+def test_upsert_last_occurrence_wins(pg_dsn, pg_conn, pg_schema, pg_schema2, tmp_path,
+                                     load_method):
+    s = f'"{pg_schema}"'
+    pg_conn.execute(f"CREATE TABLE {s}.up (id int, v text)")
+    pg_conn.execute(f"INSERT INTO {s}.up VALUES (1, 'a'), (2, 'b')")
+    streams = "- name: up\n"
+    assert _run(pg_dsn, tmp_path, pg_schema, pg_schema2, streams, "upsert",
+                load_method).returncode == 0
+    pg_conn.execute(f"TRUNCATE {s}.up")
+    pg_conn.execute(f"INSERT INTO {s}.up VALUES (2, 'b1'), (3, 'c'), (2, 'b2')")
+    proc = _run(pg_dsn, tmp_path, pg_schema, pg_schema2, streams, "upsert", load_method)
+    assert proc.returncode == 0, proc.stderr
+    assert _text_rows(pg_conn, pg_schema2, "up") == [("1", "a"), ("2", "b2"), ("3", "c")]
+    pk = pg_conn.execute("SELECT count(*) FROM pg_index WHERE indrelid = %s::regclass "
+                         "AND indisprimary", (f'"{pg_schema2}".up',)).fetchone()[0]
+    assert pk == 1
+    tables = pg_conn.execute("SELECT table_name FROM information_schema.tables "
+                             "WHERE table_schema = %s", (pg_schema2,)).fetchall()
+    assert tables == [("up",)]
+
+
+def test_upsert_needs_a_unique_key_in_the_target(pg_dsn, pg_conn, pg_schema, pg_schema2,
+                                                 tmp_path):
+    pg_conn.execute(f'CREATE TABLE "{pg_schema}".up (id int, v text)')
+    pg_conn.execute(f'CREATE TABLE "{pg_schema2}".up (id int, v text)')
+    proc = _run(pg_dsn, tmp_path, pg_schema, pg_schema2, "- name: up\n", "upsert")
+    assert proc.returncode == 1
+    assert _err(proc) == (f"error: stream up → {pg_schema2}.up: upsert needs a primary key or "
+                          f"unique index on (id) in {pg_schema2}.up")
