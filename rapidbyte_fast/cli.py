@@ -201,6 +201,71 @@ def info() -> None:
     click.echo(f"embedded servers: {embedded.root_dir()}")
 
 
+@main.group("state")
+def state_group() -> None:
+    """Incremental cursors and run history of a pipeline."""
+
+
+def _state_targets(path: str):
+    from .plan import resolve_conninfo
+
+    cfg = _load(path)
+    return cfg, resolve_conninfo(cfg.destination.config), cfg.destination.config.schema_name
+
+
+@state_group.command("show")
+@click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.option("--limit", default=10, show_default=True, help="Run history entries to show.")
+def state_show(pipeline: str, limit: int) -> None:
+    """Cursors (stored in the destination) and recent runs of PIPELINE."""
+    from datetime import datetime, timezone
+
+    from .sources.postgres import connect
+    from .state import cursors
+    from .state.history import RunHistory
+
+    try:
+        cfg, conninfo, schema = _state_targets(pipeline)
+        with connect(conninfo, "destination") as conn:
+            rows = cursors.show(conn, schema, cfg.pipeline)
+        runs = RunHistory(cfg.state.backend, cfg.state.resolved_connection()).recent(
+            cfg.pipeline, limit)
+    except BaseException as exc:
+        _fail(exc)
+        return
+    click.echo(f"pipeline {cfg.pipeline}")
+    click.echo("cursors:" if rows else "cursors: none")
+    for stream, value, tie, updated in rows:
+        click.echo(f"  {stream}: {value}" + (f" (tie {tie})" if tie is not None else "")
+                   + f"  updated {updated:%Y-%m-%d %H:%M:%S%z}")
+    click.echo("runs:" if runs else "runs: none")
+    for r in runs:
+        when = datetime.fromtimestamp(r["started_at"], timezone.utc)
+        secs = f"{r['finished_at'] - r['started_at']:.2f}s" if r["finished_at"] else "-"
+        line = (f"  {when:%Y-%m-%d %H:%M:%S}Z {r['run_id'][:8]} {r['stream']}: {r['status']}, "
+                f"{r['records'] or 0:,} rows, {secs}")
+        click.echo(line + (f" — {r['error']}" if r["error"] else ""))
+
+
+@state_group.command("reset")
+@click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.option("--stream", default=None, help="Only this stream.")
+def state_reset(pipeline: str, stream: str | None) -> None:
+    """Forget the cursors of PIPELINE: the next incremental run reads from the start."""
+    from .sources.postgres import connect
+    from .state import cursors
+
+    try:
+        cfg, conninfo, schema = _state_targets(pipeline)
+        with connect(conninfo, "destination") as conn:
+            n = cursors.reset(conn, schema, cfg.pipeline, stream)
+    except BaseException as exc:
+        _fail(exc)
+        return
+    click.echo(f"reset {n} cursor(s) of pipeline {cfg.pipeline}"
+               + (f" stream {stream}" if stream else ""))
+
+
 @main.group("embedded")
 def embedded_group() -> None:
     """Manage embedded PostgreSQL servers (pgserver)."""

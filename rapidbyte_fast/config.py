@@ -21,7 +21,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
 
-import platformdirs
 import yaml
 from pydantic import (
     BaseModel,
@@ -39,6 +38,7 @@ from pydantic_core import PydanticCustomError
 
 from . import embedded
 from .errors import ConfigError, EmbeddedError
+from .paths import data_dir
 from .redact import MASK, redact
 
 # ---------------------------------------------------------------------------------------
@@ -612,7 +612,7 @@ class StateConfig(_Model):
         if self.backend == "postgres":
             return str(self.connection)
         if self.connection is None:
-            return str(Path(platformdirs.user_data_dir("rapidbyte-fast")) / "state.db")
+            return str(data_dir() / "state.db")
         return os.path.expanduser(self.connection)
 
 

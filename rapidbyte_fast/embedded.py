@@ -13,9 +13,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
-
 from .errors import EmbeddedError
+from . import paths
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -25,7 +24,7 @@ def root_dir() -> Path:
     override = os.environ.get("RAPIDBYTE_EMBEDDED_DIR")
     if override:
         return Path(override).expanduser()
-    return Path(platformdirs.user_data_dir("rapidbyte-fast")) / "embedded"
+    return paths.data_dir() / "embedded"
 
 
 def data_dir(name: str) -> Path:

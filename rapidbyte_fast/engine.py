@@ -8,6 +8,7 @@ import queue
 import resource
 import threading
 import time
+import uuid
 from typing import Callable, Iterator
 
 import pyarrow as pa
@@ -18,6 +19,7 @@ from .destinations.postgres import PostgresDestination
 from .errors import ConfigError, PipelineAborted, RapidbyteError
 from .pgtypes import check_type_sql, quote_ident
 from .state import cursors
+from .state.history import RunHistory
 from .plan import Task, make_tasks
 from .result import RunResult, StreamResult
 from .sources.postgres import PostgresSource, connect
@@ -140,8 +142,21 @@ def run_pipeline(cfg: PipelineConfig, progress: Progress | None = None) -> RunRe
                        compression=cfg.resources.compression)
     cpu0 = time.process_time()
     t0 = time.perf_counter()
-    for task in make_tasks(cfg):
-        result.streams.append(run_task(task, cfg, progress))
+    tasks = make_tasks(cfg)
+    history = RunHistory(cfg.state.backend, cfg.state.resolved_connection())
+    run_id = uuid.uuid4().hex
+    result.run_id = run_id
+    for task in tasks:
+        history.started(run_id, cfg.pipeline, task.stream.name)
+        try:
+            sr = run_task(task, cfg, progress)
+        except BaseException as exc:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            history.finished(run_id, task.stream.name, status, 0, 0, "", str(exc) or status)
+            raise
+        history.finished(run_id, task.stream.name, "succeeded", sr.records_written,
+                         sr.bytes_written, sr.path, None)
+        result.streams.append(sr)
     result.duration_secs = time.perf_counter() - t0
     result.process_cpu_secs = time.process_time() - cpu0
     result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

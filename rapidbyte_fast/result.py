@@ -42,6 +42,7 @@ class RunResult:
     peak_rss_mb: float = 0.0
     retry_count: int = 0
     compression: str = "none"
+    run_id: str = ""
 
     @property
     def parallelism(self) -> int:
@@ -80,6 +81,7 @@ class RunResult:
         """Flat dict of the @@BENCH_JSON@@ line (keys of DESIGN §8; extend, never rename)."""
         d = {
             "pipeline": self.pipeline,
+            "run_id": self.run_id,
             "records_read": self.records_read,
             "records_written": self.records_written,
             "bytes_read": self.bytes_read,

@@ -11,6 +11,12 @@ import psycopg
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_data_dir(tmp_path_factory):
+    """Run history and other user-data files of the tests go to a temp dir."""
+    os.environ.setdefault("RAPIDBYTE_DATA_DIR", str(tmp_path_factory.mktemp("rbf-data")))
+
+
 @pytest.fixture(scope="session")
 def pg_dsn() -> str:
     """DSN of the server every integration test talks to."""

@@ -111,3 +111,30 @@ def test_upsert_needs_a_unique_key_in_the_target(pg_dsn, pg_conn, pg_schema, pg_
     assert proc.returncode == 1
     assert _err(proc) == (f"error: stream up → {pg_schema2}.up: upsert needs a primary key or "
                           f"unique index on (id) in {pg_schema2}.up")
+
+
+def test_state_show_and_reset_with_incremental_upsert(pg_dsn, pg_conn, pg_schema, pg_schema2,
+                                                      tmp_path):
+    s = f'"{pg_schema}"'
+    pg_conn.execute(f"CREATE TABLE {s}.ev (id int PRIMARY KEY, n bigint, v text)")
+    pg_conn.execute(f"INSERT INTO {s}.ev VALUES (1, 10, 'a'), (2, 20, 'b')")
+    path = _pipeline(tmp_path, pg_schema, pg_schema2, streams=INC, write_mode="upsert")
+    with open(path, "a") as f:
+        f.write("  primary_key: [id]\n")
+    assert _cli(pg_dsn, "run", "-q", path).returncode == 0
+    pg_conn.execute(f"UPDATE {s}.ev SET n = 30, v = 'a2' WHERE id = 1")
+    assert _cli(pg_dsn, "run", "-q", path).returncode == 0
+    assert _text_rows(pg_conn, pg_schema2, "ev") == [("1", "30", "a2"), ("2", "20", "b")]
+    shown = _cli(pg_dsn, "state", "show", path)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == "pipeline e2e" and lines[1] == "cursors:"
+    assert lines[2].startswith("  ev: 30  updated ")
+    assert sum(": succeeded, " in ln for ln in lines) >= 2
+    reset = _cli(pg_dsn, "state", "reset", path, "--stream", "ev")
+    assert reset.stdout.strip() == "reset 1 cursor(s) of pipeline e2e stream ev"
+    assert _state(pg_conn, pg_schema2) == []
+    pg_conn.execute(f"UPDATE {s}.ev SET v = 'b2' WHERE id = 2")  # n unchanged: only a full
+    assert _cli(pg_dsn, "run", "-q", path).returncode == 0       # re-read picks it up
+    assert _text_rows(pg_conn, pg_schema2, "ev") == [("1", "30", "a2"), ("2", "20", "b2")]
+    assert _state(pg_conn, pg_schema2) == [("ev", "30", None)]
