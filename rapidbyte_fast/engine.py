@@ -4,6 +4,7 @@ cancelled) and surfaces as one error; nothing waits forever.
 """
 from __future__ import annotations
 
+import logging
 import queue
 import resource
 import threading
@@ -13,7 +14,7 @@ from typing import Callable, Iterator
 
 import pyarrow as pa
 
-from . import _impl, partitions, passthrough
+from . import _impl, partitions, passthrough, retry
 from .config import PipelineConfig
 from .destinations.postgres import PostgresDestination
 from .errors import ConfigError, PipelineAborted, RapidbyteError
@@ -25,6 +26,7 @@ from .result import RunResult, StreamResult
 from .sources.postgres import PostgresSource, connect
 
 _END = object()
+_log = logging.getLogger("rapidbyte_fast")
 #: How often blocked queue operations wake up to notice that another stage failed.
 _POLL_SECS = 0.1
 
@@ -135,6 +137,23 @@ def _choose_path(task: Task, cfg: PipelineConfig, source, dest) -> tuple[str, st
     return ("arrow", reason) if reason else ("passthrough", "identical column types")
 
 
+def _run_with_retries(task: Task, cfg: PipelineConfig, progress: Progress | None,
+                      result: RunResult) -> StreamResult:
+    attempt = 0
+    while True:
+        try:
+            return run_task(task, cfg, progress)
+        except RapidbyteError as exc:
+            attempt += 1
+            if attempt > cfg.resources.max_retries or not retry.is_transient(exc):
+                raise
+            wait = retry.backoff_secs(attempt)
+            result.retry_count += 1
+            _log.warning("stream %s: transient error (%s); retry %d of %d in %.1fs",
+                         task.stream.name, exc, attempt, cfg.resources.max_retries, wait)
+            time.sleep(wait)
+
+
 def run_pipeline(cfg: PipelineConfig, progress: Progress | None = None) -> RunResult:
     """Run every task of ``cfg``; raise the first error, else return the result."""
     _impl.warn_if_python()
@@ -149,7 +168,7 @@ def run_pipeline(cfg: PipelineConfig, progress: Progress | None = None) -> RunRe
     for task in tasks:
         history.started(run_id, cfg.pipeline, task.stream.name)
         try:
-            sr = run_task(task, cfg, progress)
+            sr = _run_with_retries(task, cfg, progress, result)
         except BaseException as exc:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             history.finished(run_id, task.stream.name, status, 0, 0, "", str(exc) or status)

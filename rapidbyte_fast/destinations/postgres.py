@@ -41,6 +41,12 @@ def adaptive_flush_bytes(avg_row_bytes: float) -> int:
     return 16 << 20
 
 
+def _dest_error(where: str, exc: psycopg.Error) -> DestinationError:
+    # a dropped connection has no SQLSTATE: give it connection_failure so it is retried
+    state = exc.sqlstate or ("08006" if isinstance(exc, psycopg.OperationalError) else None)
+    return DestinationError(where + _pg_message(exc)).with_sqlstate(state)
+
+
 def _pg_message(exc: psycopg.Error) -> str:
     diag = exc.diag
     msg = diag.message_primary or str(exc)
@@ -87,7 +93,7 @@ class Loader:
             else:
                 self._insert_prefix = f"INSERT INTO {rel} ({cols}) VALUES ".encode()
         except psycopg.Error as exc:
-            raise DestinationError(self.where + _pg_message(exc)) from None
+            raise _dest_error(self.where, exc) from None
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Encode and send one batch."""
@@ -120,7 +126,7 @@ class Loader:
         try:
             self._copy.write(chunk)
         except psycopg.Error as exc:
-            raise DestinationError(self.where + _pg_message(exc)) from None
+            raise _dest_error(self.where, exc) from None
         self.timings["dest_flush_secs"] += time.perf_counter() - t1
         self.bytes_written += len(chunk)
 
@@ -161,7 +167,7 @@ class Loader:
             try:
                 cur.execute(bytes(buf))
             except psycopg.Error as exc:
-                raise DestinationError(self.where + _pg_message(exc)) from None
+                raise _dest_error(self.where, exc) from None
             self.timings["dest_flush_secs"] += time.perf_counter() - t1
             self.bytes_written += len(buf)
             row += used
@@ -184,7 +190,7 @@ class Loader:
                 self._copy = None
                 self.timings["dest_flush_secs"] += time.perf_counter() - t0
         except psycopg.Error as exc:
-            raise DestinationError(self.where + _pg_message(exc)) from None
+            raise _dest_error(self.where, exc) from None
 
     def abort(self) -> None:
         """Stop sending and end the COPY with an error (the caller rolls back)."""
@@ -284,7 +290,7 @@ class PostgresDestination:
             else:
                 self.loader = self._new_loader(self.conn)
         except psycopg.Error as exc:
-            raise DestinationError(self._where() + _pg_message(exc)) from None
+            raise _dest_error(self._where(), exc) from None
         finally:
             self.timings["dest_ddl_secs"] += time.perf_counter() - t0
         if self.loader is not None:
@@ -352,7 +358,7 @@ class PostgresDestination:
         try:
             loader.conn.commit()
         except psycopg.Error as exc:
-            raise DestinationError(self._where() + _pg_message(exc)) from None
+            raise _dest_error(self._where(), exc) from None
 
     def _create_table(self, name: str, schema: pa.Schema, pk: tuple[str, ...] = (),
                       seq: str | None = None) -> None:
@@ -417,7 +423,7 @@ class PostgresDestination:
             conn.commit()
             self.timings["dest_commit_secs"] += time.perf_counter() - t0
         except psycopg.Error as exc:
-            raise DestinationError(self._where() + _pg_message(exc)) from None
+            raise _dest_error(self._where(), exc) from None
         self._staged = False
 
     def _add_primary_key(self, table: str, constraint_base: str) -> None:

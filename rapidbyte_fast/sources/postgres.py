@@ -25,6 +25,11 @@ from ..pgtypes import PgTable, describe_table, project, qualified, quote_ident, 
 READ_CHUNK_BYTES = 1 << 20
 
 
+_PERMANENT_CONNECT_ERRORS = ("password authentication failed", "no pg_hba.conf entry",
+                             "does not exist", "permission denied",
+                             "invalid connection option", "invalid URI")
+
+
 def connect(conninfo: str, what: str) -> psycopg.Connection:
     """A psycopg connection, or ConnectionFailed with a redacted one-line reason."""
     from ..redact import redact
@@ -34,7 +39,10 @@ def connect(conninfo: str, what: str) -> psycopg.Connection:
         return psycopg.connect(conninfo, autocommit=True, client_encoding="UTF8")
     except psycopg.OperationalError as exc:
         msg = " ".join(str(exc).split())
-        raise ConnectionFailed(f"{what}: cannot connect: {redact(msg)}") from None
+        err = ConnectionFailed(f"{what}: cannot connect: {redact(msg)}")
+        # a refused login or a missing database does not get better by retrying
+        err.retryable = not any(m in msg for m in _PERMANENT_CONNECT_ERRORS)
+        raise err from None
 
 
 class PostgresSource:
@@ -68,7 +76,11 @@ class PostgresSource:
             # every shard reads the coordinator's exported snapshot: one consistent copy
             self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             self.conn.execute(f"SET TRANSACTION SNAPSHOT '{self.snapshot}'")
-        full = describe_table(self.conn, self.schema_name, self.table_name)
+        try:
+            full = describe_table(self.conn, self.schema_name, self.table_name)
+        except psycopg.Error as exc:
+            raise SourceError(f"stream {self.stream_name}: {' '.join(str(exc).split())}"
+                              ).with_sqlstate(exc.sqlstate) from None
         self.table = project(full, self.columns, self.stream_name)
         return self.table.arrow_schema()
 
@@ -92,7 +104,7 @@ class PostgresSource:
         pgconn.send_query(self.copy_sql(raw).encode())
         res = pgconn.get_result()
         if res is None or res.status != pq.ExecStatus.COPY_OUT:
-            raise SourceError(f"stream {self.stream_name}: {_error_text(pgconn, res)}")
+            raise _source_error(self.stream_name, pgconn, res)
         self.timings["source_query_secs"] += time.perf_counter() - t0
         return pgconn
 
@@ -104,7 +116,7 @@ class PostgresSource:
         while not done:
             buf = bytearray()
             t0 = time.perf_counter()
-            n, done = copy_decode.read_copy(pgconn, buf, chunk_bytes)
+            n, done = self._read(pgconn, buf, chunk_bytes)
             self.timings["source_fetch_secs"] += time.perf_counter() - t0
             self.bytes_read += n
             if n:
@@ -127,7 +139,7 @@ class PostgresSource:
         while not trailer:
             if not done:
                 t0 = time.perf_counter()
-                n, done = copy_decode.read_copy(pgconn, buf, chunk)
+                n, done = self._read(pgconn, buf, chunk)
                 self.timings["source_fetch_secs"] += time.perf_counter() - t0
                 self.bytes_read += n
             if not header_done:
@@ -157,15 +169,23 @@ class PostgresSource:
                 self._finish_copy(pgconn)  # a server error mid-COPY surfaces here
                 raise SourceError(f"stream {self.stream_name}: COPY ended without a trailer")
         if not done:  # drain the end-of-copy marker
-            copy_decode.read_copy(pgconn, buf, 1)
+            self._read(pgconn, buf, 1)
         self._finish_copy(pgconn)
         if sinks.rows:
             yield pa.RecordBatch.from_arrays(sinks.finish(), schema=schema)
 
+    def _read(self, pgconn: pq.PGconn, buf: bytearray, target: int) -> tuple[int, bool]:
+        try:
+            return copy_decode.read_copy(pgconn, buf, target)
+        except SourceError as exc:
+            lost = pgconn.status == pq.ConnStatus.BAD
+            raise SourceError(f"stream {self.stream_name}: {exc}").with_sqlstate(
+                "08006" if lost else None) from None
+
     def _finish_copy(self, pgconn: pq.PGconn) -> None:
         while (res := pgconn.get_result()) is not None:
             if res.status != pq.ExecStatus.COMMAND_OK:
-                raise SourceError(f"stream {self.stream_name}: {_error_text(pgconn, res)}")
+                raise _source_error(self.stream_name, pgconn, res)
 
     def cancel(self) -> None:
         """Ask the server to stop the running COPY (called from another thread)."""
@@ -180,6 +200,14 @@ class PostgresSource:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+
+
+def _source_error(stream: str, pgconn: pq.PGconn, res: pq.PGresult | None) -> SourceError:
+    state = res.error_field(pq.DiagnosticField.SQLSTATE) if res is not None else None
+    if state is None and pgconn.status == pq.ConnStatus.BAD:
+        state = b"08006"  # the connection is gone: connection_failure
+    return SourceError(f"stream {stream}: {_error_text(pgconn, res)}").with_sqlstate(
+        state.decode() if state else None)
 
 
 def _error_text(pgconn: pq.PGconn, res: pq.PGresult | None) -> str:
