@@ -11,6 +11,13 @@ class RapidbyteError(Exception):
 
     retryable = False
     exit_code = 1
+    #: SQLSTATE of the database error behind this one, when there is one
+    sqlstate: str | None = None
+
+    def with_sqlstate(self, sqlstate: str | None) -> "RapidbyteError":
+        """Attach the SQLSTATE of the underlying database error (for retry decisions)."""
+        self.sqlstate = sqlstate
+        return self
 
 
 class ConfigError(RapidbyteError):
@@ -55,3 +62,8 @@ class ImplementationError(RapidbyteError):
 
 class PipelineAborted(RapidbyteError):
     """A stage stopped because another stage failed first (never shown to users)."""
+
+
+class PluginError(RapidbyteError):
+    """A WASM plugin failed (trap, exit, timeout, memory cap, guest error, bad ABI or output);
+    the message names the plugin and the export it was running."""
