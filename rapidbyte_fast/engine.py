@@ -129,8 +129,7 @@ def _choose_path(task: Task, cfg: PipelineConfig, source, dest) -> tuple[str, st
     cols = [c.name for c in table.columns]
     src_types = passthrough.column_types(source.conn, table.schema, table.name)
     reason = passthrough.source_reason(src_types, cols)
-    if (reason is None and cfg.destination.write_mode == "append"
-            and task.stream.sync_mode == "full_refresh"):
+    if reason is None and cfg.destination.write_mode != "replace":
         dst_types = dest.existing_column_types()
         if dst_types is not None:
             reason = passthrough.target_reason(src_types, dst_types, cols)

@@ -10,6 +10,7 @@ target is never left half-loaded. ``replace`` builds the primary key after the l
 """
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
@@ -27,6 +28,7 @@ from ..sources.postgres import connect
 from ..state import cursors
 from .copy_sender import CopySender
 
+_log = logging.getLogger("rapidbyte_fast")
 #: Arrival-order column of upsert staging tables.
 _SEQ_COLUMN = "__rbf_seq"
 
@@ -97,6 +99,8 @@ class Loader:
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Encode and send one batch."""
+        if batch.schema.names != list(self.wp.plan.names):  # columns dropped by evolution
+            batch = batch.select(list(self.wp.plan.names))
         batch = conform(batch, self.wp)
         cols = column_inputs(batch, self.wp.plan)
         n = batch.num_rows
@@ -318,6 +322,7 @@ class PostgresDestination:
         self._target_exists = table_exists(conn, self.schema_name, self.table_name)
         target_types = None
         if self._target_exists and mode != "replace":
+            schema = self._evolve(schema)
             target_types = self._existing_types(schema)
         if mode == "upsert" or self.incremental:
             if not self._target_exists:
@@ -332,6 +337,7 @@ class PostgresDestination:
             self._create_table(self._load_table, schema,
                                seq=_SEQ_COLUMN if mode == "upsert" else None)
             self._staged = True
+            target_types = None  # the staging table has the source's types
         else:
             self._load_table = self.table_name
             if not self._target_exists:
@@ -384,6 +390,53 @@ class PostgresDestination:
             raise DestinationError(
                 f"{self._where()}upsert needs a primary key or unique index on "
                 f"({', '.join(cols)}) in {self.schema_name}.{self.table_name}")
+
+    def _evolve(self, schema: pa.Schema) -> pa.Schema:
+        """Reconcile the source schema with the existing target table per
+        ``schema_evolution``; returns the columns to load (DDL runs in the load's
+        transaction)."""
+        pol = self.cfg.schema_evolution
+        table = describe_table(self.conn, self.schema_name, self.table_name)
+        have = {c.name: c for c in table.columns}
+        rel = qualified(self.schema_name, self.table_name)
+        keep, problems = [], []
+        for f in schema:
+            col = have.get(f.name)
+            src_type = field_pg_type(f)
+            if col is None:
+                if pol.new_column == "add":
+                    self.conn.execute(f"ALTER TABLE {rel} ADD COLUMN {quote_ident(f.name)} "
+                                      f"{src_type}")
+                    _log.info("%sadded column %s %s", self._where(), f.name, src_type)
+                    keep.append(f)
+                elif pol.new_column == "fail":
+                    problems.append(f"new column {f.name} ({src_type}) "
+                                    "[schema_evolution.new_column: fail]")
+                continue
+            if src_type != col.pg_type and pol.type_change != "coerce":
+                if pol.type_change == "fail":
+                    problems.append(f"column {f.name} is {src_type} in the source but "
+                                    f"{col.pg_type} in the destination "
+                                    "[schema_evolution.type_change: fail]")
+                continue  # "null": the column is not loaded, so it stays NULL
+            if f.nullable and col.not_null:
+                if pol.nullability_change == "fail":
+                    problems.append(f"column {f.name} is nullable in the source but NOT NULL "
+                                    "in the destination "
+                                    "[schema_evolution.nullability_change: fail]")
+                    continue
+                self.conn.execute(f"ALTER TABLE {rel} ALTER COLUMN {quote_ident(f.name)} "
+                                  "DROP NOT NULL")
+            keep.append(f)
+        removed = [n for n in have if n not in schema.names]
+        if removed and pol.removed_column == "fail":
+            problems.append(f"columns {', '.join(removed)} are gone from the source "
+                            "[schema_evolution.removed_column: fail]")
+        if problems:
+            raise DestinationError(f"{self._where()}schema changed: " + "; ".join(problems))
+        if not keep:
+            raise DestinationError(f"{self._where()}no source column can be loaded")
+        return pa.schema(keep, metadata=schema.metadata)
 
     def _existing_types(self, schema: pa.Schema) -> dict[str, str]:
         table = describe_table(self.conn, self.schema_name, self.table_name)

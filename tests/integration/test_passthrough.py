@@ -63,6 +63,8 @@ def test_append_into_different_types_uses_arrow(pg_dsn, pg_conn, pg_schema, pg_s
     pg_conn.execute(f'CREATE TABLE "{pg_schema2}".t (id integer, v varchar(10))')
     path = _pipeline(tmp_path, pg_schema, pg_schema2, streams="- name: t\n",
                      write_mode="append")
+    with open(path, "a") as f:
+        f.write("  schema_evolution: {type_change: coerce}\n")
     proc = _cli(pg_dsn, "run", path)
     assert proc.returncode == 0, proc.stderr
     assert _bench(proc)["path"] == "arrow"
