@@ -266,6 +266,34 @@ def state_reset(pipeline: str, stream: str | None) -> None:
                + (f" stream {stream}" if stream else ""))
 
 
+@main.group("dlq")
+def dlq_group() -> None:
+    """Rows rejected by validation (on_data_error: dlq)."""
+
+
+@dlq_group.command("list")
+@click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def dlq_list(pipeline: str, limit: int, as_json: bool) -> None:
+    """The newest dead letters of PIPELINE, stored in its destination schema."""
+    from .state.dlq import list_dead_letters
+
+    try:
+        cfg, conninfo, schema = _state_targets(pipeline)
+        rows = list_dead_letters(conninfo, schema, cfg.pipeline, limit)
+    except BaseException as exc:
+        _fail(exc)
+        return
+    if as_json:
+        click.echo(json.dumps(rows, default=str, indent=1))
+        return
+    click.echo(f"{len(rows)} dead letter(s) of pipeline {cfg.pipeline}" + (":" if rows else ""))
+    for r in rows:
+        click.echo(f"  #{r['id']} {r['stream']} [{r['category']}] "
+                   f"{'; '.join(r['errors'])}: {json.dumps(r['record'])}")
+
+
 @main.group("embedded")
 def embedded_group() -> None:
     """Manage embedded PostgreSQL servers (pgserver)."""

@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any, Literal, Optional, Union, get_args
 
 import yaml
 from pydantic import (
@@ -531,6 +531,8 @@ class TransformConfig(_Model):
 
     use: Name
     config: dict[str, Any] = Field(default_factory=dict)
+    #: WASM plugins only: {max_memory: size, timeout_seconds: number}
+    limits: Optional[dict[str, Any]] = None
 
     def _rules(self) -> list[_Problem]:
         query = self.config.get("query")

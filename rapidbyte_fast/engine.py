@@ -20,7 +20,9 @@ from .destinations.postgres import PostgresDestination
 from .errors import ConfigError, PipelineAborted, RapidbyteError
 from .pgtypes import check_type_sql, quote_ident
 from .state import cursors
+from .state.dlq import DeadLetterStore
 from .state.history import RunHistory
+from .transforms import chain as chain_mod
 from .plan import Task, make_tasks
 from .result import RunResult, StreamResult
 from .sources.postgres import PostgresSource, connect
@@ -137,11 +139,11 @@ def _choose_path(task: Task, cfg: PipelineConfig, source, dest) -> tuple[str, st
 
 
 def _run_with_retries(task: Task, cfg: PipelineConfig, progress: Progress | None,
-                      result: RunResult) -> StreamResult:
+                      result: RunResult, run_id: str) -> StreamResult:
     attempt = 0
     while True:
         try:
-            return run_task(task, cfg, progress)
+            return run_task(task, cfg, progress, run_id)
         except RapidbyteError as exc:
             attempt += 1
             if attempt > cfg.resources.max_retries or not retry.is_transient(exc):
@@ -167,7 +169,7 @@ def run_pipeline(cfg: PipelineConfig, progress: Progress | None = None) -> RunRe
     for task in tasks:
         history.started(run_id, cfg.pipeline, task.stream.name)
         try:
-            sr = _run_with_retries(task, cfg, progress, result)
+            sr = _run_with_retries(task, cfg, progress, result, run_id)
         except BaseException as exc:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             history.finished(run_id, task.stream.name, status, 0, 0, "", str(exc) or status)
@@ -186,41 +188,63 @@ class _Pump:
 
     def __init__(self, source, write, finish, path: str, cfg: PipelineConfig, frames: _Frames,
                  stop: threading.Event, fail: Callable[[BaseException], None],
-                 progress: Progress | None, name: str) -> None:
+                 progress: Progress | None, name: str, chain: list | None = None) -> None:
         self.source, self.write, self.finish, self.path = source, write, finish, path
         self.res = cfg.resources
         self.frames, self.stop, self.fail, self.progress = frames, stop, fail, progress
-        self.q: queue.Queue = queue.Queue(maxsize=self.res.max_inflight_batches)
+        self.chain = chain or []
+        cap = self.res.max_inflight_batches
+        self.q: queue.Queue = queue.Queue(maxsize=cap)
+        # with transforms: source → q_in → transform thread → q → destination
+        self.q_in: queue.Queue = queue.Queue(maxsize=cap) if self.chain else self.q
         self.records_read = self.batches = 0
         self.times = {"source_emit_wait_secs": 0.0, "dest_recv_wait_secs": 0.0,
-                      "source_duration_secs": 0.0, "dest_duration_secs": 0.0}
+                      "source_duration_secs": 0.0, "dest_duration_secs": 0.0,
+                      "transform_wait_secs": 0.0}
         self.threads = [threading.Thread(target=self._read, name=f"rbf-src-{name}", daemon=True),
                         threading.Thread(target=self._write, name=f"rbf-dst-{name}", daemon=True)]
+        if self.chain:
+            self.threads.append(threading.Thread(target=self._transform,
+                                                 name=f"rbf-xf-{name}", daemon=True))
 
-    def _put(self, item) -> None:
+    def _put(self, item, q: queue.Queue | None = None,
+             wait_key: str = "source_emit_wait_secs") -> None:
+        q = self.q_in if q is None else q
         t0 = time.perf_counter()
         while True:
             if self.stop.is_set():
                 raise PipelineAborted("destination stopped")
             try:
-                self.q.put(item, timeout=_POLL_SECS)
+                q.put(item, timeout=_POLL_SECS)
                 break
             except queue.Full:
                 continue
-        self.times["source_emit_wait_secs"] += time.perf_counter() - t0
+        self.times[wait_key] += time.perf_counter() - t0
 
-    def _get(self):
+    def _get(self, q: queue.Queue | None = None, wait_key: str = "dest_recv_wait_secs"):
+        q = self.q if q is None else q
         t0 = time.perf_counter()
         while True:
             if self.stop.is_set():
                 raise PipelineAborted("source stopped")
             try:
-                item = self.q.get(timeout=_POLL_SECS)
+                item = q.get(timeout=_POLL_SECS)
                 break
             except queue.Empty:
                 continue
-        self.times["dest_recv_wait_secs"] += time.perf_counter() - t0
+        self.times[wait_key] += time.perf_counter() - t0
         return item
+
+    def _transform(self) -> None:
+        try:
+            while (item := self._get(self.q_in, "transform_wait_secs")) is not _END:
+                for out in chain_mod.apply_chain(self.chain, self.frames.unpack(item)):
+                    self._put(self.frames.pack(out), self.q, "transform_wait_secs")
+            for out in chain_mod.finish_chain(self.chain):
+                self._put(self.frames.pack(out), self.q, "transform_wait_secs")
+            self._put(_END, self.q, "transform_wait_secs")
+        except BaseException as exc:
+            self.fail(exc)
 
     def _read(self) -> None:
         t0 = time.perf_counter()
@@ -277,9 +301,15 @@ def _raw_writer(loader) -> Callable[[bytearray], int]:
     return write
 
 
-def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None) -> StreamResult:
-    """Copy one stream: per shard, a source thread → bounded queue → destination thread."""
+def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None,
+             run_id: str = "") -> StreamResult:
+    """Copy one stream: per shard, a source thread → bounded queue → (transform thread →
+    bounded queue →) destination thread."""
     res = cfg.resources
+    dlq = (DeadLetterStore(task.dest_conninfo, cfg.destination.config.schema_name,
+                           cfg.pipeline, run_id)
+           if cfg.transforms and cfg.destination.on_data_error == "dlq" else None)
+    chain = chain_mod.build(cfg, dlq.add if dlq is not None else None)
     source = _source_for(task, cfg)
     dest = PostgresDestination(task.dest_conninfo, cfg.destination, task.stream.name)
     frames = _Frames(res.compression, res.compression_level)
@@ -299,12 +329,13 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None) 
             s.cancel()
 
     try:
-        schema = source.open()
+        schema = chain_mod.open_chain(chain, task.stream.name, source.open())
         if task.stream.sync_mode == "incremental":
             sr.cursor_before = _start_incremental(task, source, dest)
         sr.path, sr.path_reason = _choose_path(task, cfg, source, dest)
         parts = None
-        if task.source_use == "postgres" and task.stream.sync_mode == "full_refresh":
+        if (task.source_use == "postgres" and task.stream.sync_mode == "full_refresh"
+                and not chain):  # transforms like validate/unique are stateful per stream
             shards = partitions.shard_count(source.conn, source.table, res.parallelism)
             if shards > 1:
                 exporter = partitions.SnapshotExporter(
@@ -317,7 +348,7 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None) 
             loader = dest.loader
             write = _raw_writer(loader) if passthrough_path else loader.write
             pumps.append(_Pump(source, write, dest.commit, sr.path, cfg, frames, stop, fail,
-                               progress, task.stream.name))
+                               progress, task.stream.name, chain))
         else:
             sr.parallelism, sr.partitioning = len(parts.wheres), parts.method
             dest.open(schema, passthrough=passthrough_path, shards=len(parts.wheres))
@@ -354,6 +385,10 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None) 
         dest.abort()
         raise
     finally:
+        for t in chain:
+            t.close()
+        if dlq is not None:
+            dlq.close()
         for s in sources:
             s.close()
         if exporter is not None:
@@ -375,6 +410,15 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None) 
     for part in [*(s.timings for s in sources), dest.all_timings(), *(p.times for p in pumps)]:
         for k, v in part.items():
             timings[k] = timings.get(k, 0.0) + v
+    for t in chain:
+        timings["transform_duration_secs"] = (timings.get("transform_duration_secs", 0.0)
+                                              + t.stats.get("seconds", 0.0))
+        for key, stat in (("skipped", "records_skipped"), ("dead_lettered", "records_dlq")):
+            setattr(sr, stat, getattr(sr, stat) + int(t.stats.get(key, 0)))
+        if "plugin_load_ms" in t.stats:
+            timings["transform_module_load_ms"] = (timings.get("transform_module_load_ms", 0.0)
+                                                   + t.stats["plugin_load_ms"])
+    sr.transform_count = len(chain)
     timings["compress_secs"] = frames.compress_secs
     timings["decompress_secs"] = frames.decompress_secs
     sr.timings = timings

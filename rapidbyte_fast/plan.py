@@ -50,8 +50,6 @@ def make_tasks(cfg: PipelineConfig) -> list[Task]:
         if s.sync_mode == "incremental" and cfg.destination.write_mode == "replace":
             unsupported.append(f"source.streams[{i}].sync_mode: incremental cannot be used "
                                "with write_mode replace (use append or upsert)")
-    if cfg.transforms:
-        unsupported.append("transforms: not supported yet")
     if unsupported:
         raise ConfigError(unsupported)
     src_conninfo = resolve_conninfo(cfg.source.config) if use == "postgres" else None

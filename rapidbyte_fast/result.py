@@ -25,6 +25,9 @@ class StreamResult:
     partitioning: str = ""
     cursor_before: str | None = None
     cursor_after: str | None = None
+    transform_count: int = 0
+    records_skipped: int = 0
+    records_dlq: int = 0
     load_method: str = ""
     copy_format: str = ""
     timings: dict[str, float] = field(default_factory=dict)
@@ -100,6 +103,9 @@ class RunResult:
             "compression": self.compression,
             "load_method": ",".join(sorted({s.load_method for s in self.streams})),
             "streams": len(self.streams),
+            "transform_count": max((s.transform_count for s in self.streams), default=0),
+            "records_skipped": sum(s.records_skipped for s in self.streams),
+            "records_dlq": sum(s.records_dlq for s in self.streams),
         }
         d.update({k: round(v, 6) for k, v in sorted(self.timings().items())})
         return d

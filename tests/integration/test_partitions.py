@@ -12,11 +12,12 @@ from rapidbyte_fast.sources.postgres import PostgresSource
 from .test_cli_e2e import _cli, _pipeline, _text_rows
 
 
-def _run(pg_dsn, tmp_path, src, dst, stream, parallelism, write_mode="replace", extra=""):
+def _run(pg_dsn, tmp_path, src, dst, stream, parallelism, write_mode="replace", extra="",
+         dest_extra=""):
     path = _pipeline(tmp_path, src, dst, streams=f"- name: {stream}\n{extra}",
                      write_mode=write_mode)
     with open(path, "a") as f:
-        f.write(f"resources: {{parallelism: {parallelism}}}\n")
+        f.write(dest_extra + f"resources: {{parallelism: {parallelism}}}\n")
     proc = _cli(pg_dsn, "run", "-q", path)
     assert proc.returncode == 0, proc.stderr
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("@@BENCH_JSON@@"))
@@ -38,7 +39,8 @@ def test_key_shards_copy_every_row_once(pg_dsn, pg_conn, pg_schema, pg_schema2, 
         extra += "  columns: [k, v]\n"
         pg_conn.execute(f"CREATE TABLE \"{pg_schema2}\".t (k bigint, v varchar(20))")
     data = _run(pg_dsn, tmp_path, pg_schema, pg_schema2, "t", 3,
-                write_mode="replace" if passthrough else "append", extra=extra)
+                write_mode="replace" if passthrough else "append", extra=extra,
+                dest_extra="" if passthrough else "  schema_evolution: {type_change: coerce}\n")
     assert data["parallelism"] == 3
     assert data["path"] == ("passthrough" if passthrough else "arrow")
     assert data["records_written"] == 3503

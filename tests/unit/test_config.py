@@ -730,10 +730,13 @@ def test_yaml_12_booleans_and_null_policy(tmp_path: Path) -> None:
 
 def test_state_resolved_connection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("RAPIDBYTE_DATA_DIR", raising=False)
     assert StateConfig(connection="~/s/state.db").resolved_connection() == str(
         tmp_path / "s" / "state.db")
     assert StateConfig().resolved_connection() == str(
         Path(platformdirs.user_data_dir("rapidbyte-fast")) / "state.db")
+    monkeypatch.setenv("RAPIDBYTE_DATA_DIR", str(tmp_path / "data"))
+    assert StateConfig().resolved_connection() == str(tmp_path / "data" / "state.db")
     pg = StateConfig(backend="postgres", connection="postgresql://x@y/z")
     assert pg.resolved_connection() == "postgresql://x@y/z"
 

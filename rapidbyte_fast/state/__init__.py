@@ -1,0 +1,1 @@
+"""What outlives a run: run history, incremental cursors and the dead-letter queue."""

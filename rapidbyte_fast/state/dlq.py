@@ -1,0 +1,192 @@
+"""The dead-letter queue: rejected rows kept in Postgres, in ``"<schema>".rbf_dead_letters``.
+
+Each row records the run, pipeline and stream, the rejected record as JSON, every reason
+it was rejected (``"rule: message"``) and a category (``validation``, ``load``, ...).
+``DeadLetterStore.add`` has the shape of a transform's ``RejectSink``; it buffers and
+writes with one COPY per ``batch_rows`` records, so a burst of rejects costs one round trip.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import threading
+import uuid
+from decimal import Decimal
+from typing import Any, Callable
+
+import psycopg
+import pyarrow as pa
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from ..errors import DestinationError
+from ..pgtypes import PG_TYPE_KEY, qualified, quote_ident
+from ..sources.postgres import connect
+
+TABLE = "rbf_dead_letters"
+
+_COLUMNS = ("run_id", "pipeline", "stream", "record", "errors", "category")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` (as pyarrow's ``to_pylist`` gives it) as something JSON can hold; text
+    forms follow Postgres input syntax so a record can be loaded again."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, str):
+        # jsonb cannot store U+0000 (nor can Postgres text).
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, (Decimal, uuid.UUID)):
+        return str(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray)):
+        return "\\x" + value.hex()
+    if isinstance(value, pa.MonthDayNano):
+        micros = Decimal(value.nanoseconds) / 1000
+        return f"{value.months} mons {value.days} days {micros} microseconds"
+    if isinstance(value, dt.timedelta):
+        return f"{value.days} days {value.seconds} seconds {value.microseconds} microseconds"
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def _uuid_text(value: bytes | None) -> str | None:
+    return None if value is None else str(uuid.UUID(bytes=value))
+
+
+def _converter(field: pa.Field) -> Callable[[Any], Any]:
+    is_uuid = (field.metadata or {}).get(PG_TYPE_KEY) == b"uuid"
+    if is_uuid and pa.types.is_fixed_size_binary(field.type) and field.type.byte_width == 16:
+        return _uuid_text
+    return _plain
+
+
+def records_json(batch: pa.RecordBatch, rows: pa.Array | list[int]) -> list[str]:
+    """Rows ``rows`` of ``batch`` as JSON objects keyed by column name, in column order.
+
+    Numbers stay numbers except non-finite floats and decimals (text, exact); timestamps
+    are ISO 8601, bytea is ``\\x<hex>``, uuid columns are canonical uuid text.
+    """
+    taken = batch.take(rows)
+    columns = [[convert(v) for v in column.to_pylist()]
+               for convert, column in zip(map(_converter, batch.schema), taken.columns)]
+    names = batch.schema.names
+    return [json.dumps(dict(zip(names, values)), ensure_ascii=False, allow_nan=False)
+            for values in zip(*columns)]
+
+
+def _table_exists(conn: psycopg.Connection, schema: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [qualified(schema, TABLE)]).fetchone()
+    return bool(row and row[0])
+
+
+class DeadLetterStore:
+    """Writes rejected records of one run of ``pipeline``; thread-safe, so every task of the
+    run can share one store. Records are committed by ``flush()`` (and every ``batch_rows``
+    records); ``close()`` flushes."""
+
+    def __init__(self, conninfo: str, schema: str, pipeline: str = "", run_id: str = "",
+                 batch_rows: int = 1000) -> None:
+        self.schema, self.pipeline, self.run_id = schema, pipeline, run_id
+        self.batch_rows = batch_rows
+        #: records written so far
+        self.written = 0
+        self._where = f"dead-letter table {qualified(schema, TABLE)}"
+        self._lock = threading.Lock()
+        self._buffer: list[tuple[str, str, str, str, list[str], str]] = []
+        self._conn: psycopg.Connection | None = connect(conninfo, self._where)
+        try:
+            self._create()
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise self._failed(exc) from None
+
+    def _create(self) -> None:
+        assert self._conn is not None
+        if _table_exists(self._conn, self.schema):
+            return
+        # CREATE ... IF NOT EXISTS still needs CREATE privilege, so only when missing.
+        if self._conn.execute("SELECT to_regnamespace(%s) IS NULL",
+                              [quote_ident(self.schema)]).fetchone()[0]:
+            self._conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                sql.Identifier(self.schema)))
+        self._conn.execute(sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (id bigserial PRIMARY KEY, run_id text NOT NULL,"
+            " pipeline text NOT NULL, stream text NOT NULL, record jsonb NOT NULL,"
+            " errors text[] NOT NULL, category text NOT NULL,"
+            " created_at timestamptz NOT NULL DEFAULT now())"
+        ).format(sql.Identifier(self.schema, TABLE)))
+        self._conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (pipeline, id)").format(
+            sql.Identifier(f"{TABLE}_pipeline_idx"), sql.Identifier(self.schema, TABLE)))
+
+    def _failed(self, exc: psycopg.Error) -> DestinationError:
+        return DestinationError(f"{self._where}: {' '.join(str(exc).split())}")
+
+    def add(self, stream: str, record_json: str, errors: list[str], category: str) -> None:
+        """Queue one rejected record (a ``RejectSink``)."""
+        with self._lock:
+            self._buffer.append(
+                (self.run_id, self.pipeline, stream, record_json, list(errors), category))
+            if len(self._buffer) >= self.batch_rows:
+                self._write()
+
+    def flush(self) -> None:
+        """Write and commit every queued record."""
+        with self._lock:
+            self._write()
+
+    def _write(self) -> None:
+        if not self._buffer:
+            return
+        if self._conn is None:
+            raise DestinationError(f"{self._where}: the store is closed")
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(self.schema, TABLE), sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)))
+        try:
+            with self._conn.cursor() as cur, cur.copy(statement) as copy:
+                for row in self._buffer:
+                    copy.write_row(row)
+        except psycopg.Error as exc:
+            raise self._failed(exc) from None
+        self.written += len(self._buffer)
+        self._buffer.clear()
+
+    def close(self) -> None:
+        """Flush and disconnect."""
+        with self._lock:
+            try:
+                self._write()
+            finally:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+
+
+def list_dead_letters(conninfo: str, schema: str, pipeline: str, limit: int = 100,
+                      run_id: str | None = None) -> list[dict]:
+    """The newest ``limit`` dead letters of ``pipeline`` (of one run if ``run_id``), newest
+    first, as dicts with keys id, run_id, pipeline, stream, record (parsed JSON), errors,
+    category, created_at. No table yet means no dead letters."""
+    where = f"dead-letter table {qualified(schema, TABLE)}"
+    with connect(conninfo, where) as conn:
+        try:
+            if not _table_exists(conn, schema):
+                return []
+            query = sql.SQL(
+                "SELECT id, run_id, pipeline, stream, record, errors, category, created_at"
+                " FROM {} WHERE pipeline = %s AND (%s::text IS NULL OR run_id = %s)"
+                " ORDER BY id DESC LIMIT %s"
+            ).format(sql.Identifier(schema, TABLE))
+            with conn.cursor(row_factory=dict_row) as cur:
+                return cur.execute(query, [pipeline, run_id, run_id, limit]).fetchall()
+        except psycopg.Error as exc:
+            raise DestinationError(f"{where}: {' '.join(str(exc).split())}") from None
