@@ -1,1 +1,1 @@
-"""Benchmarks: kernels (`python -m bench.micro`) and, later, whole pipelines."""
+"""Benchmarks: kernels (`python -m bench.micro`) and whole pipelines (`python -m bench`)."""
