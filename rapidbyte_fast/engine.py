@@ -344,9 +344,10 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None,
                                         task.stream.partition_key, shards, task.stream.name)
         passthrough_path = sr.path == "passthrough"
         if parts is None:
+            dest.checkpoint_every = (res.checkpoint_interval_bytes, res.checkpoint_interval_rows,
+                                     res.checkpoint_interval_seconds)
             dest.open(schema, passthrough=passthrough_path)
-            loader = dest.loader
-            write = _raw_writer(loader) if passthrough_path else loader.write
+            write = dest.write_raw if passthrough_path else dest.write
             pumps.append(_Pump(source, write, dest.commit, sr.path, cfg, frames, stop, fail,
                                progress, task.stream.name, chain))
         else:
@@ -419,6 +420,7 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None,
             timings["transform_module_load_ms"] = (timings.get("transform_module_load_ms", 0.0)
                                                    + t.stats["plugin_load_ms"])
     sr.transform_count = len(chain)
+    sr.checkpoints = dest.checkpoints
     timings["compress_secs"] = frames.compress_secs
     timings["decompress_secs"] = frames.decompress_secs
     sr.timings = timings

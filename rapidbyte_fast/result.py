@@ -26,6 +26,7 @@ class StreamResult:
     cursor_before: str | None = None
     cursor_after: str | None = None
     transform_count: int = 0
+    checkpoints: int = 0
     records_skipped: int = 0
     records_dlq: int = 0
     load_method: str = ""
@@ -106,6 +107,7 @@ class RunResult:
             "transform_count": max((s.transform_count for s in self.streams), default=0),
             "records_skipped": sum(s.records_skipped for s in self.streams),
             "records_dlq": sum(s.records_dlq for s in self.streams),
+            "checkpoints": sum(s.checkpoints for s in self.streams),
         }
         d.update({k: round(v, 6) for k, v in sorted(self.timings().items())})
         return d

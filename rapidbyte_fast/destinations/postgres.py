@@ -62,7 +62,7 @@ class Loader:
     connection, inside that connection's transaction."""
 
     def __init__(self, conn: psycopg.Connection, where: str, pg_cfg, rel: str, cols: str,
-                 wp: WritePlan, passthrough: bool) -> None:
+                 wp: WritePlan, passthrough: bool, continuation: bool = False) -> None:
         self.conn = conn
         self.where = where
         self.pg = pg_cfg
@@ -87,6 +87,10 @@ class Loader:
                 self._copy_cm = conn.cursor().copy(
                     f"COPY {rel} ({cols}) FROM STDIN (FORMAT {self.copy_format})")
                 self._copy = self._copy_cm.__enter__()
+                if passthrough and continuation:
+                    # after a checkpoint the source stream goes on mid-way: a new header here
+                    self._copy.write(COPY_BINARY_HEADER)
+                    self._raw_header_done = True
                 if not passthrough:
                     self._sender = CopySender(self._copy)
                     self._buf = self._sender.take()
@@ -176,10 +180,13 @@ class Loader:
             self.bytes_written += len(buf)
             row += used
 
-    def finish(self) -> None:
-        """End the COPY (the transaction stays open)."""
+    def finish(self, checkpoint: bool = False) -> None:
+        """End the COPY (the transaction stays open). At a ``checkpoint`` a passthrough
+        stream is cut after its last complete tuple and closed with a trailer of ours."""
         if self.passthrough and not self._raw_trailer:
-            raise DestinationError(f"{self.where}the source's COPY stream ended early")
+            if not checkpoint or self._raw_tail:
+                raise DestinationError(f"{self.where}the source's COPY stream ended early")
+            self._copy.write(COPY_BINARY_TRAILER)
         try:
             if self._sender is not None:
                 if self.copy_format == "binary":
@@ -240,6 +247,10 @@ class PostgresDestination:
         self._names: list[str] = []
         #: set by the engine for incremental streams: pipeline name, cursor and tie-breaker
         self.incremental: tuple[str, str, str | None] | None = None
+        #: checkpoint intervals (bytes, rows, seconds; 0 = off), set by the engine
+        self.checkpoint_every: tuple[int, int, float] = (0, 0, 0.0)
+        self.checkpoints = 0
+        self._ck_mark = (0, 0, 0.0)
         self.new_cursor: cursors.Cursor | None = None
 
     @property
@@ -454,10 +465,56 @@ class PostgresDestination:
     def write(self, batch: pa.RecordBatch) -> None:
         """Encode and send one batch."""
         self.loader.write(batch)
+        self._maybe_checkpoint()
 
-    def write_raw(self, chunk: bytearray) -> None:
-        """Send a chunk of a source's COPY binary stream as it is."""
+    def write_raw(self, chunk: bytearray) -> int:
+        """Send a chunk of a source's COPY binary stream as it is; returns its tuples."""
+        before = self.rows_written
         self.loader.write_raw(chunk)
+        n = self.rows_written - before
+        self._maybe_checkpoint()
+        return n
+
+    def checkpointing(self) -> bool:
+        """Mid-stream commits are safe only into a staging table whose rows move with the
+        cursor (incremental with a tie-breaker: a cut inside a run of equal cursor values
+        would skip its rest) or idempotently (upsert)."""
+        if self.shards > 1 or not self._staged or not any(self.checkpoint_every):
+            return False
+        if self.incremental:
+            return self.incremental[2] is not None
+        return self.cfg.write_mode == "upsert"
+
+    def _maybe_checkpoint(self) -> None:
+        if not self.checkpointing():
+            return
+        every_bytes, every_rows, every_secs = self.checkpoint_every
+        rows0, bytes0, t0 = self._ck_mark
+        now = time.monotonic()
+        if not t0:
+            self._ck_mark = (rows0, bytes0, now)
+            return
+        if ((every_bytes and self.bytes_written - bytes0 >= every_bytes)
+                or (every_rows and self.rows_written - rows0 >= every_rows)
+                or (every_secs and now - t0 >= every_secs)):
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Commit what is loaded so far (rows and cursor together) and go on loading."""
+        self.loader.finish(checkpoint=True)
+        t0 = time.perf_counter()
+        try:
+            self._move_staged(drop=False)
+            self.conn.commit()
+            self.loader = Loader(self.conn, self._where(), self.pg,
+                                 qualified(self.schema_name, self._load_table), self._cols,
+                                 self._wp, self.passthrough, continuation=True)
+        except psycopg.Error as exc:
+            raise _dest_error(self._where(), exc) from None
+        self.loaders.append(self.loader)
+        self.timings["dest_commit_secs"] += time.perf_counter() - t0
+        self.checkpoints += 1
+        self._ck_mark = (self.rows_written, self.bytes_written, time.monotonic())
 
     # -- finish --------------------------------------------------------------------------
     def commit(self) -> None:
@@ -492,11 +549,7 @@ class PostgresDestination:
         target = qualified(self.schema_name, self.table_name)
         exists = table_exists(conn, self.schema_name, self.table_name)
         if self.cfg.write_mode != "replace" and exists:
-            if self.incremental:
-                self._save_cursor(stage)
-            # one set-based statement moves the rows: the load stays all-or-nothing
-            conn.execute(self._move_sql(stage, target))
-            conn.execute(f"DROP TABLE {stage}")
+            self._move_staged(drop=True)
             return
         if exists and self.rows_written == 0 and not self.cfg.allow_empty_replace:
             has_rows = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {target})").fetchone()[0]
@@ -514,6 +567,15 @@ class PostgresDestination:
             old = quote_ident(derived_name(self._load_table, "_pkey"))
             new = quote_ident(derived_name(self.table_name, "_pkey"))
             conn.execute(f"ALTER TABLE {target} RENAME CONSTRAINT {old} TO {new}")
+
+    def _move_staged(self, drop: bool) -> None:
+        """Move the staged rows into the target with one set-based statement, and save the
+        cursor they reach, in the current transaction."""
+        stage = qualified(self.schema_name, self._load_table)
+        if self.incremental:
+            self._save_cursor(stage)
+        self.conn.execute(self._move_sql(stage, qualified(self.schema_name, self.table_name)))
+        self.conn.execute(f"DROP TABLE {stage}" if drop else f"TRUNCATE {stage}")
 
     def _move_sql(self, stage: str, target: str) -> str:
         cols = self._cols
