@@ -430,7 +430,8 @@ class PostgresDestination:
                                     f"{col.pg_type} in the destination "
                                     "[schema_evolution.type_change: fail]")
                 continue  # "null": the column is not loaded, so it stays NULL
-            if f.nullable and col.not_null:
+            # a primary key column stays NOT NULL: a NULL would be refused by the key anyway
+            if f.nullable and col.not_null and f.name not in table.primary_key:
                 if pol.nullability_change == "fail":
                     problems.append(f"column {f.name} is nullable in the source but NOT NULL "
                                     "in the destination "
