@@ -5,6 +5,7 @@ from .config import PipelineConfig
 from .pgtypes import describe_table, project, qualified, split_table
 from .plan import resolve_conninfo
 from .sources.postgres import connect
+from .transforms.chain import build, open_chain
 
 _TABLES_SQL = """
 SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -67,6 +68,19 @@ def check_pipeline(cfg: PipelineConfig) -> list[str]:
                          + (f", primary key {','.join(pk)}" if pk else ""))
             lines += [f"    {c['name']}: {c['pg_type']} → {c['arrow_type']}"
                       for c in info["columns"]]
+            if s.sync_mode == "incremental" and s.tie_breaker_field is None:
+                lines.append(f"  warning: stream {s.name} is incremental without "
+                             "tie_breaker_field: rows that share the last cursor value and "
+                             "arrive later will be missed")
+            if cfg.transforms:
+                chain = build(cfg, None)
+                try:
+                    out = open_chain(chain, s.name, schema)
+                finally:
+                    for t in chain:
+                        t.close()
+                lines.append(f"  transforms: ok, {len(chain)} step(s) → "
+                             + ", ".join(f"{f.name} {f.type}" for f in out))
     finally:
         if src_conn is not None:
             src_conn.close()

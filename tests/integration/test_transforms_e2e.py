@@ -97,3 +97,20 @@ def test_validate_skip_and_dlq(pg_dsn, pg_conn, people, pg_schema2, tmp_path):
     lines = listed.stdout.splitlines()
     assert lines[0] == "2 dead letter(s) of pipeline e2e:"
     assert "regex: email does not match" in lines[1] and '"not-an-email"' in lines[1]
+
+
+def test_check_validates_transforms_and_warns(pg_dsn, people, pg_schema2, tmp_path):
+    path = _with(_pipeline(tmp_path, people, pg_schema2,
+                           streams="- name: people\n  sync_mode: incremental\n"
+                                   "  cursor_field: id\n", write_mode="append"),
+                 "transforms:\n  - use: sql\n"
+                 "    config: {query: \"SELECT id, upper(name) AS name FROM people\"}\n")
+    proc = _cli(pg_dsn, "check", path)
+    assert proc.returncode == 0, proc.stderr
+    assert ("  warning: stream people is incremental without tie_breaker_field: rows that "
+            "share the last cursor value and arrive later will be missed") in proc.stdout
+    assert "  transforms: ok, 1 step(s) → id int32, name string" in proc.stdout
+    bad = path.replace("pipeline.yaml", "bad.yaml")
+    open(bad, "w").write(open(path).read().replace("upper(name)", "upper(nom)"))
+    proc = _cli(pg_dsn, "check", bad)
+    assert proc.returncode == 2 and "No field named nom" in _err(proc)
