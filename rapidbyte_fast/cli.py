@@ -266,6 +266,35 @@ def state_reset(pipeline: str, stream: str | None) -> None:
                + (f" stream {stream}" if stream else ""))
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """Built-in sources, destinations and transforms, and the WASM plugins found."""
+    from .plugins.discovery import list_plugins, plugin_dirs
+
+    found = list_plugins()
+    if as_json:
+        click.echo(json.dumps({"builtin": _BUILTINS, "plugins": found}, default=str, indent=1))
+        return
+    for kind, names in _BUILTINS.items():
+        click.echo(f"built-in {kind}: {', '.join(names)}")
+    click.echo("plugin dirs: " + ", ".join(str(d) for d in plugin_dirs()))
+    for p in found:
+        if "error" in p:
+            click.echo(f"  {p['path']}: unusable ({p['error']})")
+            continue
+        click.echo(f"  {p['name']} {p['version']} [{p['kind']}] {p['path']}"
+                   + (" (shadowed)" if p.get("shadowed") else ""))
+        if p.get("description"):
+            click.echo(f"      {p['description']}")
+        if p.get("config_schema"):
+            click.echo(f"      config: {json.dumps(p['config_schema'])}")
+
+
+_BUILTINS = {"sources": ["postgres", "generate"], "destinations": ["postgres"],
+             "transforms": ["sql", "validate"]}
+
+
 @main.group("dlq")
 def dlq_group() -> None:
     """Rows rejected by validation (on_data_error: dlq)."""

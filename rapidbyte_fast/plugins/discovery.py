@@ -8,8 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
+from rapidbyte_fast import paths
 from rapidbyte_fast.errors import ConfigError, PluginError
 from rapidbyte_fast.plugins import abi
 
@@ -21,7 +20,7 @@ def plugin_dirs() -> list[Path]:
     """The search path, first match wins."""
     env = os.environ.get("RAPIDBYTE_PLUGIN_PATH", "")
     dirs = [Path(p).expanduser() for p in env.split(os.pathsep) if p.strip()]
-    dirs.append(Path(platformdirs.user_data_dir("rapidbyte-fast")) / "plugins")
+    dirs.append(paths.data_dir() / "plugins")
     dirs.append(BUNDLED_DIR)
     return dirs
 

@@ -114,3 +114,25 @@ def test_check_validates_transforms_and_warns(pg_dsn, people, pg_schema2, tmp_pa
     open(bad, "w").write(open(path).read().replace("upper(name)", "upper(nom)"))
     proc = _cli(pg_dsn, "check", bad)
     assert proc.returncode == 2 and "No field named nom" in _err(proc)
+
+
+def test_wasm_plugins_end_to_end(pg_dsn, pg_conn, people, pg_schema2, tmp_path):
+    path = _with(_pipeline(tmp_path, people, pg_schema2, streams="- name: people\n"),
+                 "transforms:\n"
+                 "  - use: transform-filter\n"
+                 "    config: {column: age, op: \">=\", value: 18}\n"
+                 "    limits: {max_memory: 64mb, timeout_seconds: 5}\n"
+                 "  - use: transform-mask\n"
+                 "    config: {columns: [email], mode: mask}\n")
+    proc = _cli(pg_dsn, "run", path)
+    assert proc.returncode == 0, proc.stderr
+    data = _bench(proc)
+    assert data["transform_count"] == 2 and data["records_written"] == 3
+    assert "transform_module_load_ms" in data
+    rows = _text_rows(pg_conn, pg_schema2, "people")
+    assert [r[:3] for r in rows] == [("1", "ada", "36"), ("3", "cy", "40"), ("4", "dee", "19")]
+    masked = [r[3] for r in rows]
+    assert masked[0] != "ada@example.com" and masked[0].endswith("@example.com")
+    assert masked[2].endswith("@example.org")
+    listed = _cli(pg_dsn, "plugins")
+    assert "transform-filter 0.1.0 [transform]" in listed.stdout
