@@ -60,7 +60,7 @@ MASK_MANIFEST = {
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("RAPIDBYTE_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("RAPIDBYTE_DATA_DIR", str(tmp_path / "data" / "rapidbyte-fast"))
     monkeypatch.delenv("RAPIDBYTE_PLUGIN_PATH", raising=False)
 
 
