@@ -310,6 +310,7 @@ class PostgresDestination:
             self.timings["dest_ddl_secs"] += time.perf_counter() - t0
         if self.loader is not None:
             self.copy_format = self.loader.copy_format
+        self._ck_mark = (0, 0, time.monotonic())
 
     def _pk_from(self, schema: pa.Schema) -> tuple[str, ...]:
         if self.cfg.primary_key:
@@ -492,9 +493,6 @@ class PostgresDestination:
         every_bytes, every_rows, every_secs = self.checkpoint_every
         rows0, bytes0, t0 = self._ck_mark
         now = time.monotonic()
-        if not t0:
-            self._ck_mark = (rows0, bytes0, now)
-            return
         if ((every_bytes and self.bytes_written - bytes0 >= every_bytes)
                 or (every_rows and self.rows_written - rows0 >= every_rows)
                 or (every_secs and now - t0 >= every_secs)):
