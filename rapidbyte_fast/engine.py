@@ -336,7 +336,8 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None,
         parts = None
         if (task.source_use == "postgres" and task.stream.sync_mode == "full_refresh"
                 and not chain):  # transforms like validate/unique are stateful per stream
-            shards = partitions.shard_count(source.conn, source.table, res.parallelism)
+            shards = partitions.shard_count(source.conn, source.table, res.parallelism,
+                                            cfg.destination.write_mode)
             if shards > 1:
                 exporter = partitions.SnapshotExporter(
                     connect(task.source_conninfo, f"source stream {task.stream.name}"))

@@ -45,10 +45,15 @@ class SnapshotExporter:
             self.conn.execute("COMMIT")
 
 
-def shard_count(conn: psycopg.Connection, table: PgTable, requested) -> int:
-    """Shards for ``requested`` (an int, or "auto": by size and cores)."""
+def shard_count(conn: psycopg.Connection, table: PgTable, requested, write_mode: str) -> int:
+    """Shards for ``requested`` (an int, or "auto": by size and cores). Auto shards only
+    ``replace``: sharded append/upsert load a staging table and move it, which costs more
+    than the parallel read saves (bench peers, 1M rows: append 6.7 s sharded vs replace
+    2.8 s)."""
     if requested != "auto":
         return int(requested)
+    if write_mode != "replace":
+        return 1
     est = conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
                        (qualified(table.schema, table.name),)).fetchone()[0]
     if est is None or est < AUTO_MIN_ROWS:
