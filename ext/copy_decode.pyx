@@ -203,21 +203,29 @@ cdef enum:
     E_INTERVAL_RANGE = 7
     E_NUMERIC_MALFORMED = 8
     E_NUMERIC_RANGE = 9
+    E_ARRAY_MALFORMED = 10
+    E_ARRAY_DIMS = 11
+    E_ARRAY_LBOUND = 12
 
 cdef enum:
     DATE_OFFSET = 10957  # days 1970-01-01 → 2000-01-01
+    ARRAY_MAX_DIMS = 6
 
 cdef int64_t TS_OFFSET = 946684800000000  # µs 1970-01-01 → 2000-01-01
 
 
+# One column's sinks (an ARRAY column has a second Col for its elements, ``child``).
 cdef struct Col:
     int kind
     int wire        # bytes of a non-NULL field on the wire, 0 = variable
-    int width       # bytes per row in the data sink, 0 = varlena (offsets + data)
+    int width       # bytes per value in the data sink, 0 = varlena (offsets + data) or ARRAY
     int precision
     int scale
     int64_t total   # scan: data bytes the varlena values of the scanned rows need
-    int64_t off     # fill: length of the data sink so far (the next offset)
+    int64_t items   # scan (child): elements of the scanned rows
+    int64_t off     # fill: length of the data sink so far (ARRAY: child elements so far)
+    Py_ssize_t n    # fill (child): elements written by this call
+    Col* child
     unsigned char* v
     unsigned char* o
     unsigned char* d
@@ -227,6 +235,7 @@ cdef struct Fault:
     int code
     int col
     Py_ssize_t row       # index among the rows of this call
+    int elem             # array element, -1 for the field itself
     int64_t value
     const unsigned char* field
     int32_t len
@@ -259,7 +268,58 @@ cdef inline void _fault(Fault* f, int code, int col, Py_ssize_t row, int64_t val
     f.code = code
     f.col = col
     f.row = row
+    f.elem = -1
     f.value = value
+
+
+cdef int _array_scan(const unsigned char* p, int32_t n, Col* ch, int sign, int64_t* value,
+                     int* elem) noexcept nogil:
+    """Check the framing of a binary array (as ``array_elements`` of the Python twin does)
+    and add (``sign`` 1) or take back (-1) its elements in the child's totals; returns 0 or
+    an E_* code (totals untouched)."""
+    cdef int32_t ndim, flags, count, lbound, m, e
+    cdef int64_t q = 20, total = 0
+    if n < 12:
+        return E_ARRAY_MALFORMED
+    ndim = <int32_t>rb_be32(p)
+    flags = <int32_t>rb_be32(p + 4)
+    if (flags != 0 and flags != 1) or ndim < 0 or ndim > ARRAY_MAX_DIMS:
+        return E_ARRAY_MALFORMED
+    if ndim == 0:
+        return 0 if n == 12 else E_ARRAY_MALFORMED
+    if ndim > 1:
+        value[0] = ndim
+        return E_ARRAY_DIMS
+    if n < 20:
+        return E_ARRAY_MALFORMED
+    count = <int32_t>rb_be32(p + 12)
+    lbound = <int32_t>rb_be32(p + 16)
+    if count < 0:
+        return E_ARRAY_MALFORMED
+    if count and lbound != 1:
+        value[0] = lbound
+        return E_ARRAY_LBOUND
+    for e in range(count):
+        if n - q < 4:
+            return E_ARRAY_MALFORMED
+        m = <int32_t>rb_be32(p + q)
+        q += 4
+        if m == -1:
+            continue
+        if m < 0 or n - q < m:
+            return E_ARRAY_MALFORMED
+        if ch.wire and m != ch.wire:
+            value[0] = m
+            elem[0] = e
+            return E_FIELD_LENGTH
+        if not ch.width:
+            total += _varlena_bytes(ch.kind, p + q, m)
+        q += m
+    if q != n:
+        return E_ARRAY_MALFORMED
+    ch.total += sign * total
+    ch.items += sign * count
+    return 0
 
 
 cdef Py_ssize_t _scan(
@@ -268,8 +328,9 @@ cdef Py_ssize_t _scan(
 ) noexcept nogil:
     """Framing pass: count the complete tuples from ``pos`` and add up varlena bytes."""
     cdef Py_ssize_t rows = 0, q
-    cdef int c, nfields
+    cdef int c, nfields, code, elem
     cdef int32_t n
+    cdef int64_t value
     cdef Col* col
     while end - pos >= 2:
         nfields = <int16_t>rb_be16(s + pos)
@@ -301,11 +362,19 @@ cdef Py_ssize_t _scan(
                 break
             if end - q < n:
                 break
-            if not col.width:
+            if col.kind == K_ARRAY:
+                value = 0
+                elem = -1
+                code = _array_scan(s + q, n, col.child, 1, &value, &elem)
+                if code:
+                    _fault(f, code, c, rows, value)
+                    f.elem = elem
+                    break
+            elif not col.width:
                 col.total += _varlena_bytes(col.kind, s + q, n)
             q += n
             c += 1
-        if c < ncols:  # incomplete, or a bad length at field c
+        if c < ncols:  # incomplete, or a bad field c
             _unscan(s + pos + 2, cols, c)
             break
         pos = q
@@ -316,15 +385,141 @@ cdef Py_ssize_t _scan(
 
 cdef void _unscan(const unsigned char* p, Col* cols, int nfields) noexcept nogil:
     """Take the first ``nfields`` fields of a tuple that is not decoded (incomplete, or with
-    a bad field length) back out of the totals, which must fit the decoded rows exactly."""
+    a bad field) back out of the totals, which must fit the decoded rows exactly."""
     cdef int32_t n
+    cdef int64_t value
+    cdef int elem
     for c in range(nfields):
         n = <int32_t>rb_be32(p)
         p += 4
         if n >= 0:
-            if not cols[c].width:
+            if cols[c].kind == K_ARRAY:
+                _array_scan(p, n, cols[c].child, -1, &value, &elem)
+            elif not cols[c].width:
                 cols[c].total -= _varlena_bytes(cols[c].kind, p, n)
             p += n
+
+
+cdef inline void _put_null(Col* col, Py_ssize_t k) noexcept nogil:
+    """NULL as value ``k`` of this call."""
+    col.v[k] = 0
+    if col.width:
+        memset(col.d, 0, col.width)
+        col.d += col.width
+    else:
+        rb_st32(col.o + 4 * k, <unsigned int>col.off)
+
+
+cdef inline int _put(Col* col, const unsigned char* p, int32_t n, Py_ssize_t k, Fault* f,
+                     int c, Py_ssize_t r) noexcept nogil:
+    """Convert one non-NULL value into ``col``'s sinks as value ``k`` of this call (row
+    ``r``, column ``c``); 1 (and ``f`` set) on a bad value."""
+    cdef int kind = col.kind
+    cdef int32_t days
+    cdef int64_t v, us
+    col.v[k] = 1
+    if kind == K_TEXT or kind == K_BYTEA:
+        memcpy(col.d, p, n)
+        col.d += n
+        col.off += n
+    elif kind == K_INT4 or kind == K_FLOAT4:
+        rb_st32(col.d, rb_be32(p))
+        col.d += 4
+    elif kind == K_INT8 or kind == K_FLOAT8 or kind == K_TIME:
+        rb_st64(col.d, rb_be64(p))
+        col.d += 8
+    elif kind == K_BOOL:
+        col.d[0] = p[0] != 0
+        col.d += 1
+    elif kind == K_INT2:
+        rb_st16(col.d, rb_be16(p))
+        col.d += 2
+    elif kind == K_TIMESTAMP or kind == K_TIMESTAMPTZ:
+        v = <int64_t>rb_be64(p)
+        if v != INT64_MAX and v != INT64_MIN:
+            if v > INT64_MAX - TS_OFFSET:
+                _fault(f, E_TIMESTAMP_RANGE, c, r, v)
+                return 1
+            v += TS_OFFSET
+        rb_st64(col.d, <unsigned long long>v)
+        col.d += 8
+    elif kind == K_DATE:
+        days = <int32_t>rb_be32(p)
+        if days != INT32_MAX and days != INT32_MIN:
+            if days > INT32_MAX - DATE_OFFSET:
+                _fault(f, E_DATE_RANGE, c, r, days)
+                return 1
+            days += DATE_OFFSET
+        rb_st32(col.d, <unsigned int>days)
+        col.d += 4
+    elif kind == K_INTERVAL:
+        us = <int64_t>rb_be64(p)
+        if us > INT64_MAX // 1000 or us < -(INT64_MAX // 1000):
+            _fault(f, E_INTERVAL_RANGE, c, r, us)
+            return 1
+        rb_st32(col.d, rb_be32(p + 12))
+        rb_st32(col.d + 4, rb_be32(p + 8))
+        rb_st64(col.d + 8, <unsigned long long>(us * 1000))
+        col.d += 16
+    elif kind == K_UUID:
+        memcpy(col.d, p, 16)
+        col.d += 16
+    elif kind == K_NUMERIC:
+        if not rb_numeric_valid(p, n):
+            _fault(f, E_NUMERIC_MALFORMED, c, r, 0)
+            return 1
+        if rb_numeric_decimal(p, col.precision, col.scale, col.d):
+            _fault(f, E_NUMERIC_RANGE, c, r, 0)
+            f.field = p
+            f.len = n
+            return 1
+        col.d += 16
+    elif kind == K_NUMERIC_TEXT:
+        if not rb_numeric_valid(p, n):
+            _fault(f, E_NUMERIC_MALFORMED, c, r, 0)
+            return 1
+        v = rb_numeric_text(p, col.d)
+        col.d += v
+        col.off += v
+    elif kind == K_JSONB:
+        if n == 0 or p[0] != 1:
+            _fault(f, E_JSONB_VERSION, c, r, p[0] if n else -1)
+            return 1
+        memcpy(col.d, p + 1, n - 1)
+        col.d += n - 1
+        col.off += n - 1
+    if not col.width:
+        if col.off > INT32_MAX:
+            _fault(f, E_TOO_LARGE, c, r, 0)
+            return 1
+        rb_st32(col.o + 4 * k, <unsigned int>col.off)
+    return 0
+
+
+cdef int _put_array(Col* col, const unsigned char* p, Fault* f, int c,
+                    Py_ssize_t r) noexcept nogil:
+    """Append a framed (checked by ``_array_scan``) 1-D array's elements to the child."""
+    cdef Col* ch = col.child
+    cdef int32_t count = 0, m, e
+    cdef const unsigned char* q = p + 12
+    if <int32_t>rb_be32(p):
+        count = <int32_t>rb_be32(p + 12)
+        q = p + 20
+    for e in range(count):
+        m = <int32_t>rb_be32(q)
+        q += 4
+        if m < 0:
+            _put_null(ch, ch.n + e)
+            continue
+        if _put(ch, q, m, ch.n + e, f, c, r):
+            f.elem = e
+            return 1
+        q += m
+    ch.n += count
+    col.v[r] = 1
+    col.off += count
+    rb_st32(col.o + 4 * r, <unsigned int>col.off)
+    return 0
 
 
 cdef void _fill(
@@ -332,9 +527,8 @@ cdef void _fill(
 ) noexcept nogil:
     """Value pass over ``nrows`` framed tuples; stops at the first bad value (``f``)."""
     cdef Py_ssize_t r
-    cdef int c, kind
-    cdef int32_t n, days
-    cdef int64_t v, us
+    cdef int c
+    cdef int32_t n
     cdef Col* col
     for r in range(nrows):
         p += 2
@@ -343,96 +537,41 @@ cdef void _fill(
             n = <int32_t>rb_be32(p)
             p += 4
             if n < 0:
-                col.v[r] = 0
-                if col.width:
-                    memset(col.d, 0, col.width)
-                    col.d += col.width
-                else:
-                    rb_st32(col.o + 4 * r, <unsigned int>col.off)
+                _put_null(col, r)
                 continue
-            col.v[r] = 1
-            kind = col.kind
-            if kind == K_TEXT or kind == K_BYTEA:
-                memcpy(col.d, p, n)
-                col.d += n
-                col.off += n
-            elif kind == K_INT4 or kind == K_FLOAT4:
-                rb_st32(col.d, rb_be32(p))
-                col.d += 4
-            elif kind == K_INT8 or kind == K_FLOAT8 or kind == K_TIME:
-                rb_st64(col.d, rb_be64(p))
-                col.d += 8
-            elif kind == K_BOOL:
-                col.d[0] = p[0] != 0
-                col.d += 1
-            elif kind == K_INT2:
-                rb_st16(col.d, rb_be16(p))
-                col.d += 2
-            elif kind == K_TIMESTAMP or kind == K_TIMESTAMPTZ:
-                v = <int64_t>rb_be64(p)
-                if v != INT64_MAX and v != INT64_MIN:
-                    if v > INT64_MAX - TS_OFFSET:
-                        _fault(f, E_TIMESTAMP_RANGE, c, r, v)
-                        return
-                    v += TS_OFFSET
-                rb_st64(col.d, <unsigned long long>v)
-                col.d += 8
-            elif kind == K_DATE:
-                days = <int32_t>rb_be32(p)
-                if days != INT32_MAX and days != INT32_MIN:
-                    if days > INT32_MAX - DATE_OFFSET:
-                        _fault(f, E_DATE_RANGE, c, r, days)
-                        return
-                    days += DATE_OFFSET
-                rb_st32(col.d, <unsigned int>days)
-                col.d += 4
-            elif kind == K_INTERVAL:
-                us = <int64_t>rb_be64(p)
-                if us > INT64_MAX // 1000 or us < -(INT64_MAX // 1000):
-                    _fault(f, E_INTERVAL_RANGE, c, r, us)
+            if col.kind == K_ARRAY:
+                if _put_array(col, p, f, c, r):
                     return
-                rb_st32(col.d, rb_be32(p + 12))
-                rb_st32(col.d + 4, rb_be32(p + 8))
-                rb_st64(col.d + 8, <unsigned long long>(us * 1000))
-                col.d += 16
-            elif kind == K_UUID:
-                memcpy(col.d, p, 16)
-                col.d += 16
-            elif kind == K_NUMERIC:
-                if not rb_numeric_valid(p, n):
-                    _fault(f, E_NUMERIC_MALFORMED, c, r, 0)
-                    return
-                if rb_numeric_decimal(p, col.precision, col.scale, col.d):
-                    _fault(f, E_NUMERIC_RANGE, c, r, 0)
-                    f.field = p
-                    f.len = n
-                    return
-                col.d += 16
-            elif kind == K_NUMERIC_TEXT:
-                if not rb_numeric_valid(p, n):
-                    _fault(f, E_NUMERIC_MALFORMED, c, r, 0)
-                    return
-                v = rb_numeric_text(p, col.d)
-                col.d += v
-                col.off += v
-            elif kind == K_JSONB:
-                if n == 0 or p[0] != 1:
-                    _fault(f, E_JSONB_VERSION, c, r, p[0] if n else -1)
-                    return
-                memcpy(col.d, p + 1, n - 1)
-                col.d += n - 1
-                col.off += n - 1
-            if not col.width:
-                if col.off > INT32_MAX:
-                    _fault(f, E_TOO_LARGE, c, r, 0)
-                    return
-                rb_st32(col.o + 4 * r, <unsigned int>col.off)
+            elif _put(col, p, n, r, f, c, r):
+                return
             p += n
 
 
 cdef int _grow(bytearray b, Py_ssize_t extra) except -1:
     if extra:
         PyByteArray_Resize(b, PyByteArray_GET_SIZE(b) + extra)
+    return 0
+
+
+cdef unsigned char* _end(bytearray b, Py_ssize_t mark):
+    return <unsigned char*>PyByteArray_AS_STRING(b) + mark
+
+
+cdef int _init_col(Col* col, int kind, int precision, int scale, str name) except -1:
+    if not K_BOOL <= kind <= K_ARRAY:
+        raise ValueError(f"{kind} is not a valid Kind")
+    col.kind = kind
+    col.wire = _wire_width(kind)
+    col.width = 16 if kind == K_NUMERIC else col.wire
+    col.precision = precision
+    col.scale = scale
+    col.total = 0
+    col.items = 0
+    col.n = 0
+    col.child = NULL
+    if kind == K_NUMERIC and not 1 <= precision <= 38:
+        raise ValueError(
+            f"column {name!r}: decimal128 precision must be 1..38, got {precision}")
     return 0
 
 
@@ -444,67 +583,78 @@ def decode(plan, src, Py_ssize_t pos, Py_ssize_t end, sinks, Py_ssize_t max_rows
     if max_rows < 0:
         raise ValueError(f"max_rows must be >= 0, got {max_rows}")
     cdef bytes kinds = plan.kind_bytes
-    cdef int ncols = len(kinds), c
-    cdef list valid = sinks.valid, offsets = sinks.offsets, data = sinks.data
+    cdef int ncols = len(kinds), c, k
+    cdef tuple lists = (sinks.valid, sinks.offsets, sinks.data, sinks.child_valid,
+                        sinks.child_offsets, sinks.child_data)
     cdef list marks = []
     cdef Py_ssize_t nrows = 0, new_pos
     cdef bint trailer = False
     cdef Fault scan_fault, fill_fault
     cdef const unsigned char* s = &view[0] if view.shape[0] else NULL
-    cdef Col* cols = <Col*>PyMem_Malloc(max(ncols, 1) * sizeof(Col))
+    cdef Col* cols = <Col*>PyMem_Malloc(max(2 * ncols, 1) * sizeof(Col))
+    cdef Col* col
+    cdef Col* ch
     if cols == NULL:
         raise MemoryError()
     memset(&scan_fault, 0, sizeof(Fault))
     memset(&fill_fault, 0, sizeof(Fault))
     try:
         for c in range(ncols):
-            if not (PyByteArray_CheckExact(valid[c]) and PyByteArray_CheckExact(offsets[c])
-                    and PyByteArray_CheckExact(data[c])):
-                raise TypeError("ColumnSinks buffers must be bytearrays")
-            if not K_BOOL <= kinds[c] <= K_JSONB:
-                raise ValueError(f"{kinds[c]} is not a valid Kind")
-            cols[c].kind = kinds[c]
-            cols[c].wire = _wire_width(kinds[c])
-            cols[c].width = 16 if kinds[c] == K_NUMERIC else cols[c].wire
-            cols[c].precision = plan.precisions[c]
-            cols[c].scale = plan.scales[c]
-            cols[c].total = 0
-            if kinds[c] == K_NUMERIC and not 1 <= cols[c].precision <= 38:
-                raise ValueError(
-                    f"column {plan.names[c]!r}: decimal128 precision must be 1..38, "
-                    f"got {cols[c].precision}")
+            for k in range(6):
+                if not PyByteArray_CheckExact(lists[k][c]):
+                    raise TypeError("ColumnSinks buffers must be bytearrays")
+            _init_col(&cols[c], kinds[c], plan.precisions[c], plan.scales[c], plan.names[c])
+            if kinds[c] == K_ARRAY:
+                cols[c].child = &cols[ncols + c]
+                if plan.elem_kinds[c] == K_ARRAY:
+                    raise ValueError(f"column {plan.names[c]!r}: arrays of arrays")
+                _init_col(cols[c].child, plan.elem_kinds[c], plan.precisions[c],
+                          plan.scales[c], plan.names[c])
         with nogil:
             new_pos = _scan(s, pos, end, cols, ncols, max_rows, &nrows, &trailer, &scan_fault)
         if nrows:
             try:
                 for c in range(ncols):
-                    v, o, d = valid[c], offsets[c], data[c]
-                    marks.append((PyByteArray_GET_SIZE(v), PyByteArray_GET_SIZE(o),
-                                  PyByteArray_GET_SIZE(d)))
-                    _grow(v, nrows)
-                    if cols[c].width:
-                        _grow(d, nrows * cols[c].width)
+                    col = &cols[c]
+                    marks.append(tuple([PyByteArray_GET_SIZE(lists[k][c]) for k in range(6)]))
+                    _grow(lists[0][c], nrows)
+                    if col.width:
+                        _grow(lists[2][c], nrows * col.width)
                     else:
-                        _grow(o, 4 * nrows)
-                        _grow(d, cols[c].total)
-                    nv, no, nd = marks[c]
-                    cols[c].v = <unsigned char*>PyByteArray_AS_STRING(v) + <Py_ssize_t>nv
-                    cols[c].o = <unsigned char*>PyByteArray_AS_STRING(o) + <Py_ssize_t>no
-                    cols[c].d = <unsigned char*>PyByteArray_AS_STRING(d) + <Py_ssize_t>nd
-                    cols[c].off = nd
+                        _grow(lists[1][c], 4 * nrows)
+                        _grow(lists[2][c], col.total)
+                    col.v = _end(lists[0][c], marks[c][0])
+                    col.o = _end(lists[1][c], marks[c][1])
+                    col.d = _end(lists[2][c], marks[c][2])
+                    col.off = marks[c][2]
+                    ch = col.child
+                    if ch != NULL:
+                        col.off = marks[c][3]
+                        _grow(lists[3][c], ch.items)
+                        if ch.width:
+                            _grow(lists[5][c], ch.items * ch.width)
+                        else:
+                            _grow(lists[4][c], 4 * ch.items)
+                            _grow(lists[5][c], ch.total)
+                        ch.v = _end(lists[3][c], marks[c][3])
+                        ch.o = _end(lists[4][c], marks[c][4])
+                        ch.d = _end(lists[5][c], marks[c][5])
+                        ch.off = marks[c][5]
             except BaseException:
-                _truncate(marks, valid, offsets, data)
+                _truncate(marks, lists)
                 raise
             with nogil:
                 _fill(s + pos, nrows, cols, ncols, &fill_fault)
             if not fill_fault.code:  # the scan's totals must be exactly what was written
                 for c in range(ncols):
-                    if cols[c].d != (<unsigned char*>PyByteArray_AS_STRING(data[c])
-                                     + PyByteArray_GET_SIZE(data[c])):
-                        _truncate(marks, valid, offsets, data)
+                    ch = cols[c].child
+                    if cols[c].d != _end(lists[2][c], PyByteArray_GET_SIZE(lists[2][c])) or (
+                            ch != NULL and ch.d != _end(lists[5][c],
+                                                        PyByteArray_GET_SIZE(lists[5][c]))):
+                        _truncate(marks, lists)
                         raise AssertionError(f"column {plan.names[c]!r}: scan and fill disagree")
         if fill_fault.code or scan_fault.code:
-            _truncate(marks, valid, offsets, data)
+            _truncate(marks, lists)
             raise _error(plan, &fill_fault if fill_fault.code else &scan_fault, sinks.rows)
     finally:
         PyMem_Free(cols)
@@ -512,9 +662,10 @@ def decode(plan, src, Py_ssize_t pos, Py_ssize_t end, sinks, Py_ssize_t max_rows
     return new_pos, trailer
 
 
-cdef _truncate(list marks, list valid, list offsets, list data):
-    for c, (nv, no, nd) in enumerate(marks):
-        del valid[c][nv:], offsets[c][no:], data[c][nd:]
+cdef _truncate(list marks, tuple lists):
+    for c, mark in enumerate(marks):
+        for k in range(6):
+            del lists[k][c][mark[k]:]
 
 
 cdef object _error(plan, Fault* f, Py_ssize_t row0):
@@ -522,8 +673,8 @@ cdef object _error(plan, Fault* f, Py_ssize_t row0):
     if f.code == E_NUMERIC_RANGE:
         text = bytearray(rb_numeric_text_len(f.field, f.len))
         rb_numeric_text(f.field, <unsigned char*>PyByteArray_AS_STRING(text))
-        return data_error(plan, f.code, f.col, row0 + f.row, 0, text.decode("ascii"))
-    return data_error(plan, f.code, f.col, row0 + f.row, f.value)
+        return data_error(plan, f.code, f.col, row0 + f.row, 0, text.decode("ascii"), f.elem)
+    return data_error(plan, f.code, f.col, row0 + f.row, f.value, "", f.elem)
 
 
 ctypedef int (*PQgetCopyData_f)(void* conn, char** buffer, int async_) noexcept nogil

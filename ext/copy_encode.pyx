@@ -131,144 +131,196 @@ cdef inline Py_ssize_t put_numeric_u64(unsigned char* q, bint neg, uint64_t m,
     return 12 + 2 * (n - low)
 
 
+cdef Py_ssize_t column_binary_bound(const Col* c, Py_ssize_t start,
+                                   Py_ssize_t stop) noexcept nogil:
+    cdef Py_ssize_t n = stop - start
+    cdef int kind = c.kind
+    if kind == K_BOOL:
+        return 5 * n
+    if kind == K_INT2:
+        return 6 * n
+    if kind == K_INT4 or kind == K_FLOAT4 or kind == K_DATE:
+        return 8 * n
+    if kind == K_INT8 or kind == K_FLOAT8 or kind == K_TIME or kind == K_TIMESTAMP \
+            or kind == K_TIMESTAMPTZ:
+        return 12 * n
+    if kind == K_INTERVAL or kind == K_UUID:
+        return 20 * n
+    if kind == K_NUMERIC:
+        return 36 * n                       # 39 digits span at most 11 non-zero-led groups
+    if kind == K_NUMERIC_TEXT:
+        return 16 * n + str_bytes(c, start, stop)
+    if kind == K_ARRAY:                     # length, 1-D header, elements
+        return 24 * n + column_binary_bound(c.child, list_at(c, start), list_at(c, stop))
+    return 5 * n + str_bytes(c, start, stop)    # TEXT, BYTEA, JSONB (+1 version byte)
+
+
 cdef Py_ssize_t binary_bound(const Col* cs, Py_ssize_t ncols, Py_ssize_t start,
                              Py_ssize_t stop) noexcept nogil:
-    cdef Py_ssize_t n = stop - start, total = 2 * n, k
-    cdef int kind
+    cdef Py_ssize_t total = 2 * (stop - start), k
     for k in range(ncols):
-        kind = cs[k].kind
-        if kind == K_BOOL:
-            total += 5 * n
-        elif kind == K_INT2:
-            total += 6 * n
-        elif kind == K_INT4 or kind == K_FLOAT4 or kind == K_DATE:
-            total += 8 * n
-        elif kind == K_INT8 or kind == K_FLOAT8 or kind == K_TIME or kind == K_TIMESTAMP \
-                or kind == K_TIMESTAMPTZ:
-            total += 12 * n
-        elif kind == K_INTERVAL or kind == K_UUID:
-            total += 20 * n
-        elif kind == K_NUMERIC:
-            total += 36 * n                  # 39 digits span at most 11 non-zero-led groups
-        elif kind == K_NUMERIC_TEXT:
-            total += 16 * n + str_bytes(&cs[k], start, stop)
-        else:                                # TEXT, BYTEA, JSONB (+1 version byte)
-            total += 5 * n + str_bytes(&cs[k], start, stop)
+        total += column_binary_bound(&cs[k], start, stop)
     return total
 
 
-cdef Py_ssize_t write_binary(const Col* cs, Py_ssize_t ncols, Py_ssize_t start,
-                             Py_ssize_t stop, unsigned char* out, Failure* fail) noexcept nogil:
-    cdef unsigned char* q = out
+cdef Py_ssize_t put_decimal_bin(unsigned char* q, const unsigned char* v,
+                                int scale) noexcept nogil:
+    """A decimal128 as a numeric field (length word included), the general case."""
     cdef unsigned char digits[40 + MAX_DECIMAL_SCALE]
+    cdef Py_ssize_t n, ni
+    cdef bint neg
+    n = decimal_digits(v, scale, digits, &ni, &neg)
+    return put_numeric_bin(q, NUMERIC_NEG if neg else NUMERIC_POS, digits, ni, digits + ni,
+                           n - ni, scale if scale > 0 else 0)
+
+
+cdef inline Py_ssize_t put_binary_field(unsigned char* q, const Col* c, Py_ssize_t i,
+                                        int* code) noexcept nogil:
+    """The length-prefixed binary field of row ``i`` (NULL: length -1) of a non-ARRAY
+    column; on a bad value sets ``code`` and what was written is garbage."""
     cdef const unsigned char* s
-    cdef const Col* c
-    cdef Py_ssize_t i, k, j, n, ni
-    cdef int kind, code
+    cdef Py_ssize_t j, n
+    cdef int kind
     cdef int32_t d
     cdef int64_t v
     cdef uint64_t hi, lo
     cdef bint neg
     cdef NumText nt
+    if is_null(c, i):
+        rb_be32(q, 0xFFFFFFFF)
+        return 4
+    kind = c.kind
+    j = c.offset + i
+    if kind == K_INT4 or kind == K_FLOAT4:
+        rb_be32(q, 4)
+        rb_be32(q + 4, rb_le32(c.data + 4 * j))
+        return 8
+    if kind == K_INT8 or kind == K_FLOAT8:
+        rb_be32(q, 8)
+        rb_be64(q + 4, rb_le64(c.data + 8 * j))
+        return 12
+    if kind == K_TEXT or kind == K_BYTEA:
+        n = str_at(c, i, &s)
+        if c.check_strings and memchr(s, 0, n) != NULL:
+            code[0] = ERR_NUL
+            return 0
+        rb_be32(q, <uint32_t>n)
+        memcpy(q + 4, s, n)
+        return 4 + n
+    if kind == K_TIMESTAMP or kind == K_TIMESTAMPTZ:
+        v = <int64_t>rb_le64(c.data + 8 * j)
+        code[0] = timestamp_error(v)
+        if not code[0] and v != TS_POS_INF and v != TS_NEG_INF:
+            v -= PG_EPOCH_OFFSET_US
+        rb_be32(q, 8)
+        rb_be64(q + 4, <uint64_t>v)
+        return 12
+    if kind == K_BOOL:
+        rb_be32(q, 1)
+        q[4] = (c.data[j >> 3] >> (j & 7)) & 1
+        return 5
+    if kind == K_INT2:
+        rb_be32(q, 2)
+        rb_be16(q + 4, rb_le16(c.data + 2 * j))
+        return 6
+    if kind == K_DATE:
+        d = <int32_t>rb_le32(c.data + 4 * j)
+        code[0] = date_error(d)
+        if not code[0] and d != DATE_POS_INF and d != DATE_NEG_INF:
+            d -= PG_EPOCH_OFFSET_DAYS
+        rb_be32(q, 4)
+        rb_be32(q + 4, <uint32_t>d)
+        return 8
+    if kind == K_TIME:
+        v = <int64_t>rb_le64(c.data + 8 * j)
+        code[0] = time_error(v)
+        rb_be32(q, 8)
+        rb_be64(q + 4, <uint64_t>v)
+        return 12
+    if kind == K_INTERVAL:
+        s = c.data + 16 * j
+        v = <int64_t>rb_le64(s + 8)
+        if v % 1000:
+            code[0] = ERR_INTERVAL_NANOS
+        rb_be32(q, 16)
+        rb_be64(q + 4, <uint64_t>(v // 1000))
+        rb_be32(q + 12, rb_le32(s + 4))
+        rb_be32(q + 16, rb_le32(s))
+        return 20
+    if kind == K_UUID:
+        rb_be32(q, 16)
+        memcpy(q + 4, c.data + 16 * j, 16)
+        return 20
+    if kind == K_NUMERIC:
+        neg = decimal_magnitude(c.data + 16 * j, &hi, &lo)
+        if hi == 0 and lo <= rb_pow10[19] // 1000 and c.scale >= 0:
+            return put_numeric_u64(q, neg, lo, c.scale)
+        return put_decimal_bin(q, c.data + 16 * j, c.scale)
+    if kind == K_NUMERIC_TEXT:
+        n = str_at(c, i, &s)
+        code[0] = parse_numeric(s, n, &nt)
+        if code[0]:
+            return 0
+        return put_numeric_bin(q, nt.sign, nt.ip, nt.ni, nt.fp, nt.nf, <int>nt.nf)
+    # JSONB
+    n = str_at(c, i, &s)
+    if c.check_strings and memchr(s, 0, n) != NULL:
+        code[0] = ERR_NUL
+        return 0
+    rb_be32(q, <uint32_t>(n + 1))
+    q[4] = 1
+    memcpy(q + 5, s, n)
+    return 5 + n
+
+
+cdef Py_ssize_t put_array_binary(unsigned char* q, const Col* c, Py_ssize_t i, int* code,
+                                 Py_ssize_t* elem) noexcept nogil:
+    """array_send of a 1-D array with lower bound 1 (``{}``: no dimension); NULL: -1."""
+    cdef const Col* ch = c.child
+    cdef Py_ssize_t a = list_at(c, i), b = list_at(c, i + 1), e, n = 12
+    cdef bint has_null = False
+    if is_null(c, i):
+        rb_be32(q, 0xFFFFFFFF)
+        return 4
+    if b > a:
+        for e in range(a, b):
+            has_null |= is_null(ch, e)
+        rb_be32(q + 16, <uint32_t>(b - a))
+        rb_be32(q + 20, 1)
+        n = 20
+        for e in range(a, b):
+            n += put_binary_field(q + 4 + n, ch, e, code)
+            if code[0]:
+                elem[0] = e
+                return 0
+    rb_be32(q, <uint32_t>n)
+    rb_be32(q + 4, 1 if b > a else 0)
+    rb_be32(q + 8, has_null)
+    rb_be32(q + 12, c.elem_oid)
+    return 4 + n
+
+
+cdef Py_ssize_t write_binary(const Col* cs, Py_ssize_t ncols, Py_ssize_t start,
+                             Py_ssize_t stop, unsigned char* out, Failure* fail) noexcept nogil:
+    cdef unsigned char* q = out
+    cdef Py_ssize_t i, k, n
+    cdef int code = 0
+    cdef Py_ssize_t elem = -1
     for i in range(start, stop):
         rb_be16(q, <uint16_t>ncols)
         q += 2
         for k in range(ncols):
-            c = &cs[k]
-            if is_null(c, i):
-                rb_be32(q, 0xFFFFFFFF)
-                q += 4
-                continue
-            kind = c.kind
-            j = c.offset + i
-            code = 0
-            if kind == K_INT4 or kind == K_FLOAT4:
-                rb_be32(q, 4)
-                rb_be32(q + 4, rb_le32(c.data + 4 * j))
-                q += 8
-            elif kind == K_INT8 or kind == K_FLOAT8:
-                rb_be32(q, 8)
-                rb_be64(q + 4, rb_le64(c.data + 8 * j))
-                q += 12
-            elif kind == K_TEXT or kind == K_BYTEA:
-                n = str_at(c, i, &s)
-                if c.check_strings and memchr(s, 0, n) != NULL:
-                    code = ERR_NUL
-                else:
-                    rb_be32(q, <uint32_t>n)
-                    memcpy(q + 4, s, n)
-                    q += 4 + n
-            elif kind == K_TIMESTAMP or kind == K_TIMESTAMPTZ:
-                v = <int64_t>rb_le64(c.data + 8 * j)
-                code = timestamp_error(v)
-                if not code and v != TS_POS_INF and v != TS_NEG_INF:
-                    v -= PG_EPOCH_OFFSET_US
-                rb_be32(q, 8)
-                rb_be64(q + 4, <uint64_t>v)
-                q += 12
-            elif kind == K_BOOL:
-                rb_be32(q, 1)
-                q[4] = (c.data[j >> 3] >> (j & 7)) & 1
-                q += 5
-            elif kind == K_INT2:
-                rb_be32(q, 2)
-                rb_be16(q + 4, rb_le16(c.data + 2 * j))
-                q += 6
-            elif kind == K_DATE:
-                d = <int32_t>rb_le32(c.data + 4 * j)
-                code = date_error(d)
-                if not code and d != DATE_POS_INF and d != DATE_NEG_INF:
-                    d -= PG_EPOCH_OFFSET_DAYS
-                rb_be32(q, 4)
-                rb_be32(q + 4, <uint32_t>d)
-                q += 8
-            elif kind == K_TIME:
-                v = <int64_t>rb_le64(c.data + 8 * j)
-                code = time_error(v)
-                rb_be32(q, 8)
-                rb_be64(q + 4, <uint64_t>v)
-                q += 12
-            elif kind == K_INTERVAL:
-                s = c.data + 16 * j
-                v = <int64_t>rb_le64(s + 8)
-                if v % 1000:
-                    code = ERR_INTERVAL_NANOS
-                rb_be32(q, 16)
-                rb_be64(q + 4, <uint64_t>(v // 1000))
-                rb_be32(q + 12, rb_le32(s + 4))
-                rb_be32(q + 16, rb_le32(s))
-                q += 20
-            elif kind == K_UUID:
-                rb_be32(q, 16)
-                memcpy(q + 4, c.data + 16 * j, 16)
-                q += 20
-            elif kind == K_NUMERIC:
-                neg = decimal_magnitude(c.data + 16 * j, &hi, &lo)
-                if hi == 0 and lo <= rb_pow10[19] // 1000 and c.scale >= 0:
-                    q += put_numeric_u64(q, neg, lo, c.scale)
-                    continue
-                n = decimal_digits(c.data + 16 * j, c.scale, digits, &ni, &neg)
-                q += put_numeric_bin(q, NUMERIC_NEG if neg else NUMERIC_POS, digits, ni,
-                                     digits + ni, n - ni, c.scale if c.scale > 0 else 0)
-            elif kind == K_NUMERIC_TEXT:
-                n = str_at(c, i, &s)
-                code = parse_numeric(s, n, &nt)
-                if not code:
-                    q += put_numeric_bin(q, nt.sign, nt.ip, nt.ni, nt.fp, nt.nf, <int>nt.nf)
-            elif kind == K_JSONB:
-                n = str_at(c, i, &s)
-                if c.check_strings and memchr(s, 0, n) != NULL:
-                    code = ERR_NUL
-                else:
-                    rb_be32(q, <uint32_t>(n + 1))
-                    q[4] = 1
-                    memcpy(q + 5, s, n)
-                    q += 5 + n
+            if cs[k].kind == K_ARRAY:
+                n = put_array_binary(q, &cs[k], i, &code, &elem)
+            else:
+                n = put_binary_field(q, &cs[k], i, &code)
             if code:
                 fail.col = k
                 fail.row = i
                 fail.code = code
+                fail.elem = elem
                 return -1
+            q += n
     return q - out
 
 
@@ -282,6 +334,8 @@ cdef Py_ssize_t text_bound(const Col* cs, Py_ssize_t ncols, Py_ssize_t start,
         kind = cs[k].kind
         if kind == K_BYTEA:
             total += 3 * n + 2 * str_bytes(&cs[k], start, stop)
+        elif kind == K_ARRAY:
+            total += array_text_bound(&cs[k], start, stop)
         elif is_string_kind(kind):
             total += 2 * n + 2 * str_bytes(&cs[k], start, stop)
         else:
@@ -295,7 +349,7 @@ cdef Py_ssize_t write_text(const Col* cs, Py_ssize_t ncols, Py_ssize_t start,
     cdef unsigned char* q = out
     cdef const unsigned char* s
     cdef const Col* c
-    cdef Py_ssize_t i, k, n
+    cdef Py_ssize_t i, k, n, elem = -1
     cdef int kind, code = 0
     for i in range(start, stop):
         for k in range(ncols):
@@ -319,12 +373,15 @@ cdef Py_ssize_t write_text(const Col* cs, Py_ssize_t ncols, Py_ssize_t start,
                 n = str_at(c, i, &s)
                 memcpy(q, b"\\\\x", 3)
                 q += 3 + put_hex(q + 3, s, n)
+            elif kind == K_ARRAY:
+                q += put_array_text(q, c, i, OUTER_COPY, &code, &elem)
             else:
                 q += put_fixed_text(q, c, i, &code)
             if code:
                 fail.col = k
                 fail.row = i
                 fail.code = code
+                fail.elem = elem
                 return -1
         q[0] = 10
         q += 1
@@ -345,11 +402,11 @@ cdef Py_ssize_t encode(plan, list cols, Py_ssize_t start, Py_ssize_t stop, bytea
     cdef Failure fail
     cdef unsigned char* dst
     cdef list keep = []
-    cdef Col* cs = <Col*>malloc((ncols if ncols else 1) * sizeof(Col))
+    cdef Col* cs = <Col*>malloc((2 * ncols if ncols else 1) * sizeof(Col))
     if cs == NULL:
         raise MemoryError()
     try:
-        load_cols(cols, cs, keep)
+        load_cols(cols, cs, keep, plan.elem_oids)
         with nogil:
             for k in range(ncols):
                 if not offsets_ordered(&cs[k], start, stop):
@@ -365,7 +422,7 @@ cdef Py_ssize_t encode(plan, list cols, Py_ssize_t start, Py_ssize_t stop, bytea
             written = write(cs, ncols, start, stop, dst, &fail)
         if written < 0:
             PyByteArray_Resize(out, base)
-            raise data_error(plan, cols, fail.col, fail.row, fail.code)
+            raise data_error(plan, cols, fail.col, fail.row, fail.code, fail.elem)
         PyByteArray_Resize(out, base + written)
         return written
     finally:

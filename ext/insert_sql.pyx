@@ -68,7 +68,7 @@ cdef int write_rows(const Col* cs, Py_ssize_t ncols, Py_ssize_t row_fixed, Py_ss
     cdef unsigned char* q
     cdef const unsigned char* s
     cdef const Col* c
-    cdef Py_ssize_t i, k, n, bound
+    cdef Py_ssize_t i, k, n, bound, elem = -1
     cdef int kind, code = 0
     while cur.row < limit:
         i = cur.row
@@ -76,6 +76,8 @@ cdef int write_rows(const Col* cs, Py_ssize_t ncols, Py_ssize_t row_fixed, Py_ss
         for k in range(ncols):
             if cs[k].kind == K_BYTEA or is_string_kind(cs[k].kind):
                 bound += 2 * str_at(&cs[k], i, &s)
+            elif cs[k].kind == K_ARRAY:
+                bound += array_text_bound(&cs[k], i, i + 1)
         if cur.pos + bound + reserve > cap:
             need[0] = bound
             return 1
@@ -116,6 +118,11 @@ cdef int write_rows(const Col* cs, Py_ssize_t ncols, Py_ssize_t row_fixed, Py_ss
                 q += 3 + put_hex(q + 3, s, n)
                 q[0] = 39
                 q += 1
+            elif kind == K_ARRAY:
+                q[0] = 39
+                q += 1 + put_array_text(q + 1, c, i, OUTER_SQL, &code, &elem)
+                q[0] = 39
+                q += 1
             else:
                 q[0] = 39
                 q += 1 + put_fixed_text(q + 1, c, i, &code)
@@ -125,6 +132,7 @@ cdef int write_rows(const Col* cs, Py_ssize_t ncols, Py_ssize_t row_fixed, Py_ss
                 fail.col = k
                 fail.row = i
                 fail.code = code
+                fail.elem = elem
                 return -1
         q[0] = 41
         cur.pos = q + 1 - stmt
@@ -159,17 +167,20 @@ def build_insert(plan, cols, Py_ssize_t start, Py_ssize_t stop, bytearray out,
     cdef int status
     cdef unsigned char* stmt
     cdef list keep = []
-    cdef Col* cs = <Col*>malloc((ncols if ncols else 1) * sizeof(Col))
+    cdef Col* cs = <Col*>malloc((2 * ncols if ncols else 1) * sizeof(Col))
     if cs == NULL:
         raise MemoryError()
     try:
-        load_cols(cols, cs, keep)
+        load_cols(cols, cs, keep, plan.elem_oids)
         for k in range(ncols):
             if not offsets_ordered(&cs[k], start, limit):
                 raise offsets_error(k)
+            mark_string_checks(&cs[k], start, limit)    # array elements: NUL checks
             row_fixed += 1 + literal_bound(cs[k].kind, cs[k].scale)
             if cs[k].kind == K_BYTEA or is_string_kind(cs[k].kind):
                 varlena += 2 * str_bytes(&cs[k], start, limit)
+            elif cs[k].kind == K_ARRAY:
+                varlena += array_text_bound(&cs[k], start, limit)
         cap = npre + nsuf + min(row_fixed * (limit - start) + varlena,
                                 max(max_bytes, 0) + row_fixed + 4096)
         cur.row = start
@@ -188,7 +199,7 @@ def build_insert(plan, cols, Py_ssize_t start, Py_ssize_t stop, bytearray out,
                 cap = max(2 * cap, cur.pos + need + nsuf)
                 PyByteArray_Resize(out, base + cap)
             if status < 0:
-                raise data_error(plan, cols, fail.col, fail.row, fail.code)
+                raise data_error(plan, cols, fail.col, fail.row, fail.code, fail.elem)
         except BaseException:
             PyByteArray_Resize(out, base)
             raise

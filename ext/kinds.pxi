@@ -19,6 +19,7 @@ cdef enum:
     K_NUMERIC = 15
     K_NUMERIC_TEXT = 16
     K_JSONB = 17
+    K_ARRAY = 18
 
 
 cdef inline dict kinds_dict():
@@ -28,4 +29,5 @@ cdef inline dict kinds_dict():
         "DATE": K_DATE, "TIME": K_TIME, "TIMESTAMP": K_TIMESTAMP,
         "TIMESTAMPTZ": K_TIMESTAMPTZ, "INTERVAL": K_INTERVAL, "UUID": K_UUID,
         "NUMERIC": K_NUMERIC, "NUMERIC_TEXT": K_NUMERIC_TEXT, "JSONB": K_JSONB,
+        "ARRAY": K_ARRAY,
     }

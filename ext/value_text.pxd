@@ -164,9 +164,11 @@ ctypedef struct Col:
     int scale
     Py_ssize_t offset                 # Arrow array offset (applies to bitmap and values)
     const unsigned char* validity     # NULL when the column has no nulls
-    const unsigned char* offsets      # varlena kinds: LE int32 offsets
+    const unsigned char* offsets      # varlena kinds: LE int32 offsets; ARRAY: list offsets
     const unsigned char* data
     bint check_strings                # string values need the per-value NUL/parse check
+    Col* child                        # ARRAY: the element column
+    uint32_t elem_oid                 # ARRAY: element type OID (binary format)
 
 
 # The first bad cell met by a row loop (reported by the caller with the GIL held).
@@ -174,6 +176,7 @@ ctypedef struct Failure:
     Py_ssize_t col
     Py_ssize_t row
     int code
+    Py_ssize_t elem                   # bad element of an ARRAY cell (element array index)
 
 
 # ------------------------------------------------------------------ loading inputs
@@ -189,20 +192,32 @@ cdef inline int buffer_ptr(object buf, list keep, const unsigned char** ptr) exc
     return 0
 
 
-cdef inline int load_cols(list cols, Col* out, list keep) except -1:
-    """Fill ``out`` from column_inputs() tuples (already checked by check_call)."""
-    cdef Py_ssize_t k
-    for k in range(len(cols)):
-        kind, scale, length, offset, validity, offsets, data = cols[k]
-        out[k].kind = kind
-        out[k].scale = scale
-        out[k].offset = offset
-        out[k].check_strings = kind == K_NUMERIC_TEXT
-        buffer_ptr(offsets, keep, &out[k].offsets)
-        buffer_ptr(data, keep, &out[k].data)
-        buffer_ptr(validity, keep, &out[k].validity)
-        if validity is None:
-            out[k].validity = NULL
+cdef inline int load_col(tuple col, Col* out, list keep) except -1:
+    kind, scale, length, offset, validity, offsets, data = col
+    out.kind = kind
+    out.scale = scale
+    out.offset = offset
+    out.check_strings = kind == K_NUMERIC_TEXT
+    out.child = NULL
+    out.elem_oid = 0
+    buffer_ptr(offsets, keep, &out.offsets)
+    buffer_ptr(None if kind == K_ARRAY else data, keep, &out.data)
+    buffer_ptr(validity, keep, &out.validity)
+    if validity is None:
+        out.validity = NULL
+    return 0
+
+
+cdef inline int load_cols(list cols, Col* out, list keep, tuple elem_oids) except -1:
+    """Fill ``out`` from column_inputs() tuples (already checked by check_call); ``out`` has
+    room for 2 * len(cols) Cols, the element column of ARRAY column k going to len(cols) + k."""
+    cdef Py_ssize_t k, n = len(cols)
+    for k in range(n):
+        load_col(cols[k], &out[k], keep)
+        if out[k].kind == K_ARRAY:
+            out[k].child = &out[n + k]
+            out[k].elem_oid = elem_oids[k]
+            load_col(cols[k][6], out[k].child, keep)
     return 0
 
 
@@ -225,6 +240,11 @@ cdef inline Py_ssize_t str_at(const Col* c, Py_ssize_t i, const unsigned char** 
     return <int32_t>rb_le32(o + 4) - a
 
 
+cdef inline Py_ssize_t list_at(const Col* c, Py_ssize_t i) noexcept nogil:
+    """First element (index into the element column) of row ``i`` of an ARRAY column."""
+    return <int32_t>rb_le32(c.offsets + 4 * (c.offset + i))
+
+
 cdef inline Py_ssize_t str_bytes(const Col* c, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     """Total bytes of the values of rows [start, stop) of a varlena column."""
     return (<int32_t>rb_le32(c.offsets + 4 * (c.offset + stop))
@@ -232,18 +252,21 @@ cdef inline Py_ssize_t str_bytes(const Col* c, Py_ssize_t start, Py_ssize_t stop
 
 
 cdef inline bint offsets_ordered(const Col* c, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
-    """False when a varlena column's offsets decrease within rows [start, stop)."""
+    """False when a varlena or ARRAY column's offsets (or its elements') decrease within
+    rows [start, stop)."""
     cdef const unsigned char* o = c.offsets + 4 * (c.offset + start)
     cdef int32_t prev, cur
     cdef Py_ssize_t k
     cdef bint ok = True
-    if c.kind != K_BYTEA and not is_string_kind(c.kind):
+    if c.kind != K_BYTEA and c.kind != K_ARRAY and not is_string_kind(c.kind):
         return True
     prev = <int32_t>rb_le32(o)
     for k in range(1, stop - start + 1):
         cur = <int32_t>rb_le32(o + 4 * k)
         ok &= cur >= prev
         prev = cur
+    if ok and c.kind == K_ARRAY and stop > start:
+        return offsets_ordered(c.child, list_at(c, start), list_at(c, stop))
     return ok
 
 
@@ -253,6 +276,8 @@ cdef inline void mark_string_checks(Col* c, Py_ssize_t start, Py_ssize_t stop) n
     if c.kind == K_TEXT or c.kind == K_JSONB:
         str_at(c, start, &s)
         c.check_strings = memchr(s, 0, str_bytes(c, start, stop)) != NULL
+    elif c.kind == K_ARRAY:
+        mark_string_checks(c.child, list_at(c, start), list_at(c, stop))
 
 
 # ------------------------------------------------------------------ value checks
@@ -748,3 +773,122 @@ cdef inline Py_ssize_t put_fixed_text(unsigned char* p, const Col* c, Py_ssize_t
     elif kind == K_NUMERIC:
         return put_decimal(p, c.data + 16 * j, c.scale)
     return 0
+
+
+# ------------------------------------------------------------------ arrays as text
+
+# How an array literal is embedded: escaped for COPY text, or inside a SQL '...' literal.
+cdef enum:
+    OUTER_COPY = 1
+    OUTER_SQL = 2
+
+
+cdef inline Py_ssize_t put_outer(unsigned char* q, unsigned char b, int outer) noexcept nogil:
+    """One byte of an array literal, escaped for where the literal goes."""
+    if outer == OUTER_COPY:
+        if b == 92 or b == 9 or b == 10 or b == 13:
+            q[0] = 92
+            q[1] = 92 if b == 92 else 116 if b == 9 else 110 if b == 10 else 114
+            return 2
+    elif b == 39:
+        q[0] = 39
+        q[1] = 39
+        return 2
+    q[0] = b
+    return 1
+
+
+cdef inline bint array_needs_quotes(const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    """array_out's rule: empty, NULL in any case, or holding '"', backslash, braces, the
+    ',' delimiter or white space."""
+    cdef Py_ssize_t k
+    cdef unsigned char b
+    if n == 0:
+        return True
+    if n == 4 and (s[0] | 32) == 110 and (s[1] | 32) == 117 and (s[2] | 32) == 108 \
+            and (s[3] | 32) == 108:
+        return True
+    for k in range(n):
+        b = s[k]
+        if b == 34 or b == 92 or b == 123 or b == 125 or b == 44 or b == 32 or 9 <= b <= 13:
+            return True
+    return False
+
+
+cdef inline Py_ssize_t put_array_elem(unsigned char* q, const unsigned char* s, Py_ssize_t n,
+                                      int outer) noexcept nogil:
+    cdef unsigned char* q0 = q
+    cdef Py_ssize_t k
+    if not array_needs_quotes(s, n):
+        for k in range(n):
+            q += put_outer(q, s[k], outer)
+        return q - q0
+    q[0] = 34
+    q += 1
+    for k in range(n):
+        if s[k] == 34 or s[k] == 92:
+            q += put_outer(q, 92, outer)
+        q += put_outer(q, s[k], outer)
+    q[0] = 34
+    return q + 1 - q0
+
+
+cdef inline Py_ssize_t array_text_bound(const Col* c, Py_ssize_t start,
+                                        Py_ssize_t stop) noexcept nogil:
+    """Most bytes put_array_text writes for rows [start, stop) (braces and SQL quotes too)."""
+    cdef const Col* ch = c.child
+    cdef Py_ssize_t a = list_at(c, start), b = list_at(c, stop), w
+    if ch.kind == K_BYTEA:
+        return 4 * (stop - start) + 8 * (b - a) + 2 * str_bytes(ch, a, b)
+    if is_string_kind(ch.kind):
+        return 4 * (stop - start) + 7 * (b - a) + 4 * str_bytes(ch, a, b)
+    w = fixed_text_bound(ch.kind, ch.scale)
+    return 4 * (stop - start) + (b - a) * (3 + (w if w > 4 else 4))
+
+
+cdef inline Py_ssize_t put_array_text(unsigned char* p, const Col* c, Py_ssize_t i, int outer,
+                               int* code, Py_ssize_t* elem) noexcept nogil:
+    """The array literal of row ``i`` (quoted as array_out does); on a bad element sets
+    ``code`` and ``elem`` (what was written is then garbage)."""
+    cdef const Col* ch = c.child
+    cdef unsigned char scratch[48 + MAX_DECIMAL_SCALE]
+    cdef const unsigned char* s
+    cdef unsigned char* q = p
+    cdef Py_ssize_t a = list_at(c, i), b = list_at(c, i + 1), e, n
+    cdef int kind = ch.kind
+    q[0] = 123
+    q += 1
+    for e in range(a, b):
+        if e > a:
+            q[0] = 44
+            q += 1
+        if is_null(ch, e):
+            memcpy(q, b"NULL", 4)
+            q += 4
+            continue
+        if is_string_kind(kind):
+            n = str_at(ch, e, &s)
+            if ch.check_strings:
+                code[0] = string_error(kind, s, n)
+            if code[0]:
+                elem[0] = e
+                return 0
+            q += put_array_elem(q, s, n, outer)
+        elif kind == K_BYTEA:
+            n = str_at(ch, e, &s)
+            q[0] = 34
+            q += 1
+            q += put_outer(q, 92, outer)
+            q += put_outer(q, 92, outer)
+            q[0] = 120
+            q += 1 + put_hex(q + 1, s, n)
+            q[0] = 34
+            q += 1
+        else:
+            n = put_fixed_text(scratch, ch, e, code)
+            if code[0]:
+                elem[0] = e
+                return 0
+            q += put_array_elem(q, scratch, n, outer)
+    q[0] = 125
+    return q + 1 - p

@@ -32,7 +32,16 @@ UUID           fixed_size_binary(16)                  16 raw bytes (network orde
 NUMERIC        decimal128(p, s)                       LE two's-complement int128, scale s
 NUMERIC_TEXT   utf8                                   canonical numeric text ('NaN' etc.)
 JSONB          utf8                                   json text (wire: version byte 1 + text)
+ARRAY          list<element kind's type>              see below
 =============  =====================================  =====================================
+
+ARRAY columns are 1-D Postgres arrays with lower bound 1 (``{}`` is the empty list). The plan
+names the element kind (``elem_kinds``; a NUMERIC element uses the column's precision and
+scale) and the element type OID that the binary array format carries (``elem_oids``). Their
+``column_inputs`` tuple is ``(ARRAY, 0, length, offset, validity, list_offsets, child)`` where
+``child`` is the element array's own input tuple. Their sinks are ``valid`` and ``offsets``
+(the list's int32 offsets) plus ``child_valid``, ``child_offsets`` and ``child_data`` laid out
+like a column of the element kind.
 """
 from __future__ import annotations
 
@@ -74,6 +83,7 @@ class Kind(IntEnum):
     NUMERIC = 15
     NUMERIC_TEXT = 16
     JSONB = 17
+    ARRAY = 18
 
 
 VARLENA_KINDS = frozenset({Kind.TEXT, Kind.BYTEA, Kind.NUMERIC_TEXT, Kind.JSONB})
@@ -92,6 +102,13 @@ class ColumnPlan:
     kinds: tuple[int, ...]
     scales: tuple[int, ...]
     precisions: tuple[int, ...]
+    elem_kinds: tuple[int, ...] = ()   # ARRAY columns: element kind; 0 elsewhere (or empty)
+    elem_oids: tuple[int, ...] = ()    # ARRAY columns: element type OID; 0 elsewhere
+
+    def __post_init__(self) -> None:
+        for name in ("elem_kinds", "elem_oids"):
+            if not getattr(self, name):
+                object.__setattr__(self, name, (0,) * len(self.names))
 
     @property
     def kind_bytes(self) -> bytes:
@@ -100,6 +117,9 @@ class ColumnPlan:
 
     def arrow_type(self, i: int) -> pa.DataType:
         """Arrow type produced for column ``i``."""
+        if self.kinds[i] == Kind.ARRAY:
+            return pa.list_(arrow_type_for(Kind(self.elem_kinds[i]), self.precisions[i],
+                                           self.scales[i]))
         return arrow_type_for(Kind(self.kinds[i]), self.precisions[i], self.scales[i])
 
 
@@ -150,21 +170,28 @@ def column_inputs(batch: pa.RecordBatch | pa.Table, plan: ColumnPlan) -> list[tu
     out = []
     for i, col in enumerate(batch.columns):
         arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-        bufs = arr.buffers()
-        kind = plan.kinds[i]
-        validity = bufs[0] if arr.null_count else None
-        if kind in VARLENA_KINDS:
-            offsets, data = bufs[1], bufs[2]
-        else:
-            offsets, data = None, bufs[1]
-        out.append((kind, plan.scales[i], len(arr), arr.offset, validity, offsets, data))
+        out.append(_inputs(arr, plan.kinds[i], plan.elem_kinds[i], plan.scales[i]))
     return out
+
+
+def _inputs(arr: pa.Array, kind: int, elem_kind: int, scale: int) -> tuple:
+    bufs = arr.buffers()
+    validity = bufs[0] if arr.null_count else None
+    if kind == Kind.ARRAY:
+        child = _inputs(arr.values, elem_kind, 0, scale)
+        return (kind, 0, len(arr), arr.offset, validity, bufs[1], child)
+    if kind in VARLENA_KINDS:
+        offsets, data = bufs[1], bufs[2]
+    else:
+        offsets, data = None, bufs[1]
+    return (kind, scale, len(arr), arr.offset, validity, offsets, data)
 
 
 class ColumnSinks:
     """Caller-owned output buffers that decoders append rows to, turned into Arrow arrays."""
 
-    __slots__ = ("plan", "valid", "offsets", "data", "rows")
+    __slots__ = ("plan", "valid", "offsets", "data", "child_valid", "child_offsets",
+                 "child_data", "rows")
 
     def __init__(self, plan: ColumnPlan) -> None:
         self.plan = plan
@@ -172,34 +199,55 @@ class ColumnSinks:
 
     def reset(self) -> None:
         """Start a new batch (fresh buffers: finished arrays keep the old ones alive)."""
-        n = len(self.plan.kinds)
-        self.valid = [bytearray() for _ in range(n)]
-        self.offsets = [
-            bytearray(4) if k in VARLENA_KINDS else bytearray() for k in self.plan.kinds
-        ]
-        self.data = [bytearray() for _ in range(n)]
+        kinds, elems = self.plan.kinds, self.plan.elem_kinds
+        self.valid = [bytearray() for _ in kinds]
+        self.offsets = [bytearray(4) if k in VARLENA_KINDS or k == Kind.ARRAY else bytearray()
+                        for k in kinds]
+        self.data = [bytearray() for _ in kinds]
+        self.child_valid = [bytearray() for _ in kinds]
+        self.child_offsets = [bytearray(4) if k == Kind.ARRAY and e in VARLENA_KINDS
+                              else bytearray() for k, e in zip(kinds, elems)]
+        self.child_data = [bytearray() for _ in kinds]
         self.rows = 0
 
     def nbytes(self) -> int:
         """Bytes held so far (the batch-size cut uses it)."""
-        return sum(len(d) for d in self.data) + sum(len(o) for o in self.offsets)
+        return sum(len(b) for sinks in (self.data, self.offsets, self.child_data,
+                                        self.child_offsets) for b in sinks)
 
     def finish(self) -> list[pa.Array]:
         """Arrays for the rows appended since the last reset, then reset."""
+        plan = self.plan
         arrays = []
-        n = self.rows
-        for i, kind in enumerate(self.plan.kinds):
-            valid = np.frombuffer(self.valid[i], dtype=np.uint8)
-            nulls = n - int(np.count_nonzero(valid))
-            vbuf = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
-            t = self.plan.arrow_type(i)
-            if kind == Kind.BOOL:
-                data = np.packbits(np.frombuffer(self.data[i], dtype=np.uint8), bitorder="little")
-                bufs = [vbuf, pa.py_buffer(data)]
-            elif kind in VARLENA_KINDS:
-                bufs = [vbuf, pa.py_buffer(self.offsets[i]), pa.py_buffer(self.data[i])]
+        for i, kind in enumerate(plan.kinds):
+            if kind == Kind.ARRAY:
+                elem = Kind(plan.elem_kinds[i])
+                child = _array(arrow_type_for(elem, plan.precisions[i], plan.scales[i]), elem,
+                               self.child_valid[i], self.child_offsets[i], self.child_data[i])
+                arrays.append(_array(plan.arrow_type(i), kind, self.valid[i], self.offsets[i],
+                                     b"", child))
             else:
-                bufs = [vbuf, pa.py_buffer(self.data[i])]
-            arrays.append(pa.Array.from_buffers(t, n, bufs, null_count=nulls))
+                arrays.append(_array(plan.arrow_type(i), Kind(kind), self.valid[i],
+                                     self.offsets[i], self.data[i]))
         self.reset()
         return arrays
+
+
+def _array(t: pa.DataType, kind: Kind, valid: bytearray, offsets: bytearray, data: bytearray,
+           child: pa.Array | None = None) -> pa.Array:
+    """An Arrow array from one column's sinks (one validity byte per value)."""
+    flags = np.frombuffer(valid, dtype=np.uint8)
+    n = len(flags)
+    nulls = n - int(np.count_nonzero(flags))
+    vbuf = pa.py_buffer(np.packbits(flags, bitorder="little")) if nulls else None
+    if kind == Kind.ARRAY:
+        return pa.Array.from_buffers(t, n, [vbuf, pa.py_buffer(offsets)], null_count=nulls,
+                                     children=[child])
+    if kind == Kind.BOOL:
+        bufs = [vbuf, pa.py_buffer(np.packbits(np.frombuffer(data, dtype=np.uint8),
+                                               bitorder="little"))]
+    elif kind in VARLENA_KINDS:
+        bufs = [vbuf, pa.py_buffer(offsets), pa.py_buffer(data)]
+    else:
+        bufs = [vbuf, pa.py_buffer(data)]
+    return pa.Array.from_buffers(t, n, bufs, null_count=nulls)

@@ -1,14 +1,22 @@
 """Postgres types and identifiers: catalog introspection, kinds, Arrow fields and DDL types.
 
-A column's Postgres type travels in Arrow field metadata (``pg_type``, exactly as
-``format_type`` prints it) so that the destination recreates the same type. Types without a
-binary decoder of ours are read as ``col::text`` and carried as text (DESIGN §5).
+A column's Postgres type travels in Arrow field metadata (``pg_type``, as ``format_type``
+prints it, plus ``[]`` per extra declared array dimension) so that the destination recreates
+the same type; a user-defined type (enum, domain, composite) also carries its definition
+(``pg_type_def``) so that a destination lacking it can create it (``pgddl``). Types without
+a binary decoder of ours are read as ``col::text`` and carried as text (DESIGN §5); 1-D
+arrays of the kinds we decode become Arrow lists, arrays declared with more dimensions are
+carried as text.
 """
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import hashlib
+import json
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 
@@ -17,6 +25,7 @@ from .errors import ConfigError, DataError, SourceError
 
 MAX_IDENT_BYTES = 63
 PG_TYPE_KEY = b"pg_type"
+PG_TYPE_DEF_KEY = b"pg_type_def"
 PRIMARY_KEY_KEY = b"primary_key"
 
 #: Base types decoded from their binary form; everything else is selected as ``::text``.
@@ -27,6 +36,13 @@ _BINARY_KINDS = {
     "json": Kind.TEXT, "bytea": Kind.BYTEA, "date": Kind.DATE, "time": Kind.TIME,
     "timestamp": Kind.TIMESTAMP, "timestamptz": Kind.TIMESTAMPTZ, "interval": Kind.INTERVAL,
     "uuid": Kind.UUID, "jsonb": Kind.JSONB,
+}
+#: OIDs of the built-in types above (fixed in every PostgreSQL): binary arrays name them.
+TYPE_OIDS = {
+    "bool": 16, "bytea": 17, "name": 19, "int8": 20, "int2": 21, "int4": 23, "text": 25,
+    "json": 114, "float4": 700, "float8": 701, "bpchar": 1042, "varchar": 1043,
+    "date": 1082, "time": 1083, "timestamp": 1114, "timestamptz": 1184, "interval": 1186,
+    "numeric": 1700, "uuid": 2950, "jsonb": 3802,
 }
 #: Target base types whose binary receive function accepts our kind's bytes as they are.
 _BINARY_TARGETS = {
@@ -50,9 +66,15 @@ _TYPE_RE = re.compile(
 
 
 def quote_ident(name: str) -> str:
-    """A Postgres identifier, always quoted (so case, spaces and keywords survive)."""
+    """A Postgres identifier, always quoted (so case, spaces and keywords survive).
+
+    Names longer than 63 bytes are refused: PostgreSQL would silently truncate them.
+    """
     if "\x00" in name:
         raise ConfigError(f"identifier {name!r} contains a NUL character")
+    if len(name.encode()) > MAX_IDENT_BYTES:
+        raise ConfigError(f"identifier {name!r} is {len(name.encode())} bytes long; "
+                          f"PostgreSQL names have at most {MAX_IDENT_BYTES} bytes")
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -104,16 +126,23 @@ class PgColumn:
     precision: int = 0
     scale: int = 0
     as_text: bool = False
+    elem_kind: int = 0                 # ARRAY: the elements' kind
+    elem_oid: int = 0                  # ARRAY: the elements' type OID
+    type_defs: tuple[dict, ...] = ()   # user-defined types the column's type needs
 
     def select_sql(self) -> str:
         """Expression in the COPY query (``::text`` for types read in text form)."""
         return f"{quote_ident(self.name)}::text" if self.as_text else quote_ident(self.name)
 
     def field(self) -> pa.Field:
-        """The Arrow field, carrying the Postgres type in metadata."""
-        t = ColumnPlan((self.name,), (self.kind,), (self.scale,), (self.precision,)).arrow_type(0)
-        return pa.field(self.name, t, nullable=not self.not_null,
-                        metadata={PG_TYPE_KEY: self.pg_type.encode()})
+        """The Arrow field, carrying the Postgres type (and its definition) in metadata."""
+        plan = ColumnPlan((self.name,), (self.kind,), (self.scale,), (self.precision,),
+                          (self.elem_kind,), (self.elem_oid,))
+        meta = {PG_TYPE_KEY: self.pg_type.encode()}
+        if self.type_defs:
+            meta[PG_TYPE_DEF_KEY] = json.dumps(self.type_defs).encode()
+        return pa.field(self.name, plan.arrow_type(0), nullable=not self.not_null,
+                        metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -137,16 +166,34 @@ class PgTable:
             kinds=tuple(int(c.kind) for c in self.columns),
             scales=tuple(c.scale for c in self.columns),
             precisions=tuple(c.precision for c in self.columns),
+            elem_kinds=tuple(int(c.elem_kind) for c in self.columns),
+            elem_oids=tuple(c.elem_oid for c in self.columns),
         )
 
 
+def primary_key_of(schema: pa.Schema) -> tuple[str, ...]:
+    """The primary key columns a schema's metadata names (``()`` when none, or when one is
+    not a column: a key column whose name holds a comma cannot be carried yet)."""
+    raw = (schema.metadata or {}).get(PRIMARY_KEY_KEY)
+    pk = tuple(raw.decode().split(",")) if raw else ()
+    return pk if all(k in schema.names for k in pk) else ()
+
+
+# The element of a built-in array type (``_int4`` → ``int4``; not int2vector and friends).
 _COLUMNS_SQL = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
        bt.typname, t.typtype,
-       CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END
+       CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END,
+       a.attndims, et.typname, et.oid, a.atttypid,
+       t.typnamespace <> 'pg_catalog'::regnamespace
+           OR bt.typnamespace <> 'pg_catalog'::regnamespace
+           OR coalesce(ut.typnamespace <> 'pg_catalog'::regnamespace, false)
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
 JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+LEFT JOIN pg_type et ON et.oid = bt.typelem AND bt.typname = '_' || et.typname
+    AND et.typnamespace = 'pg_catalog'::regnamespace
+LEFT JOIN pg_type ut ON ut.oid = bt.typelem
 WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
@@ -170,23 +217,106 @@ def describe_table(conn, schema: str, table: str) -> PgTable:
     if not table_exists(conn, schema, table):
         raise SourceError(f"table {schema}.{table} does not exist")
     reg = qualified(schema, table)
-    cols = tuple(_column(*row) for row in conn.execute(_COLUMNS_SQL, (reg,)).fetchall())
+    cols = []
+    for *row, type_oid, user_type in conn.execute(_COLUMNS_SQL, (reg,)).fetchall():
+        col = _column(*row)
+        if user_type:
+            col = replace(col, type_defs=tuple(type_defs(conn, type_oid)))
+        cols.append(col)
     pk = tuple(r[0] for r in conn.execute(_PK_SQL, (reg,)).fetchall())
-    return PgTable(schema, table, cols, pk)
+    return PgTable(schema, table, tuple(cols), pk)
 
 
-def _column(name: str, pg_type: str, not_null: bool, base: str, typtype: str, typmod: int):
-    if base == "numeric":
-        precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
-        if typmod >= 0 and 0 < precision <= 38 and scale <= precision:
-            return PgColumn(name, pg_type, base, typtype, not_null, Kind.NUMERIC, precision, scale)
-        return PgColumn(name, pg_type, base, typtype, not_null, Kind.NUMERIC_TEXT)
-    kind = _BINARY_KINDS.get(base)
-    if kind is not None:
-        return PgColumn(name, pg_type, base, typtype, not_null, kind)
+def _column(name: str, pg_type: str, not_null: bool, base: str, typtype: str, typmod: int,
+            ndims: int, elem: str | None, elem_oid: int | None) -> PgColumn:
+    if elem is not None and (elem in _BINARY_KINDS or elem == "numeric"):
+        if ndims > 1:  # any shape: exact as text, declared with all its dimensions
+            return PgColumn(name, pg_type + "[]" * (ndims - 1), base, typtype, not_null,
+                            Kind.TEXT, as_text=True)
+        kind, precision, scale = _scalar_kind(elem, typmod)
+        return PgColumn(name, pg_type, base, typtype, not_null, Kind.ARRAY, precision, scale,
+                        elem_kind=kind, elem_oid=elem_oid)
+    if base == "numeric" or base in _BINARY_KINDS:
+        kind, precision, scale = _scalar_kind(base, typmod)
+        return PgColumn(name, pg_type, base, typtype, not_null, kind, precision, scale)
     if typtype == "e":  # an enum's binary form is its label
         return PgColumn(name, pg_type, base, typtype, not_null, Kind.TEXT)
     return PgColumn(name, pg_type, base, typtype, not_null, Kind.TEXT, as_text=True)
+
+
+def _scalar_kind(base: str, typmod: int) -> tuple[Kind, int, int]:
+    """(kind, precision, scale) of a built-in base type we decode (typmod: numeric's)."""
+    if base == "numeric":
+        precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
+        if typmod >= 0 and 0 < precision <= 38 and scale <= precision:
+            return Kind.NUMERIC, precision, scale
+        return Kind.NUMERIC_TEXT, 0, 0
+    return _BINARY_KINDS[base], 0, 0
+
+
+_TYPE_SQL = """
+SELECT t.typtype, n.nspname, t.typname, format_type(t.oid, NULL), t.typbasetype,
+       format_type(t.typbasetype, t.typtypmod), t.typnotnull, t.typdefault, t.typelem,
+       t.typrelid, t.typcategory, t.typnamespace = 'pg_catalog'::regnamespace
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+WHERE t.oid = %s
+"""
+
+
+def type_defs(conn, oid: int) -> list[dict]:
+    """Definitions of the user-defined enum, domain and composite types that type ``oid``
+    needs (itself, its elements, a domain's base, a composite's attributes), the ones a type
+    depends on first. Each is a dict with ``kind``, ``schema``, ``name``, ``ref`` (the name
+    as ``format_type`` prints it) and ``labels`` (enum), ``base``/``not_null``/``default``/
+    ``checks`` (domain) or ``attributes`` (composite). Built-in types need none; other kinds
+    (base types of extensions, ranges) have no definition we can recreate."""
+    out: list[dict] = []
+    _collect_defs(conn, oid, out, set())
+    return out
+
+
+def _collect_defs(conn, oid: int, out: list[dict], seen: set[int]) -> None:
+    if oid in seen:
+        return
+    seen.add(oid)
+    row = conn.execute(_TYPE_SQL, (oid,)).fetchone()
+    if row is None:
+        return
+    (typtype, schema, name, ref, base_oid, base, not_null, default, elem_oid, relid,
+     category, builtin) = row
+    if category == "A" and elem_oid:
+        _collect_defs(conn, elem_oid, out, seen)
+        return
+    if builtin:
+        return
+    d: dict = {"schema": schema, "name": name, "ref": ref}
+    if typtype == "e":
+        labels = conn.execute("SELECT enumlabel FROM pg_enum WHERE enumtypid = %s "
+                              "ORDER BY enumsortorder", (oid,)).fetchall()
+        d.update(kind="enum", labels=[r[0] for r in labels])
+    elif typtype == "d":
+        _collect_defs(conn, base_oid, out, seen)
+        checks = conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                              "WHERE contypid = %s AND contype = 'c' ORDER BY conname",
+                              (oid,)).fetchall()
+        d.update(kind="domain", base=base, not_null=not_null, default=default,
+                 checks=[r[0] for r in checks])
+    elif typtype == "c":
+        attrs = conn.execute("SELECT attname, atttypid, format_type(atttypid, atttypmod) "
+                             "FROM pg_attribute WHERE attrelid = %s AND attnum > 0 "
+                             "AND NOT attisdropped ORDER BY attnum", (relid,)).fetchall()
+        for _, att_oid, _ in attrs:
+            _collect_defs(conn, att_oid, out, seen)
+        d.update(kind="composite", attributes=[[a, t] for a, _, t in attrs])
+    else:
+        d.update(kind={"b": "base", "r": "range", "m": "multirange"}.get(typtype, typtype))
+    out.append(d)
+
+
+def field_type_defs(field: pa.Field) -> list[dict]:
+    """The user-defined type definitions a field carries (see ``type_defs``)."""
+    raw = (field.metadata or {}).get(PG_TYPE_DEF_KEY)
+    return json.loads(raw) if raw else []
 
 
 def project(table: PgTable, columns: tuple[str, ...] | None, stream: str) -> PgTable:
@@ -206,9 +336,14 @@ def project(table: PgTable, columns: tuple[str, ...] | None, stream: str) -> PgT
 
 # Arrow-native types (no pg_type metadata) → the Postgres type a data engineer expects.
 def pg_type_for_arrow(t: pa.DataType) -> str:
-    """Postgres type for an Arrow type that carries no ``pg_type`` metadata."""
+    """Postgres type for an Arrow type that carries no ``pg_type`` metadata: lists of scalars
+    become arrays, structs, maps and nested lists ``jsonb``."""
     if pa.types.is_dictionary(t):
         return pg_type_for_arrow(t.value_type)
+    if _is_json(t):
+        return "jsonb"
+    if _is_list(t):
+        return pg_type_for_arrow(t.value_type) + "[]"
     if pa.types.is_decimal(t):
         return f"numeric({t.precision},{t.scale})" if t.precision <= 1000 else "numeric"
     if pa.types.is_timestamp(t):
@@ -224,11 +359,26 @@ def pg_type_for_arrow(t: pa.DataType) -> str:
         (pa.types.is_binary, "bytea"), (pa.types.is_large_binary, "bytea"),
         (pa.types.is_fixed_size_binary, "bytea"), (pa.types.is_date, "date"),
         (pa.types.is_time, "time without time zone"), (pa.types.is_interval, "interval"),
+        (pa.types.is_null, "text"),
     ]
     for test, name in simple:
         if test(t):
             return name
     raise DataError(f"Arrow type {t} has no Postgres mapping yet")
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
+def _is_json(t: pa.DataType) -> bool:
+    """Structs, maps and lists of anything but scalars: carried as JSON text."""
+    if pa.types.is_struct(t) or pa.types.is_map(t):
+        return True
+    if _is_list(t):
+        v = t.value_type.value_type if pa.types.is_dictionary(t.value_type) else t.value_type
+        return _is_list(v) or _is_json(v)
+    return False
 
 
 def field_pg_type(field: pa.Field) -> str:
@@ -239,10 +389,15 @@ def field_pg_type(field: pa.Field) -> str:
     return pg_type_for_arrow(field.type)
 
 
-def _physical(t: pa.DataType) -> pa.DataType:
-    """The Arrow type our kernels read for a value of type ``t``."""
+def _physical(t: pa.DataType, as_json: bool = False) -> pa.DataType:
+    """The Arrow type our kernels read for a value of type ``t`` (utf8 JSON for values that
+    are ``as_json``: structs, maps, nested lists, lists going to a non-array type)."""
     if pa.types.is_dictionary(t):
-        return _physical(t.value_type)
+        return _physical(t.value_type, as_json)
+    if as_json or _is_json(t) or pa.types.is_null(t):
+        return pa.utf8()
+    if _is_list(t):
+        return pa.list_(_physical(t.value_type))
     if pa.types.is_large_string(t):
         return pa.utf8()
     if pa.types.is_large_binary(t):
@@ -279,30 +434,56 @@ class WritePlan:
 
 def write_plan(schema: pa.Schema, target_base_types: dict[str, str] | None = None) -> WritePlan:
     """Kinds for encoding ``schema``; ``binary_ok`` is False when some target column cannot
-    receive our binary form (then COPY runs in text format and Postgres parses the text)."""
-    kinds, scales, precisions, types = [], [], [], []
+    receive our binary form (then COPY runs in text format and Postgres parses the text).
+
+    ``target_base_types`` maps column names to the catalog name of an existing target
+    column's base type (``int4``, ``_int4`` for ``integer[]``, ``text`` for an enum);
+    columns of tables we create have the field's own type.
+    """
+    kinds, scales, precisions, types, elem_kinds, elem_oids = [], [], [], [], [], []
     binary_ok = True
     for f in schema:
-        t = _physical(f.type)
         pg_type = field_pg_type(f)
+        by_ref = {d["ref"]: d for d in field_type_defs(f)}
+        declared = declared_base(pg_type, by_ref)
+        array = pg_type.endswith("[]") or declared.startswith("_")
+        t = _physical(f.type, as_json=_is_list(f.type) and not array)
+        elem_kind = elem_oid = 0
         try:
-            kind, precision, scale = kind_for_arrow(t)
+            if pa.types.is_list(t):
+                elem, precision, scale = kind_for_arrow(t.value_type)
+                elem_kind = _refine(elem, declared[1:])
+                kind = Kind.ARRAY
+            else:
+                kind, precision, scale = kind_for_arrow(t)
+                kind = _refine(kind, declared)
         except KeyError:
             raise DataError(f"column {f.name}: Arrow type {f.type} is not supported yet") from None
-        base = pg_type.split("(")[0].split("[")[0].strip()
-        if kind == Kind.TEXT and base == "jsonb":
-            kind = Kind.JSONB
-        elif kind == Kind.TEXT and base == "numeric":
-            kind = Kind.NUMERIC_TEXT
-        target = (target_base_types or {}).get(f.name) or _base_of(pg_type)
-        if target not in _BINARY_TARGETS.get(kind, ()):
-            binary_ok = False
+        target = (target_base_types or {}).get(f.name) or declared
+        if kind == Kind.ARRAY:
+            ok = target.startswith("_") and target[1:] in _BINARY_TARGETS.get(elem_kind, ())
+            elem_oid = TYPE_OIDS[target[1:]] if ok else 0
+        else:
+            ok = target in _BINARY_TARGETS.get(kind, ())
+        binary_ok = binary_ok and ok
         kinds.append(int(kind))
         scales.append(scale)
         precisions.append(precision)
         types.append(t)
-    plan = ColumnPlan(tuple(schema.names), tuple(kinds), tuple(scales), tuple(precisions))
+        elem_kinds.append(int(elem_kind))
+        elem_oids.append(elem_oid)
+    plan = ColumnPlan(tuple(schema.names), tuple(kinds), tuple(scales), tuple(precisions),
+                      tuple(elem_kinds), tuple(elem_oids))
     return WritePlan(plan, tuple(types), binary_ok)
+
+
+def _refine(kind: Kind, declared: str) -> Kind:
+    """Text that is jsonb or numeric is sent in their binary forms."""
+    if kind == Kind.TEXT and declared == "jsonb":
+        return Kind.JSONB
+    if kind == Kind.TEXT and declared == "numeric":
+        return Kind.NUMERIC_TEXT
+    return kind
 
 
 _BASE_NAMES = {
@@ -315,20 +496,73 @@ _BASE_NAMES = {
 }
 
 
-def _base_of(pg_type: str) -> str:
-    """Catalog name (``int4``) of a format_type name (``integer``); '' if not a known base."""
-    if pg_type.endswith("[]"):
-        return ""
-    plain = re.sub(r"\(.*?\)", "", pg_type).strip()
-    return _BASE_NAMES.get(plain, "")
+def declared_base(pg_type: str, defs_by_ref: dict[str, dict] | None = None) -> str:
+    """Catalog name of the built-in type behind a ``format_type`` name (``integer`` →
+    ``int4``, ``integer[]`` → ``_int4``), seeing through carried domain definitions (an
+    enum is ``text``: its binary form is its label); '' when it is none of ours."""
+    by_ref = defs_by_ref or {}
+    core, dims = split_array_type(pg_type)
+    d = by_ref.get(core)
+    while d is not None and not dims and d["kind"] == "domain":
+        core, dims = split_array_type(d["base"])
+        d = by_ref.get(core)
+    if d is not None:  # an array of a user type names its OID, which differs per database
+        return "text" if d["kind"] == "enum" and not dims else ""
+    name = _BASE_NAMES.get(re.sub(r"\(.*?\)", "", core).strip(), "")
+    return "_" + name if dims and name else name
+
+
+def split_array_type(pg_type: str) -> tuple[str, int]:
+    """(element type, number of ``[]``) of a ``format_type`` name."""
+    core, dims = pg_type, 0
+    while core.endswith("[]"):
+        core, dims = core[:-2], dims + 1
+    return core, dims
 
 
 def conform(batch: pa.RecordBatch, wp: WritePlan) -> pa.RecordBatch:
-    """Cast columns whose Arrow type differs from what the kernels read (e.g. large_string)."""
+    """Cast columns whose Arrow type differs from what the kernels read (e.g. large_string);
+    structs, maps and nested lists become JSON text."""
     cols = list(batch.columns)
     changed = False
     for i, t in enumerate(wp.arrow_types):
         if cols[i].type != t:
-            cols[i] = cols[i].cast(t)
+            if t == pa.utf8() and (_is_json(cols[i].type) or _is_list(cols[i].type)):
+                cols[i] = json_text(cols[i])
+            else:
+                cols[i] = cols[i].cast(t)
             changed = True
     return pa.RecordBatch.from_arrays(cols, schema=None, names=batch.schema.names) if changed else batch
+
+
+def json_text(arr: pa.Array) -> pa.Array:
+    """Each value as JSON text, as PostgreSQL's to_jsonb writes it: maps and structs are
+    objects, decimals exact numbers, non-finite numbers the strings "NaN"/"Infinity",
+    bytes "\\x..." hex strings, dates and times ISO 8601."""
+    values = arr.to_pylist(maps_as_pydicts="lossy")
+    return pa.array([None if v is None else _json(v) for v in values], pa.utf8())
+
+
+def _json(v) -> str:
+    if v is None or isinstance(v, (bool, int, str)):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k), ensure_ascii=False)}: {_json(x)}"
+                               for k, x in v.items()) + "}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_json(x) for x in v) + "]"
+    if isinstance(v, (float, decimal.Decimal)):
+        if isinstance(v, float) and math.isfinite(v):
+            return repr(v)
+        if isinstance(v, decimal.Decimal) and v.is_finite():
+            return format(v, "f")
+        return '"NaN"' if v != v else ('"Infinity"' if v > 0 else '"-Infinity"')
+    if isinstance(v, bytes):
+        return json.dumps("\\x" + v.hex())
+    if isinstance(v, (dt.date, dt.time)):  # a datetime is a date
+        return json.dumps(v.isoformat())
+    if isinstance(v, dt.timedelta):
+        return json.dumps(str(v))
+    if isinstance(v, pa.MonthDayNano):
+        return _json({"months": v.months, "days": v.days, "nanoseconds": v.nanoseconds})
+    return json.dumps(str(v), ensure_ascii=False)

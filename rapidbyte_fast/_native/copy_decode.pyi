@@ -19,7 +19,8 @@ def decode(
     """Append the complete tuples of ``src[pos:end]`` to ``sinks``; ``(new_pos, saw_trailer)``.
 
     At most ``max_rows`` rows per call; the trailer is consumed even after ``max_rows``.
-    DataError (column and stream row named, sinks restored) on a bad tuple or value.
+    DataError (column and stream row named, sinks restored) on a bad tuple or value, and on
+    an ARRAY value that is not 1-D with lower bound 1.
     """
 
 def read_copy(pgconn: pq.abc.PGconn, out: bytearray, target: int) -> tuple[int, bool]:
@@ -29,5 +30,6 @@ def read_copy(pgconn: pq.abc.PGconn, out: bytearray, target: int) -> tuple[int, 
 
 def data_error(
     plan: ColumnPlan, code: int, col: int, row: int, value: int = 0, text: str = "",
+    elem: int = -1,
 ) -> DataError: ...
 def copy_failed(libpq_message: bytes) -> SourceError: ...

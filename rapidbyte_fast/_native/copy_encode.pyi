@@ -3,8 +3,8 @@ ext/copy_encode.pyx; the Python twin is rapidbyte_fast/_py/copy_encode.py).
 
 ``cols`` is ``column_inputs(batch, plan)``. A value PostgreSQL would reject (NUL in text,
 out-of-range date/time/timestamp, sub-microsecond interval, malformed numeric text) raises
-``rapidbyte_fast.errors.DataError`` naming the column and row, with ``out`` truncated back
-to its entry length. A malformed call (row range, buffer sizes) raises ValueError.
+``rapidbyte_fast.errors.DataError`` naming the column and row (and the element of an
+ARRAY value), with ``out`` truncated back to its entry length. A malformed call (row range, buffer sizes) raises ValueError.
 """
 from rapidbyte_fast.column_plan import ColumnPlan
 

@@ -17,6 +17,7 @@ from ..column_plan import (
     PG_EPOCH_OFFSET_US, VARLENA_KINDS, ColumnPlan, ColumnSinks, Kind,
 )
 from ..errors import DataError, SourceError
+from .value_text import located_error
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
@@ -50,17 +51,30 @@ E_TIMESTAMP_RANGE = 6
 E_INTERVAL_RANGE = 7
 E_NUMERIC_MALFORMED = 8
 E_NUMERIC_RANGE = 9
+E_ARRAY_MALFORMED = 10
+E_ARRAY_DIMS = 11
+E_ARRAY_LBOUND = 12
+
+#: Most dimensions a PostgreSQL array has (MAXDIM).
+ARRAY_MAX_DIMS = 6
+_ONE_D_ONLY = ("only 1-D arrays with lower bound 1 become Arrow lists; declare the column "
+               "with all its dimensions (e.g. integer[][]) to carry its values as exact text")
 
 
 def data_error(
     plan: ColumnPlan, code: int, col: int, row: int, value: int = 0, text: str = "",
+    elem: int = -1,
 ) -> DataError:
-    """The DataError for problem ``code`` at (column ``col``, stream row ``row``)."""
+    """The DataError for problem ``code`` at (column ``col``, stream row ``row``, array
+    element ``elem`` when >= 0)."""
     if code == E_FIELD_COUNT:
         return DataError(
             f"COPY row {row}: expected {len(plan.kinds)} fields, got {value}")
-    where = f"column {plan.names[col]!r}, row {row}: "
+    where = ": "
     kind = Kind(plan.kinds[col])
+    if elem >= 0:
+        where = f", array element {elem + 1}: "
+        kind = Kind(plan.elem_kinds[col])
     if code == E_FIELD_LENGTH:
         what = f"field length {value} is invalid for {kind.name.lower()}"
     elif code == E_TOO_LARGE:
@@ -79,9 +93,15 @@ def data_error(
     elif code == E_NUMERIC_RANGE:
         p, s = plan.precisions[col], plan.scales[col]
         what = f"numeric value {text} cannot be stored exactly as decimal128({p}, {s})"
+    elif code == E_ARRAY_MALFORMED:
+        what = "malformed array value"
+    elif code == E_ARRAY_DIMS:
+        what = f"array with {value} dimensions: {_ONE_D_ONLY}"
+    elif code == E_ARRAY_LBOUND:
+        what = f"array with lower bound {value}: {_ONE_D_ONLY}"
     else:
         raise AssertionError(f"unknown error code {code}")
-    return DataError(where + what)
+    return located_error(plan.names[col], row, where + what)
 
 
 def parse_header(buf: bytes | bytearray | memoryview) -> int:
@@ -199,11 +219,19 @@ def decode(
     kinds = [Kind(k) for k in plan.kinds]
     ncols = len(kinds)
     for c, kind in enumerate(kinds):
-        if kind == Kind.NUMERIC and not 1 <= plan.precisions[c] <= 38:
+        if kind == Kind.ARRAY and Kind(plan.elem_kinds[c]) == Kind.ARRAY:
+            raise ValueError(f"column {plan.names[c]!r}: arrays of arrays")
+        numeric = kind == Kind.NUMERIC or (kind == Kind.ARRAY
+                                           and plan.elem_kinds[c] == Kind.NUMERIC)
+        if numeric and not 1 <= plan.precisions[c] <= 38:
             raise ValueError(f"column {plan.names[c]!r}: decimal128 precision must be 1..38, "
                              f"got {plan.precisions[c]}")
     widths = [WIRE_WIDTH.get(k, 0) for k in kinds]
-    marks = [(len(v), len(o), len(d)) for v, o, d in zip(sinks.valid, sinks.offsets, sinks.data)]
+    elem_widths = [WIRE_WIDTH.get(Kind(e), 0) if k == Kind.ARRAY else 0
+                   for k, e in zip(kinds, plan.elem_kinds)]
+    sink_lists = (sinks.valid, sinks.offsets, sinks.data, sinks.child_valid,
+                  sinks.child_offsets, sinks.child_data)
+    marks = [tuple(len(b) for b in col) for col in zip(*sink_lists)]
     row0 = sinks.rows
     rows = 0
     trailer = False
@@ -219,7 +247,7 @@ def decode(
                 break
             if nfields != ncols:
                 raise data_error(plan, E_FIELD_COUNT, -1, row0 + rows, nfields)
-            fields: list[bytes | None] = []
+            fields: list = []
             q = pos + 2
             for c in range(ncols):
                 if end - q < 4:
@@ -235,7 +263,15 @@ def decode(
                     raise data_error(plan, E_FIELD_LENGTH, c, row0 + rows, n)
                 if end - q < n:
                     break
-                fields.append(bytes(buf[q:q + n]))
+                field = bytes(buf[q:q + n])
+                if kinds[c] == Kind.ARRAY:
+                    elements, err = array_elements(field, elem_widths[c])
+                    if err is not None:
+                        code, value, elem = err
+                        raise data_error(plan, code, c, row0 + rows, value, elem=elem)
+                    fields.append(elements)
+                else:
+                    fields.append(field)
                 q += n
             else:
                 for c, field in enumerate(fields):
@@ -245,26 +281,92 @@ def decode(
                 continue
             break
     except BaseException:
-        for (nv, no, nd), v, o, d in zip(marks, sinks.valid, sinks.offsets, sinks.data):
-            del v[nv:], o[no:], d[nd:]
+        for mark, *bufs in zip(marks, *sink_lists):
+            for m, b in zip(mark, bufs):
+                del b[m:]
         raise
     sinks.rows += rows
     return pos, trailer
 
 
+def array_elements(field: bytes, elem_width: int) -> tuple[list | None, tuple | None]:
+    """The element fields (None = NULL) of a 1-D binary array with lower bound 1, or
+    ``(None, (code, value, element))`` for an array that is malformed or of another shape.
+
+    ``elem_width`` is the wire width of a fixed-width element kind (0: any length).
+    """
+    n = len(field)
+    if n < 12:
+        return None, (E_ARRAY_MALFORMED, 0, -1)
+    ndim, flags = _I32.unpack_from(field, 0)[0], _I32.unpack_from(field, 4)[0]
+    if flags not in (0, 1) or ndim < 0 or ndim > ARRAY_MAX_DIMS:
+        return None, (E_ARRAY_MALFORMED, 0, -1)
+    if ndim == 0:
+        return ([], None) if n == 12 else (None, (E_ARRAY_MALFORMED, 0, -1))
+    if ndim > 1:
+        return None, (E_ARRAY_DIMS, ndim, -1)
+    if n < 20:
+        return None, (E_ARRAY_MALFORMED, 0, -1)
+    count, lbound = _I32.unpack_from(field, 12)[0], _I32.unpack_from(field, 16)[0]
+    if count < 0:
+        return None, (E_ARRAY_MALFORMED, 0, -1)
+    if count and lbound != 1:
+        return None, (E_ARRAY_LBOUND, lbound, -1)
+    elements: list[bytes | None] = []
+    q = 20
+    for e in range(count):
+        if n - q < 4:
+            return None, (E_ARRAY_MALFORMED, 0, -1)
+        m = _I32.unpack_from(field, q)[0]
+        q += 4
+        if m == -1:
+            elements.append(None)
+            continue
+        if m < 0 or n - q < m:
+            return None, (E_ARRAY_MALFORMED, 0, -1)
+        if elem_width and m != elem_width:
+            return None, (E_FIELD_LENGTH, m, e)
+        elements.append(field[q:q + m])
+        q += m
+    if q != n:
+        return None, (E_ARRAY_MALFORMED, 0, -1)
+    return elements, None
+
+
 def _append(
-    plan: ColumnPlan, sinks: ColumnSinks, kind: Kind, c: int, row: int, field: bytes | None,
+    plan: ColumnPlan, sinks: ColumnSinks, kind: Kind, c: int, row: int, field,
 ) -> None:
-    """Append one field (None = NULL) of column ``c`` to its sinks."""
-    data = sinks.data[c]
+    """Append one field (None = NULL; an ARRAY's list of element fields) of column ``c``."""
+    if kind != Kind.ARRAY:
+        err = _put(kind, plan.precisions[c], plan.scales[c], sinks.valid[c], sinks.offsets[c],
+                   sinks.data[c], field)
+        if err is not None:
+            raise data_error(plan, err[0], c, row, err[1], err[2])
+        return
+    child_valid = sinks.child_valid[c]
+    if field is not None:
+        elem = Kind(plan.elem_kinds[c])
+        for e, value in enumerate(field):
+            err = _put(elem, plan.precisions[c], plan.scales[c], child_valid,
+                       sinks.child_offsets[c], sinks.child_data[c], value)
+            if err is not None:
+                raise data_error(plan, err[0], c, row, err[1], err[2], elem=e)
+    sinks.valid[c].append(0 if field is None else 1)
+    sinks.offsets[c] += _pack_offset(len(child_valid))
+
+
+def _put(kind: Kind, precision: int, scale: int, valid: bytearray, offsets: bytearray,
+         data: bytearray, field: bytes | None) -> tuple[int, int, str] | None:
+    """Append one value (None = NULL) to sinks of ``kind``; ``(code, value, text)`` of a
+    problem instead (the caller truncates the sinks)."""
     if field is None:
-        sinks.valid[c].append(0)
+        valid.append(0)
         if kind in VARLENA_KINDS:
-            sinks.offsets[c] += _pack_offset(len(data))
+            offsets += _pack_offset(len(data))
         else:
             data += bytes(_SINK_WIDTH[kind])
-        return
-    sinks.valid[c].append(1)
+        return None
+    valid.append(1)
     if kind in (Kind.TEXT, Kind.BYTEA):
         data += field
     elif kind == Kind.BOOL:
@@ -275,45 +377,46 @@ def _append(
         days = _I32.unpack(field)[0]
         if days not in (INT32_MAX, INT32_MIN):
             if days > INT32_MAX - PG_EPOCH_OFFSET_DAYS:
-                raise data_error(plan, E_DATE_RANGE, c, row, days)
+                return E_DATE_RANGE, days, ""
             days += PG_EPOCH_OFFSET_DAYS
         data += days.to_bytes(4, "little", signed=True)
     elif kind in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ):
         us = int.from_bytes(field, "big", signed=True)
         if us not in (INT64_MAX, INT64_MIN):
             if us > INT64_MAX - PG_EPOCH_OFFSET_US:
-                raise data_error(plan, E_TIMESTAMP_RANGE, c, row, us)
+                return E_TIMESTAMP_RANGE, us, ""
             us += PG_EPOCH_OFFSET_US
         data += us.to_bytes(8, "little", signed=True)
     elif kind == Kind.INTERVAL:
         us, days, months = _INTERVAL.unpack(field)
         if not INT64_MIN <= us * 1000 <= INT64_MAX:
-            raise data_error(plan, E_INTERVAL_RANGE, c, row, us)
+            return E_INTERVAL_RANGE, us, ""
         data += _LE_INTERVAL.pack(months, days, us * 1000)
     elif kind == Kind.UUID:
         data += field
     elif kind == Kind.NUMERIC:
         if _numeric_parts(field) is None:
-            raise data_error(plan, E_NUMERIC_MALFORMED, c, row)
-        value = _numeric_unscaled(field, plan.precisions[c], plan.scales[c])
+            return E_NUMERIC_MALFORMED, 0, ""
+        value = _numeric_unscaled(field, precision, scale)
         if isinstance(value, str):
-            raise data_error(plan, E_NUMERIC_RANGE, c, row, text=value)
+            return E_NUMERIC_RANGE, 0, value
         data += value.to_bytes(16, "little", signed=True)
     elif kind == Kind.NUMERIC_TEXT:
         text = numeric_text(field)
         if text is None:
-            raise data_error(plan, E_NUMERIC_MALFORMED, c, row)
+            return E_NUMERIC_MALFORMED, 0, ""
         data += text.encode("ascii")
     elif kind == Kind.JSONB:
         if not field or field[0] != 1:
-            raise data_error(plan, E_JSONB_VERSION, c, row, field[0] if field else -1)
+            return E_JSONB_VERSION, field[0] if field else -1, ""
         data += field[1:]
     else:
         raise AssertionError(f"unknown kind {kind}")
     if kind in VARLENA_KINDS:
         if len(data) > INT32_MAX:
-            raise data_error(plan, E_TOO_LARGE, c, row)
-        sinks.offsets[c] += _pack_offset(len(data))
+            return E_TOO_LARGE, 0, ""
+        offsets += _pack_offset(len(data))
+    return None
 
 
 def read_copy(pgconn: pq.abc.PGconn, out: bytearray, target: int) -> tuple[int, bool]:

@@ -26,7 +26,7 @@ def encode_binary(plan: ColumnPlan, cols: list[tuple], start: int, stop: int,
     """
     vt.check_call(plan, cols, start, stop)
     vt.check_offsets(cols, start, stop)
-    columns = [_binary_cells(col, start, stop) for col in cols]
+    columns = [_binary_cells(col, start, stop, oid) for col, oid in zip(cols, plan.elem_oids)]
     _raise_first(plan, cols, columns)
     head = struct.pack(">h", len(cols))
     data = b"".join(head + b"".join(row) for row in _rows(columns, stop - start))
@@ -42,7 +42,7 @@ def encode_text(plan: ColumnPlan, cols: list[tuple], start: int, stop: int,
     columns = []
     for col in cols:
         cells, err = vt.text_cells(col, start, stop)
-        escape = col[0] in _STRING_KINDS or col[0] == Kind.BYTEA
+        escape = col[0] in _STRING_KINDS or col[0] in (Kind.BYTEA, Kind.ARRAY)
         columns.append(([b"\\N" if c is None else _escape(c) if escape else c for c in cells],
                         err))
     _raise_first(plan, cols, columns)
@@ -58,8 +58,8 @@ def _rows(columns: list[tuple[list, object]], n: int):
 def _raise_first(plan: ColumnPlan, cols: list[tuple], columns: list[tuple[list, object]]) -> None:
     first = vt.first_error([err for _, err in columns])
     if first is not None:
-        row, col, code = first
-        raise vt.data_error(plan, cols, col, row, code)
+        row, col, code, elem = first
+        raise vt.data_error(plan, cols, col, row, code, elem)
 
 
 def _escape(b: bytes) -> bytes:
@@ -86,9 +86,12 @@ def numeric_binary(sign: int, ip: str, fp: str, dscale: int) -> bytes:
     return struct.pack(f">iHhHh{n}H", 8 + 2 * n, n, weight, sign, dscale, *groups)
 
 
-def _binary_cells(col: tuple, start: int, stop: int) -> tuple[list[bytes], tuple | None]:
+def _binary_cells(col: tuple, start: int, stop: int,
+                  elem_oid: int = 0) -> tuple[list[bytes], tuple | None]:
     """Length-prefixed binary fields of rows [start, stop), up to the first bad value."""
     kind = col[0]
+    if kind == Kind.ARRAY:
+        return _array_cells(col, start, stop, elem_oid)
     null = vt.nulls(col, start, stop)
 
     def first_bad(vals: list, check) -> tuple[list, tuple | None]:
@@ -145,3 +148,23 @@ def _binary_cells(col: tuple, start: int, stop: int) -> tuple[list[bytes], tuple
     if null is not None:
         cells = [_NULL if n else c for c, n in zip(cells, null)]
     return cells, err
+
+
+def _array_cells(col: tuple, start: int, stop: int,
+                 elem_oid: int) -> tuple[list[bytes], tuple | None]:
+    """Binary arrays (array_send: 1-D, lower bound 1; ``{}`` has no dimension) per row; the
+    error is ``(row, code, element)``, element indexing the whole element array."""
+    cells = []
+    for elems, err in vt.array_rows(col, start, stop, _binary_cells):
+        if err is not None:
+            return cells, err
+        if elems is None:
+            cells.append(_NULL)
+            continue
+        if elems:
+            body = struct.pack(">iiIii", 1, _NULL in elems, elem_oid, len(elems), 1)
+        else:
+            body = struct.pack(">iiI", 0, 0, elem_oid)
+        body += b"".join(elems)
+        cells.append(_LEN(len(body)) + body)
+    return cells, None

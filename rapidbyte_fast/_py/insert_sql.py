@@ -9,7 +9,7 @@ from ..column_plan import ColumnPlan, Kind
 from . import value_text as vt
 
 _UNQUOTED = (Kind.INT2, Kind.INT4, Kind.INT8)
-_STRINGS = (Kind.TEXT, Kind.JSONB, Kind.NUMERIC_TEXT)
+_QUOTED = (Kind.TEXT, Kind.JSONB, Kind.NUMERIC_TEXT, Kind.ARRAY)
 _MAX_CHUNK = 65_536
 
 
@@ -48,8 +48,8 @@ def build_insert(plan: ColumnPlan, cols: list[tuple], start: int, stop: int, out
         else:
             first = vt.first_error([err for _, err in columns])
             if first is not None:
-                bad_row, col, code = first
-                raise vt.data_error(plan, cols, col, bad_row, code)
+                bad_row, col, code, elem = first
+                raise vt.data_error(plan, cols, col, bad_row, code, elem)
             continue
         break
     parts.append(suffix)
@@ -66,7 +66,7 @@ def _literals(col: tuple, start: int, stop: int) -> tuple[list[bytes], tuple | N
         lits = [b"NULL" if c is None else c for c in cells]
     elif kind == Kind.BOOL:
         lits = [b"NULL" if c is None else b"true" if c == b"t" else b"false" for c in cells]
-    elif kind in _STRINGS:
+    elif kind in _QUOTED:
         lits = [b"NULL" if c is None else b"'" + c.replace(b"'", b"''") + b"'" for c in cells]
     else:
         lits = [b"NULL" if c is None else b"'" + c + b"'" for c in cells]

@@ -67,58 +67,99 @@ def check_call(plan: ColumnPlan, cols: list[tuple], start: int, stop: int,
                reads: int | None = None) -> None:
     """Validate a kernel call's shape before any buffer is read: row range, buffer sizes,
     decimal scales. O(columns): the order of the offsets in between is each kernel's check
-    (``check_offsets`` here, a C loop in the compiled twins).
+    (``check_offsets`` here, a C loop in the compiled twins), except that of an ARRAY
+    column's list offsets, which must be in order before its elements can be checked.
 
     ``reads`` is the end of the rows the call may actually read (default ``stop``).
     """
     last = stop if reads is None else reads
     if len(cols) != len(plan.names):
         raise ValueError(f"{len(cols)} column inputs for a plan of {len(plan.names)} columns")
-    for i, (kind, scale, length, offset, validity, offsets, data) in enumerate(cols):
-        if not 0 <= start <= stop <= length:
-            raise ValueError(f"row range [{start}, {stop}) outside column of {length} rows")
-        if offset < 0:
-            raise ValueError(f"negative array offset {offset}")
-        end = offset + length
-        if validity is not None and validity.size * 8 < end:
-            raise ValueError(f"validity bitmap of column {i} is too short")
-        if kind in VARLENA_KINDS:
-            if offsets is None or offsets.size < 4 * (end + 1):
-                raise ValueError(f"offsets buffer of column {i} is too short")
-            first = _OFFSET(offsets, 4 * (offset + start))[0]
-            if first < 0 or _OFFSET(offsets, 4 * (offset + last))[0] < first:
+    for i, col in enumerate(cols):
+        _check_column(plan.names[i], i, col, start, stop, last)
+
+
+def _check_column(name: str, i: int, col: tuple, start: int, stop: int, last: int) -> None:
+    kind, scale, length, offset, validity, offsets, data = col
+    if not 0 <= start <= stop <= length:
+        raise ValueError(f"row range [{start}, {stop}) outside column of {length} rows")
+    if offset < 0:
+        raise ValueError(f"negative array offset {offset}")
+    end = offset + length
+    if validity is not None and validity.size * 8 < end:
+        raise ValueError(f"validity bitmap of column {i} is too short")
+    if kind in VARLENA_KINDS or kind == Kind.ARRAY:
+        if offsets is None or offsets.size < 4 * (end + 1):
+            raise ValueError(f"offsets buffer of column {i} is too short")
+        first = _OFFSET(offsets, 4 * (offset + start))[0]
+        top = _OFFSET(offsets, 4 * (offset + last))[0]
+        if first < 0 or top < first:
+            raise offsets_error(i)
+        if kind == Kind.ARRAY:
+            if not isinstance(data, tuple) or data[0] in (Kind.ARRAY, 0):
+                raise ValueError(f"column {i}: an ARRAY input needs an element column input")
+            if top > data[2]:
+                raise ValueError(f"element column of column {i} is too short")
+            if not _ordered(col, start, last, deep=False):
                 raise offsets_error(i)
-            if _OFFSET(offsets, 4 * (offset + last))[0] > (0 if data is None else data.size):
-                raise ValueError(f"data buffer of column {i} is too short")
-        else:
-            width = FIXED_WIDTH.get(kind)
-            if width is None:
-                raise ValueError(f"unknown kind {kind} for column {i}")
-            need = (end + 7) // 8 if kind == Kind.BOOL else end * width
-            if need and (data is None or data.size < need):
-                raise ValueError(f"data buffer of column {i} is too short")
-            if kind == Kind.NUMERIC and not -MAX_DECIMAL_SCALE <= scale <= MAX_DECIMAL_SCALE:
-                raise DataError(f"column {plan.names[i]!r}: decimal scale {scale} outside "
-                                f"PostgreSQL's range [-1000, 1000]")
+            _check_column(name, i, data, first, top, top)
+        elif top > (0 if data is None else data.size):
+            raise ValueError(f"data buffer of column {i} is too short")
+    else:
+        width = FIXED_WIDTH.get(kind)
+        if width is None:
+            raise ValueError(f"unknown kind {kind} for column {i}")
+        need = (end + 7) // 8 if kind == Kind.BOOL else end * width
+        if need and (data is None or data.size < need):
+            raise ValueError(f"data buffer of column {i} is too short")
+        if kind == Kind.NUMERIC and not -MAX_DECIMAL_SCALE <= scale <= MAX_DECIMAL_SCALE:
+            raise DataError(f"column {name!r}: decimal scale {scale} outside "
+                            f"PostgreSQL's range [-1000, 1000]")
 
 
 def check_offsets(cols: list[tuple], start: int, stop: int) -> None:
-    """Raise offsets_error unless the offsets of rows [start, stop) never decrease."""
+    """Raise offsets_error unless the offsets of rows [start, stop) never decrease (for an
+    ARRAY column: its list offsets and its elements' offsets)."""
     for i, col in enumerate(cols):
-        if col[0] in VARLENA_KINDS and stop > start:
-            offs = np.frombuffer(col[5], dtype="<i4", count=col[3] + stop + 1)[col[3] + start:]
-            if np.any(offs[1:] < offs[:-1]):
-                raise offsets_error(i)
+        if not _ordered(col, start, stop, deep=True):
+            raise offsets_error(i)
+
+
+def _ordered(col: tuple, start: int, stop: int, deep: bool) -> bool:
+    if (col[0] not in VARLENA_KINDS and col[0] != Kind.ARRAY) or stop <= start:
+        return True
+    offs = np.frombuffer(col[5], dtype="<i4", count=col[3] + stop + 1)[col[3] + start:]
+    if np.any(offs[1:] < offs[:-1]):
+        return False
+    return not (deep and col[0] == Kind.ARRAY) or _ordered(col[6], int(offs[0]),
+                                                           int(offs[-1]), deep)
 
 
 def offsets_error(col: int) -> ValueError:
     return ValueError(f"offsets of column {col} are not monotonic")
 
 
-def data_error(plan: ColumnPlan, cols: list[tuple], col: int, row: int, code: int) -> DataError:
-    """The DataError for a bad cell: names the column and row, previews the value."""
-    return DataError(f"column {plan.names[col]!r}, row {row}: {REASONS[code]} "
-                     f"(value: {_preview(cols[col], row)})")
+def data_error(plan: ColumnPlan, cols: list[tuple], col: int, row: int, code: int,
+               elem: int = -1) -> DataError:
+    """The DataError for a bad cell (``elem``: index of the bad element of an ARRAY cell,
+    among the elements of the whole element array): names the column and row, previews
+    the value."""
+    element = ""
+    target, at = cols[col], row
+    if elem >= 0:
+        first = _OFFSET(target[5], 4 * (target[3] + row))[0]
+        element = f", array element {elem - first + 1}"
+        target, at = target[6], elem
+    return located_error(plan.names[col], row,
+                         f"{element}: {REASONS[code]} (value: {_preview(target, at)})")
+
+
+def located_error(column: str, row: int, detail: str, where: str = "") -> DataError:
+    """``DataError(where + "column 'c', row N" + detail)`` keeping ``column``, ``row`` and
+    ``detail`` as attributes, so that a caller can restate the row (``load_errors``)."""
+    err = DataError(f"{where}column {column!r}, row {row}{detail}")
+    err.column, err.row, err.detail = column, row, detail
+    return err
 
 
 def _preview(col: tuple, row: int) -> str:
@@ -135,9 +176,11 @@ def _preview(col: tuple, row: int) -> str:
     return f"{fixed_values(col, row, row + 1)[0]}{unit.get(kind, '')}"
 
 
-def first_error(errs: list[tuple[int, int] | None]) -> tuple[int, int, int] | None:
-    """``(row, col, code)`` of the first bad cell in row-major order, from per-column errors."""
-    found = [(e[0], i, e[1]) for i, e in enumerate(errs) if e is not None]
+def first_error(errs: list[tuple | None]) -> tuple[int, int, int, int] | None:
+    """``(row, col, code, elem)`` of the first bad cell in row-major order, from per-column
+    errors ``(row, code)`` or ``(row, code, elem)`` (elem: element index of an ARRAY cell)."""
+    found = [(e[0], i, e[1], e[2] if len(e) > 2 else -1)
+             for i, e in enumerate(errs) if e is not None]
     return min(found) if found else None
 
 
@@ -344,10 +387,12 @@ def string_error(kind: int, b: bytes) -> int:
 def text_cells(col: tuple, start: int, stop: int) -> tuple[list[bytes | None], tuple | None]:
     """PostgreSQL text input form of rows [start, stop) (None = NULL), up to the first error.
 
-    BOOL is ``t``/``f``, BYTEA ``\\x`` + hex, strings their raw bytes; no quoting or COPY
-    escaping is applied (that is the caller's format).
+    BOOL is ``t``/``f``, BYTEA ``\\x`` + hex, strings their raw bytes, ARRAY the array
+    literal; no quoting or COPY escaping is applied (that is the caller's format).
     """
     kind = col[0]
+    if kind == Kind.ARRAY:
+        return array_cells(col, start, stop)
     null = nulls(col, start, stop)
     if kind in VARLENA_KINDS:
         vals: list = varlena_values(col, start, stop)
@@ -389,6 +434,57 @@ def text_cells(col: tuple, start: int, stop: int) -> tuple[list[bytes | None], t
                 break
     fmt = _FMT[kind]
     return _masked([fmt(v).encode() for v in vals], null), err
+
+
+_ARRAY_SPECIAL = frozenset(b'"\\{},') | frozenset(b" \t\n\r\v\f")
+
+
+def array_cells(col: tuple, start: int, stop: int) -> tuple[list[bytes | None], tuple | None]:
+    """Array literals (``{1,NULL,"a b"}``, quoted as array_out does) of rows [start, stop);
+    the error is ``(row, code, element)``, element indexing the whole element array."""
+    cells: list[bytes | None] = []
+    for elems, err in array_rows(col, start, stop, text_cells):
+        if err is not None:
+            return cells, err
+        cells.append(None if elems is None else b"{" + b",".join(
+            b"NULL" if e is None else array_element(e) for e in elems) + b"}")
+    return cells, None
+
+
+def array_rows(col: tuple, start: int, stop: int, cells_of):
+    """``(element cells or None for a NULL row, None)`` per row of an ARRAY column, the
+    cells made by ``cells_of(element column, start, stop)`` (a ``text_cells``-like reader)
+    over the whole element range at once; the first bad element ends the rows with
+    ``(None, (row, code, element))``. Elements under NULL rows are never reported."""
+    null = nulls(col, start, stop)
+    offs = list_offsets(col, start, stop)
+    base = offs[0]
+    elems, err = cells_of(col[6], base, offs[-1])
+    for k in range(stop - start):
+        if null is not None and null[k]:
+            yield None, None
+            continue
+        if err is not None and err[0] < offs[k + 1]:   # the first bad one, or after it
+            part, row_err = cells_of(col[6], offs[k], offs[k + 1])
+            if row_err is not None:
+                yield None, (start + k, row_err[1], row_err[0])
+                return
+        else:
+            part = elems[offs[k] - base:offs[k + 1] - base]
+        yield part, None
+
+
+def array_element(text: bytes) -> bytes:
+    """One element of an array literal: double-quoted (with ``\\`` escapes) when array_in
+    would otherwise misread it."""
+    if text and text.upper() != b"NULL" and _ARRAY_SPECIAL.isdisjoint(text):
+        return text
+    return b'"' + text.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+def list_offsets(col: tuple, start: int, stop: int) -> list[int]:
+    """Element offsets of rows [start, stop] of an ARRAY column (stop - start + 1 values)."""
+    return np.frombuffer(col[5], dtype="<i4", count=col[3] + stop + 1)[col[3] + start:].tolist()
 
 
 def _masked(cells: list, null: list[bool] | None) -> list:

@@ -21,9 +21,11 @@ from .._impl import copy_decode, copy_encode, copy_scan, insert_sql
 from ..column_plan import COPY_BINARY_HEADER, COPY_BINARY_TRAILER, column_inputs
 from ..errors import DataError, DestinationError
 from ..pgtypes import (
-    PRIMARY_KEY_KEY, WritePlan, conform, derived_name, describe_table, field_pg_type,
+    WritePlan, conform, derived_name, describe_table, field_pg_type, primary_key_of,
     qualified, quote_ident, split_table, table_exists, write_plan,
 )
+from .. import load_errors
+from ..pgddl import ensure_types
 from ..sources.postgres import connect
 from ..state import cursors
 from .copy_sender import CopySender
@@ -46,15 +48,7 @@ def adaptive_flush_bytes(avg_row_bytes: float) -> int:
 def _dest_error(where: str, exc: psycopg.Error) -> DestinationError:
     # a dropped connection has no SQLSTATE: give it connection_failure so it is retried
     state = exc.sqlstate or ("08006" if isinstance(exc, psycopg.OperationalError) else None)
-    return DestinationError(where + _pg_message(exc)).with_sqlstate(state)
-
-
-def _pg_message(exc: psycopg.Error) -> str:
-    diag = exc.diag
-    msg = diag.message_primary or str(exc)
-    if diag.message_detail:
-        msg += f" ({diag.message_detail})"
-    return " ".join(msg.split())
+    return DestinationError(where + load_errors.pg_message(exc)).with_sqlstate(state)
 
 
 class Loader:
@@ -62,8 +56,11 @@ class Loader:
     connection, inside that connection's transaction."""
 
     def __init__(self, conn: psycopg.Connection, where: str, pg_cfg, rel: str, cols: str,
-                 wp: WritePlan, passthrough: bool, continuation: bool = False) -> None:
+                 wp: WritePlan, passthrough: bool, continuation: bool = False,
+                 pg_types: list[str] | None = None) -> None:
         self.conn = conn
+        #: the target columns' types in plan order (to name a value an INSERT refused)
+        self.pg_types = pg_types or []
         self.where = where
         self.pg = pg_cfg
         self.wp = wp
@@ -114,7 +111,10 @@ class Loader:
             else:
                 self._write_insert(cols, n)
         except DataError as exc:
-            raise DataError(f"{self.where}{exc}") from None
+            raise load_errors.in_stream(exc, self.where, self.rows_written) from None
+        except psycopg.Error as exc:  # a COPY refused by the server, surfacing at a flush
+            raise (load_errors.copy_error(exc, self.where) or _dest_error(self.where, exc)
+                   ) from None
         self.rows_written += n
 
     def write_raw(self, chunk: bytearray) -> None:
@@ -175,7 +175,9 @@ class Loader:
             try:
                 cur.execute(bytes(buf))
             except psycopg.Error as exc:
-                raise _dest_error(self.where, exc) from None
+                raise (load_errors.insert_error(
+                    self.conn, exc, self.where, self.wp.plan, cols, row, row + used,
+                    self.pg_types, self.rows_written) or _dest_error(self.where, exc)) from None
             self.timings["dest_flush_secs"] += time.perf_counter() - t1
             self.bytes_written += len(buf)
             row += used
@@ -201,7 +203,8 @@ class Loader:
                 self._copy = None
                 self.timings["dest_flush_secs"] += time.perf_counter() - t0
         except psycopg.Error as exc:
-            raise _dest_error(self.where, exc) from None
+            raise (load_errors.copy_error(exc, self.where) or _dest_error(self.where, exc)
+                   ) from None
 
     def abort(self) -> None:
         """Stop sending and end the COPY with an error (the caller rolls back)."""
@@ -245,6 +248,7 @@ class PostgresDestination:
         self._primary_key: tuple[str, ...] = ()
         self._cols = ""
         self._names: list[str] = []
+        self._pg_types: list[str] = []
         #: set by the engine for incremental streams: pipeline name, cursor and tie-breaker
         self.incremental: tuple[str, str, str | None] | None = None
         #: checkpoint intervals (bytes, rows, seconds; 0 = off), set by the engine
@@ -315,11 +319,7 @@ class PostgresDestination:
     def _pk_from(self, schema: pa.Schema) -> tuple[str, ...]:
         if self.cfg.primary_key:
             return tuple(self.cfg.primary_key)
-        raw = (schema.metadata or {}).get(PRIMARY_KEY_KEY)
-        if raw:
-            pk = tuple(raw.decode().split(","))
-            return pk if all(k in schema.names for k in pk) else ()
-        return ()
+        return primary_key_of(schema)
 
     def load_cursor(self) -> cursors.Cursor | None:
         """The committed cursor of this incremental stream (short-lived connection)."""
@@ -331,6 +331,7 @@ class PostgresDestination:
         conn = self.conn
         mode = self.cfg.write_mode
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema_name)}")
+        schema = ensure_types(conn, self.schema_name, schema)
         self._target_exists = table_exists(conn, self.schema_name, self.table_name)
         target_types = None
         if self._target_exists and mode != "replace":
@@ -356,12 +357,13 @@ class PostgresDestination:
                 self._create_table(self.table_name, schema)
                 self._created = True
         self._wp = write_plan(schema, target_types)
+        self._pg_types = self._load_types(schema, target_types is not None)
         self._names = list(schema.names)
         self._cols = ", ".join(quote_ident(n) for n in schema.names)
 
     def _new_loader(self, conn: psycopg.Connection) -> Loader:
         loader = Loader(conn, self._where(), self.pg, qualified(self.schema_name, self._load_table),
-                        self._cols, self._wp, self.passthrough)
+                        self._cols, self._wp, self.passthrough, pg_types=self._pg_types)
         self.loaders.append(loader)
         return loader
 
@@ -451,6 +453,13 @@ class PostgresDestination:
             raise DestinationError(f"{self._where()}no source column can be loaded")
         return pa.schema(keep, metadata=schema.metadata)
 
+    def _load_types(self, schema: pa.Schema, into_existing: bool) -> list[str]:
+        if not into_existing:
+            return [field_pg_type(f) for f in schema]
+        have = {c.name: c.pg_type for c in
+                describe_table(self.conn, self.schema_name, self.table_name).columns}
+        return [have[n] for n in schema.names]
+
     def _existing_types(self, schema: pa.Schema) -> dict[str, str]:
         table = describe_table(self.conn, self.schema_name, self.table_name)
         have = {c.name: c for c in table.columns}
@@ -507,7 +516,8 @@ class PostgresDestination:
             self.conn.commit()
             self.loader = Loader(self.conn, self._where(), self.pg,
                                  qualified(self.schema_name, self._load_table), self._cols,
-                                 self._wp, self.passthrough, continuation=True)
+                                 self._wp, self.passthrough, continuation=True,
+                                 pg_types=self._pg_types)
         except psycopg.Error as exc:
             raise _dest_error(self._where(), exc) from None
         self.loaders.append(self.loader)

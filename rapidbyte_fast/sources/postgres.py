@@ -17,7 +17,8 @@ from psycopg import pq
 
 from .._impl import copy_decode
 from ..column_plan import ColumnSinks
-from ..errors import ConnectionFailed, SourceError
+from .. import load_errors
+from ..errors import ConnectionFailed, DataError, SourceError
 from ..pgtypes import PgTable, describe_table, project, qualified, quote_ident, split_table
 
 #: Bytes drained from libpq per read call. 1 MB amortises the per-call overhead to noise
@@ -132,7 +133,7 @@ class PostgresSource:
         pgconn = self._start_copy(raw=False)
 
         buf = bytearray()
-        pos = 0
+        pos = yielded = 0
         header_done = False
         done = trailer = False
         chunk = min(READ_CHUNK_BYTES, max(64 * 1024, max_batch_bytes // 4))
@@ -152,10 +153,15 @@ class PostgresSource:
                 pos, header_done = hlen, True
             t0 = time.perf_counter()
             while True:
-                pos, trailer = copy_decode.decode(
-                    plan, buf, pos, len(buf), sinks, max_batch_rows - sinks.rows)
+                try:
+                    pos, trailer = copy_decode.decode(
+                        plan, buf, pos, len(buf), sinks, max_batch_rows - sinks.rows)
+                except DataError as exc:
+                    raise load_errors.in_stream(exc, f"stream {self.stream_name}: ",
+                                                yielded) from None
                 full = sinks.rows >= max_batch_rows or sinks.nbytes() >= max_batch_bytes
                 if full:
+                    yielded += sinks.rows
                     arrays = sinks.finish()
                     self.timings["source_decode_secs"] += time.perf_counter() - t0
                     yield pa.RecordBatch.from_arrays(arrays, schema=schema)

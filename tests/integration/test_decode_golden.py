@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import struct
 from decimal import Decimal
 
@@ -13,6 +14,7 @@ from psycopg import pq
 
 from rapidbyte_fast._impl import twins
 from rapidbyte_fast.column_plan import ColumnPlan, ColumnSinks, Kind
+from rapidbyte_fast.errors import DataError
 
 pytestmark = pytest.mark.integration
 TWINS = twins("copy_decode")
@@ -187,3 +189,61 @@ def test_stream_rows_are_big_endian_on_the_wire(golden_stream):
     """Guards the test itself: the server really sent binary COPY with 18 fields per row."""
     assert golden_stream[:11] == b"PGCOPY\n\xff\r\n\x00"
     assert struct.unpack(">h", golden_stream[19:21])[0] == len(COLUMNS)
+
+
+def _copy_out(conn, sql: str) -> bytes:
+    pgconn = conn.pgconn
+    pgconn.send_query(f"COPY ({sql}) TO STDOUT (FORMAT binary)".encode())
+    assert pgconn.get_result().status == pq.ExecStatus.COPY_OUT
+    buf = bytearray()
+    while not TWINS["python"].read_copy(pgconn, buf, 1 << 20)[1]:
+        pass
+    assert pgconn.get_result().status == pq.ExecStatus.COMMAND_OK
+    assert pgconn.get_result() is None
+    return bytes(buf)
+
+
+# SQL array literal, element kind, precision, scale, expected list
+ARRAYS = [
+    ("'{1,NULL,-2147483648}'::int4[]", Kind.INT4, 0, 0, [1, None, -(2**31)]),
+    ("'{}'::int8[]", Kind.INT8, 0, 0, []),
+    (r"""'{"a b",NULL,"","q\""}'::text[]""", Kind.TEXT, 0, 0, ["a b", None, "", 'q"']),
+    ("'{x,y}'::varchar(3)[]", Kind.TEXT, 0, 0, ["x", "y"]),
+    ("'{1.5,NaN,NULL,-Infinity}'::numeric[]", Kind.NUMERIC_TEXT, 0, 0,
+     ["1.5", "NaN", None, "-Infinity"]),
+    ("'{1.25,-0.5}'::numeric(6,2)[]", Kind.NUMERIC, 6, 2, [Decimal("1.25"), Decimal("-0.50")]),
+    ("'{2024-02-29,NULL}'::date[]", Kind.DATE, 0, 0, [dt.date(2024, 2, 29), None]),
+    ("'{\"2024-01-02 03:04:05.5+00\"}'::timestamptz[]", Kind.TIMESTAMPTZ, 0, 0,
+     [dt.datetime(2024, 1, 2, 3, 4, 5, 500000, tzinfo=UTC)]),
+    (r"""'{"\\x00ff"}'::bytea[]""", Kind.BYTEA, 0, 0, [b"\x00\xff"]),
+    ("ARRAY['{\"b\": 1}'::jsonb, NULL]", Kind.JSONB, 0, 0, ['{"b": 1}', None]),
+    ("'{t,f}'::bool[]", Kind.BOOL, 0, 0, [True, False]),
+    ("'{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}'::uuid[]", Kind.UUID, 0, 0,
+     [bytes.fromhex("a0eebc999c0b4ef8bb6d6bb9bd380a11")]),
+    ("'{1.5,-0}'::float8[]", Kind.FLOAT8, 0, 0, [1.5, -0.0]),
+    ("NULL::int2[]", Kind.INT2, 0, 0, None),
+]
+
+
+@pytest.mark.parametrize("impl", sorted(TWINS))
+def test_arrays_decode_to_lists(pg_conn, impl):
+    pg_conn.execute("SET TimeZone = 'UTC'")
+    stream = _copy_out(pg_conn, "SELECT " + ", ".join(a[0] for a in ARRAYS))
+    plan = ColumnPlan(tuple(f"c{i}" for i in range(len(ARRAYS))), (Kind.ARRAY,) * len(ARRAYS),
+                      tuple(a[3] for a in ARRAYS), tuple(a[2] for a in ARRAYS),
+                      tuple(a[1] for a in ARRAYS))
+    sinks = ColumnSinks(plan)
+    TWINS[impl].decode(plan, stream, 19, len(stream), sinks, 10)
+    assert [a.to_pylist()[0] for a in sinks.finish()] == [a[4] for a in ARRAYS]
+
+
+@pytest.mark.parametrize("impl", sorted(TWINS))
+@pytest.mark.parametrize("literal, message", [
+    ("'{{1,2},{3,4}}'::int4[]", "column 'a', row 1: array with 2 dimensions: "),
+    ("'[0:1]={1,2}'::int4[]", "column 'a', row 1: array with lower bound 0: "),
+])
+def test_arrays_that_are_not_lists_are_refused(pg_conn, impl, literal, message):
+    stream = _copy_out(pg_conn, f"SELECT '{{1}}'::int4[] UNION ALL SELECT {literal}")
+    plan = ColumnPlan(("a",), (Kind.ARRAY,), (0,), (0,), (Kind.INT4,))
+    with pytest.raises(DataError, match="^" + re.escape(message)):
+        TWINS[impl].decode(plan, stream, 19, len(stream), ColumnSinks(plan), 10)

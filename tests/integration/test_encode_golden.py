@@ -172,14 +172,15 @@ def _hostile_session(conn) -> None:
                  "SET TimeZone = 'Asia/Kathmandu'")
 
 
-def _load(conn, method: str, impl: str, table: str, plan: ColumnPlan, cols: list) -> None:
+def _load(conn, method: str, impl: str, table: str, plan: ColumnPlan, cols: list,
+          nrows: int = ROWS) -> None:
     names = ", ".join(f'"{n}"' for n in plan.names)
     if method == "insert":
         prefix = f"INSERT INTO {table} ({names}) VALUES ".encode()
         pos = 0
-        while pos < ROWS:   # small statements: several calls, each resuming where it stopped
+        while pos < nrows:  # small statements: several calls, each resuming where it stopped
             out = bytearray()
-            rows, nbytes = INSERT[impl].build_insert(plan, cols, pos, ROWS, out, prefix, b"",
+            rows, nbytes = INSERT[impl].build_insert(plan, cols, pos, nrows, out, prefix, b"",
                                                      4, 300)
             assert rows >= 1 and nbytes == len(out)
             conn.execute(bytes(out))
@@ -187,7 +188,7 @@ def _load(conn, method: str, impl: str, table: str, plan: ColumnPlan, cols: list
         return
     out = bytearray()
     encode = ENCODE[impl].encode_binary if method == "binary" else ENCODE[impl].encode_text
-    assert encode(plan, cols, 0, ROWS, out) == len(out)
+    assert encode(plan, cols, 0, nrows, out) == len(out)
     fmt = "binary" if method == "binary" else "text"
     data = COPY_BINARY_HEADER + bytes(out) + COPY_BINARY_TRAILER if fmt == "binary" else out
     with conn.cursor().copy(f"COPY {table} ({names}) FROM STDIN (FORMAT {fmt})") as copy:
@@ -207,4 +208,87 @@ def test_every_kind_round_trips(pg_conn, pg_schema, method: str, impl: str) -> N
     assert len(got) == ROWS
     wrong = [(name, r, got[r][c], expected[r][c]) for r in range(ROWS)
              for c, (name, *_rest) in enumerate(COLUMNS) if got[r][c] != expected[r][c]]
+    assert wrong == []
+
+
+# Arrays: name, SQL type, element kind, element OID, Arrow element type, [(list, ::text)].
+ARRAY_COLUMNS = [
+    ("ai", "integer[]", Kind.INT4, 23, pa.int32(), [
+        ([1, None, INT32_MIN], "{1,NULL,-2147483648}"), ([], "{}"), (None, None),
+        ([None], "{NULL}")]),
+    ("at", "text[]", Kind.TEXT, 25, pa.utf8(), [
+        (["a b", None, "", "NULL", 'q"\\', "\t\n,{}", "it's 😀"],
+         '{"a b",NULL,"","NULL","q\\"\\\\","\t\n,{}","it\'s 😀"}'),
+        ([], "{}"), (["x"], "{x}"), (None, None)]),
+    ("an", "numeric(10,2)[]", Kind.NUMERIC, 1700, pa.decimal128(10, 2), [
+        ([Decimal("1.25"), None, Decimal("-99999999.99")], "{1.25,NULL,-99999999.99}"),
+        ([Decimal("0")], "{0.00}"), (None, None), ([], "{}")]),
+    ("ant", "numeric[]", Kind.NUMERIC_TEXT, 1700, pa.utf8(), [
+        (["NaN", "1.50", "-Infinity", None], "{NaN,1.50,-Infinity,NULL}"),
+        (["0.000000000000000000000000000001"], "{0.000000000000000000000000000001}"),
+        ([], "{}"), (None, None)]),
+    ("ad", "date[]", Kind.DATE, 1082, pa.date32(), [
+        ([0, INT32_MAX, INT32_MIN, -719_528], "{1970-01-01,infinity,-infinity,\"0001-01-01 BC\"}"),
+        ([None], "{NULL}"), ([], "{}"), (None, None)]),
+    ("atz", "timestamptz[]", Kind.TIMESTAMPTZ, 1184, pa.timestamp("us", "UTC"), [
+        ([0, INT64_MAX], '{"1970-01-01 00:00:00+00",infinity}'), ([], "{}"), (None, None),
+        ([-62_135_596_800_000_001], '{"0001-12-31 23:59:59.999999+00 BC"}')]),
+    ("ab", "bytea[]", Kind.BYTEA, 17, pa.binary(), [
+        ([b"\x00\xff", b"", None], '{"\\\\x00ff","\\\\x",NULL}'), ([], "{}"), (None, None),
+        ([b"'"], '{"\\\\x27"}')]),
+    ("aj", "jsonb[]", Kind.JSONB, 3802, pa.utf8(), [
+        (['{"b": 1, "a": "x\\"y"}', None], '{"{\\"a\\": \\"x\\\\\\"y\\", \\"b\\": 1}",NULL}'),
+        (["[]"], '{[]}'), ([], "{}"), (None, None)]),
+    ("au", "uuid[]", Kind.UUID, 2950, pa.binary(16), [
+        ([bytes(16)], "{00000000-0000-0000-0000-000000000000}"), ([], "{}"), (None, None),
+        ([None, b"\xff" * 16], "{NULL,ffffffff-ffff-ffff-ffff-ffffffffffff}")]),
+    ("ab8", "boolean[]", Kind.BOOL, 16, pa.bool_(), [
+        ([True, False, None], "{t,f,NULL}"), ([], "{}"), (None, None), ([True], "{t}")]),
+    ("af", "double precision[]", Kind.FLOAT8, 701, pa.float64(), [
+        ([float("nan"), float("-inf"), -0.0, 0.1], "{NaN,-Infinity,-0,0.1}"), ([], "{}"),
+        (None, None), ([1e300], "{1e+300}")]),
+    ("aiv", "interval[]", Kind.INTERVAL, 1186, pa.month_day_nano_interval(), [
+        ([(1, 2, 3000)], '{"1 mon 2 days 00:00:00.000003"}'), ([], "{}"), (None, None),
+        ([(0, 0, 0), None], "{00:00:00,NULL}")]),
+]
+ARRAY_ROWS = 4
+
+
+def _list(elem_type: pa.DataType, rows: list) -> pa.Array:
+    flat = [v for row in rows if row is not None for v in row]
+    offsets = [0]
+    for row in rows:
+        offsets.append(offsets[-1] + len(row or []))
+    values = _array(elem_type, flat)
+    mask = pa.array([r is None for r in rows])
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, mask=mask)
+
+
+@pytest.mark.parametrize("impl", ["python", "c"])
+@pytest.mark.parametrize("method", ["binary", "text", "insert"])
+def test_arrays_round_trip(pg_conn, pg_schema, method: str, impl: str) -> None:
+    if impl not in ENCODE or impl not in INSERT:
+        pytest.skip(f"{impl} twin not built")
+    names = ["rid"] + [c[0] for c in ARRAY_COLUMNS]
+    arrays = [pa.array(range(ARRAY_ROWS), pa.int32())]
+    arrays += [_list(c[4], [v for v, _ in c[5]]) for c in ARRAY_COLUMNS]
+    plan = ColumnPlan(tuple(names), (Kind.INT4,) + (Kind.ARRAY,) * len(ARRAY_COLUMNS),
+                      tuple(0 if c is None else getattr(c[4], "scale", 0)
+                            for c in [None] + ARRAY_COLUMNS),
+                      tuple(0 if c is None else getattr(c[4], "precision", 0)
+                            for c in [None] + ARRAY_COLUMNS),
+                      (0,) + tuple(c[2] for c in ARRAY_COLUMNS),
+                      (0,) + tuple(c[3] for c in ARRAY_COLUMNS))
+    batch = pa.RecordBatch.from_arrays(arrays, names=names)
+    table = f'"{pg_schema}"."arrays"'
+    cols = ", ".join(f'"{name}" {sql}' for name, sql, *_ in ARRAY_COLUMNS)
+    pg_conn.execute(f"CREATE TABLE {table} (rid integer PRIMARY KEY, {cols})")
+    _hostile_session(pg_conn)
+    _load(pg_conn, method, impl, table, plan, column_inputs(batch, plan), ARRAY_ROWS)
+    pg_conn.execute("SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres'; SET DateStyle = 'ISO'")
+    select = ", ".join(f'"{name}"::text' for name, *_ in ARRAY_COLUMNS)
+    got = [list(r) for r in pg_conn.execute(f"SELECT {select} FROM {table} ORDER BY rid")]
+    want = [[c[5][r][1] for c in ARRAY_COLUMNS] for r in range(ARRAY_ROWS)]
+    wrong = [(c[0], r, got[r][k], want[r][k]) for r in range(ARRAY_ROWS)
+             for k, c in enumerate(ARRAY_COLUMNS) if got[r][k] != want[r][k]]
     assert wrong == []

@@ -59,6 +59,15 @@ def encode_numeric(d: Decimal | str) -> bytes:
                        dscale, *words)
 
 
+def encode_array(oid: int, elems: list[bytes | None], lbound: int = 1) -> bytes:
+    """array_send of a 1-D array (``{}`` without dimensions)."""
+    if not elems:
+        return struct.pack(">iiI", 0, 0, oid)
+    head = struct.pack(">iiIii", 1, None in elems, oid, len(elems), lbound)
+    return head + b"".join(b"\xff\xff\xff\xff" if e is None else struct.pack(">i", len(e)) + e
+                           for e in elems)
+
+
 def copy_stream(rows: list[list[bytes | None]], trailer: bool = True) -> bytes:
     out = bytearray(COPY_BINARY_HEADER)
     for row in rows:
@@ -158,8 +167,25 @@ COLUMNS = [
     ("nt", Kind.NUMERIC_TEXT, 0, 0, _numeric_text()),
     ("j", Kind.JSONB, 0, 0, _TEXT.map(lambda s: (b"\x01" + s.encode(), s))),
 ]
+_BY_NAME = {c[0]: c for c in COLUMNS}
+#: Array columns over some of the element strategies above: (name, element column, OID).
+ARRAY_COLUMNS = [("a_i4", "i4", 1007), ("a_t", "t", 1009), ("a_n20", "n20", 1231),
+                 ("a_nt", "nt", 1231), ("a_d", "d", 1182), ("a_j", "j", 3807),
+                 ("a_by", "by", 1001), ("a_b", "b", 1000)]
+
+
+def _array_values(strategy, oid: int):
+    items = st.lists(st.one_of(st.none(), strategy), max_size=6)
+    return items.map(lambda xs: (encode_array(oid, [x[0] if x else None for x in xs]),
+                                 [x[1] if x else None for x in xs]))
+
+
+COLUMNS += [(name, Kind.ARRAY, _BY_NAME[elem][2], _BY_NAME[elem][3],
+             _array_values(_BY_NAME[elem][4], oid)) for name, elem, oid in ARRAY_COLUMNS]
+ELEM_KINDS = {name: _BY_NAME[elem][1] for name, elem, _ in ARRAY_COLUMNS}
 PLAN = ColumnPlan(tuple(c[0] for c in COLUMNS), tuple(int(c[1]) for c in COLUMNS),
-                  tuple(c[3] for c in COLUMNS), tuple(c[2] for c in COLUMNS))
+                  tuple(c[3] for c in COLUMNS), tuple(c[2] for c in COLUMNS),
+                  tuple(int(ELEM_KINDS.get(c[0], 0)) for c in COLUMNS))
 _RAW_VIEW = {Kind.DATE: pa.int32(), Kind.TIME: pa.int64(), Kind.TIMESTAMP: pa.int64(),
              Kind.TIMESTAMPTZ: pa.int64()}
 
@@ -174,8 +200,9 @@ _ROW = st.tuples(*[_field(c[4]) for c in COLUMNS])
 # --- feeding -------------------------------------------------------------------------------
 
 def _snapshot(sinks: ColumnSinks):
-    return ([bytes(b) for b in sinks.valid], [bytes(b) for b in sinks.offsets],
-            [bytes(b) for b in sinks.data], sinks.rows)
+    lists = (sinks.valid, sinks.offsets, sinks.data, sinks.child_valid, sinks.child_offsets,
+             sinks.child_data)
+    return [[bytes(b) for b in bufs] for bufs in lists], sinks.rows
 
 
 def feed(mod, plan: ColumnPlan, stream: bytes, cuts: list[int], max_rows: list[int]):
@@ -231,14 +258,20 @@ def _assert_same(out, plan, valid_utf8=True):
     for name, arrs in arrays.items():
         for i, (a, b) in enumerate(zip(arrs, arrays["python"])):
             # Postgres allows time '24:00:00', which full Arrow validation rejects.
-            a.validate(full=valid_utf8 and plan.kinds[i] != Kind.TIME)
+            a.validate(full=valid_utf8 and Kind.TIME not in (plan.kinds[i],
+                                                             plan.elem_kinds[i]))
             assert a.type == plan.arrow_type(i)
             assert [x.to_pybytes() if x else None for x in a.buffers()] == \
                    [x.to_pybytes() if x else None for x in b.buffers()], (name, plan.names[i])
     return arrays["python"], py_results, py_err
 
 
-def _expected_column(arr: pa.Array, kind: Kind):
+def _expected_column(arr: pa.Array, kind: Kind, elem: Kind | None = None):
+    if kind == Kind.ARRAY:
+        flat = _expected_column(arr.values, elem)
+        offs = arr.offsets.to_pylist()
+        return [flat[offs[i]:offs[i + 1]] if arr[i].is_valid else None
+                for i in range(len(arr))]
     if kind in _RAW_VIEW:
         return arr.view(_RAW_VIEW[kind]).to_pylist()
     if kind in (Kind.FLOAT4, Kind.FLOAT8):
@@ -266,7 +299,7 @@ def test_valid_streams_decode_identically_and_exactly(rows, data):
     assert results[-1][1] is True and results[-1][0] == len(stream)
     for i, (name, kind, *_rest) in enumerate(COLUMNS):
         expected = [f[1] if f else None for f in (row[i] for row in rows)]
-        assert _expected_column(arrays[i], kind) == expected, name
+        assert _expected_column(arrays[i], kind, ELEM_KINDS.get(name)) == expected, name
 
 
 @needs_c
@@ -283,9 +316,17 @@ def test_corrupted_streams_fail_or_decode_identically(rows, data):
     _assert_same(_both(PLAN, stream, cuts, max_rows), PLAN, valid_utf8=False)
 
 
-def _plan(*cols: tuple[str, Kind, int, int]) -> ColumnPlan:
+def _plan(*cols: tuple) -> ColumnPlan:
+    """Plan of (name, kind, precision, scale[, element kind]) columns."""
     return ColumnPlan(tuple(c[0] for c in cols), tuple(int(c[1]) for c in cols),
-                      tuple(c[3] for c in cols), tuple(c[2] for c in cols))
+                      tuple(c[3] for c in cols), tuple(c[2] for c in cols),
+                      tuple(int(c[4]) if len(c) > 4 else 0 for c in cols))
+
+
+P_ARR = _plan(("id", Kind.INT4, 0, 0), ("a", Kind.ARRAY, 0, 0, Kind.INT4),
+              ("t", Kind.ARRAY, 0, 0, Kind.TEXT))
+I4 = [struct.pack(">i", v) for v in range(4)]
+OK_ARR = [I4[1], encode_array(23, [I4[1], None]), encode_array(25, [b"x", b"yz"])]
 
 
 P_NUM = _plan(("id", Kind.INT4, 0, 0), ("amount", Kind.NUMERIC, 20, 4))
@@ -328,6 +369,40 @@ ERROR_CASES = [
      [[struct.pack(">q", INT64_MAX - 1)]],
      f"column 'ts', row 0: timestamp {INT64_MAX - 1} us after 2000-01-01 is out of range "
      "for timestamp[us]"),
+    ("2-D array", P_ARR, [OK_ARR, [I4[2], struct.pack(">iiIiiiii", 2, 0, 23, 1, 1, 1, 1, 4)
+                                   + I4[3], None]],
+     "column 'a', row 1: array with 2 dimensions: only 1-D arrays with lower bound 1 become "
+     "Arrow lists; declare the column with all its dimensions (e.g. integer[][]) to carry "
+     "its values as exact text"),
+    ("lower bound 0", P_ARR, [[I4[2], None, encode_array(25, [b"a"], lbound=0)]],
+     "column 't', row 0: array with lower bound 0: only 1-D arrays with lower bound 1 "
+     "become Arrow lists; declare the column with all its dimensions (e.g. integer[][]) to "
+     "carry its values as exact text"),
+    ("element of 3 bytes", P_ARR, [OK_ARR, [I4[2], encode_array(23, [I4[1], b"\x00\x00\x01"]),
+                                           None]],
+     "column 'a', row 1, array element 2: field length 3 is invalid for int4"),
+    ("array header cut", P_ARR, [[I4[2], encode_array(23, [I4[1]])[:11], None]],
+     "column 'a', row 0: malformed array value"),
+    ("array flags", P_ARR, [[I4[2], struct.pack(">iiI", 0, 2, 23), None]],
+     "column 'a', row 0: malformed array value"),
+    ("array count too big", P_ARR, [[I4[2], struct.pack(">iiIiii", 1, 0, 23, 3, 1, 4) + I4[1],
+                                     None]],
+     "column 'a', row 0: malformed array value"),
+    ("array trailing bytes", P_ARR, [[I4[2], None, encode_array(25, [b"a"]) + b"!"]],
+     "column 't', row 0: malformed array value"),
+    ("empty array with bytes", P_ARR, [[I4[2], struct.pack(">iiI", 0, 0, 23) + I4[1], None]],
+     "column 'a', row 0: malformed array value"),
+    # the element bytes counted before the bad field must not be kept for the good row
+    ("bad length after array", P_ARR, [OK_ARR, [I4[2], encode_array(23, [I4[1]]), -5]],
+     "column 't', row 1: field length -5 is invalid for array"),
+    ("element value", _plan(("a", Kind.ARRAY, 20, 4, Kind.NUMERIC)),
+     [[encode_array(1700, [encode_numeric(Decimal("1")), None, encode_numeric("NaN")])]],
+     "column 'a', row 0, array element 3: numeric value NaN cannot be stored exactly as "
+     "decimal128(20, 4)"),
+    ("element date", _plan(("a", Kind.ARRAY, 0, 0, Kind.DATE)),
+     [[encode_array(1082, [struct.pack(">i", INT32_MAX - 1)])]],
+     f"column 'a', row 0, array element 1: date {INT32_MAX - 1} days after 2000-01-01 is out "
+     "of range for date32"),
     ("interval overflow", _plan(("iv", Kind.INTERVAL, 0, 0)),
      [[struct.pack(">qii", INT64_MAX // 1000 + 1, 0, 0)]],
      f"column 'iv', row 0: interval time part of {INT64_MAX // 1000 + 1} us overflows "
@@ -361,8 +436,10 @@ def test_bad_values_raise_data_error_naming_column_and_row(impl, case):
     with pytest.raises(DataError) as info:
         mod.decode(plan, stream, h, len(stream), sinks, 100)
     assert str(info.value) == message
-    assert sinks.rows == 0 and all(len(b) == 0 for b in sinks.valid + sinks.data)
-    assert all(bytes(o) in (b"", b"\x00\x00\x00\x00") for o in sinks.offsets)
+    assert sinks.rows == 0 and all(len(b) == 0 for b in sinks.valid + sinks.data
+                                   + sinks.child_valid + sinks.child_data)
+    assert all(bytes(o) in (b"", b"\x00\x00\x00\x00")
+               for o in sinks.offsets + sinks.child_offsets)
 
 
 @pytest.mark.parametrize("impl", sorted(TWINS))
@@ -451,6 +528,28 @@ def test_decimal128_limits(impl):
 
 
 @pytest.mark.parametrize("impl", sorted(TWINS))
+def test_arrays_become_lists(impl):
+    plan = _plan(("a", Kind.ARRAY, 0, 0, Kind.INT4), ("t", Kind.ARRAY, 0, 0, Kind.TEXT),
+                 ("n", Kind.ARRAY, 10, 2, Kind.NUMERIC))
+    rows = [[encode_array(23, [I4[1], None, I4[3]]), encode_array(25, [b"a b", None, b""]),
+             encode_array(1700, [encode_numeric(Decimal("-1.25"))])],
+            [encode_array(23, []), None, encode_array(1700, [None])],
+            [None, encode_array(25, [b"\xc3\xa9"]), struct.pack(">iiIii", 1, 0, 1700, 0, 7)]]
+    stream = _encode_rows(rows)
+    sinks = ColumnSinks(plan)
+    assert TWINS[impl].decode(plan, stream, 19, len(stream), sinks, 10) == (len(stream), True)
+    assert bytes(sinks.offsets[0]) == struct.pack("<4i", 0, 3, 3, 3)
+    assert bytes(sinks.child_valid[1]) == b"\x01\x00\x01\x01"
+    assert bytes(sinks.child_offsets[1]) == struct.pack("<5i", 0, 3, 3, 3, 5)
+    arrays = sinks.finish()
+    assert [a.type for a in arrays] == [pa.list_(pa.int32()), pa.list_(pa.utf8()),
+                                        pa.list_(pa.decimal128(10, 2))]
+    assert [a.to_pylist() for a in arrays] == [
+        [[1, None, 3], [], None], [["a b", None, ""], None, ["é"]],
+        [[Decimal("-1.25")], [None], []]]
+
+
+@pytest.mark.parametrize("impl", sorted(TWINS))
 def test_parse_header(impl):
     mod = TWINS[impl]
     h = COPY_BINARY_HEADER
@@ -483,3 +582,15 @@ def test_bad_arguments(impl):
     unknown = ColumnPlan(("x",), (99,), (0,), (0,))
     with pytest.raises(ValueError, match="^99 is not a valid Kind$"):
         mod.decode(unknown, b"\xff\xff", 0, 2, ColumnSinks(P_MIX), 1)
+
+
+@pytest.mark.parametrize("impl", sorted(TWINS))
+def test_bad_array_plans(impl):
+    mod = TWINS[impl]
+    for elem, message in ((0, "^0 is not a valid Kind$"), (Kind.ARRAY, "arrays of arrays")):
+        plan = _plan(("a", Kind.ARRAY, 0, 0, elem))
+        with pytest.raises(ValueError, match=message):
+            mod.decode(plan, b"\xff\xff", 0, 2, ColumnSinks(plan), 1)
+    plan = _plan(("a", Kind.ARRAY, 39, 0, Kind.NUMERIC))
+    with pytest.raises(ValueError, match="precision must be 1..38"):
+        mod.decode(plan, b"\xff\xff", 0, 2, ColumnSinks(plan), 1)

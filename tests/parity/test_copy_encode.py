@@ -113,9 +113,37 @@ def to_array(kind: Kind, values: list, precision: int = 0, scale: int = 0) -> pa
     return pa.array(values, _ARROW[kind])
 
 
+SCALAR_KINDS = [k for k in Kind if k != Kind.ARRAY]
+
+
+def list_array(child: pa.Array, offsets: list[int], valid: list[bool]) -> pa.Array:
+    """A list array over ``child`` from raw offsets (null slots may span elements)."""
+    mask = np.packbits(np.array(valid, dtype=bool), bitorder="little").tobytes()
+    return pa.Array.from_buffers(
+        pa.list_(child.type), len(valid),
+        [pa.py_buffer(mask), pa.py_buffer(np.array(offsets, dtype="<i4").tobytes())],
+        null_count=valid.count(False), children=[child])
+
+
 @st.composite
-def columns(draw, kind: Kind, n: int) -> tuple[pa.Array, int, int]:
-    """(array of ``n`` rows sliced at a random offset, precision, scale)."""
+def array_columns(draw, n: int) -> tuple[pa.Array, int, int, int]:
+    """(list array of ``n`` rows over a sliced element array whose first offset need not be
+    0, precision, scale, element kind)."""
+    elem = draw(st.sampled_from(SCALAR_KINDS))
+    child, precision, scale, _ = draw(columns(elem, draw(st.integers(0, 30))))
+    pad_before, pad_after = draw(st.integers(0, 3)), draw(st.integers(0, 2))
+    size = n + pad_before + pad_after
+    offsets = sorted(draw(st.lists(st.integers(0, len(child)), min_size=size + 1,
+                                   max_size=size + 1)))
+    valid = draw(st.lists(st.booleans(), min_size=size, max_size=size))
+    return list_array(child, offsets, valid).slice(pad_before, n), precision, scale, elem
+
+
+@st.composite
+def columns(draw, kind: Kind, n: int) -> tuple[pa.Array, int, int, int]:
+    """(array of ``n`` rows sliced at a random offset, precision, scale, element kind)."""
+    if kind == Kind.ARRAY:
+        return draw(array_columns(n))
     precision = scale = 0
     if kind == Kind.NUMERIC:
         precision = draw(st.integers(1, 38))
@@ -131,7 +159,7 @@ def columns(draw, kind: Kind, n: int) -> tuple[pa.Array, int, int]:
     values = draw(st.lists(st.one_of(st.none(), value), min_size=size, max_size=size))
     if kind in BAD and values and draw(st.integers(0, 2)) == 0:
         values[draw(st.integers(0, size - 1))] = draw(st.sampled_from(BAD[kind]))
-    return to_array(kind, values, precision, scale).slice(pad_before, n), precision, scale
+    return to_array(kind, values, precision, scale).slice(pad_before, n), precision, scale, 0
 
 
 @st.composite
@@ -141,9 +169,10 @@ def batches(draw) -> tuple[ColumnPlan, list, int, int]:
     n = draw(st.integers(0, 14))
     drawn = [draw(columns(kind, n)) for kind in kinds]
     names = tuple(f'c{i} "{k.name}"' for i, k in enumerate(kinds))
-    batch = pa.RecordBatch.from_arrays([a for a, _, _ in drawn], names=list(names))
-    plan = ColumnPlan(names, tuple(kinds), tuple(s for _, _, s in drawn),
-                      tuple(p for _, p, _ in drawn))
+    batch = pa.RecordBatch.from_arrays([d[0] for d in drawn], names=list(names))
+    plan = ColumnPlan(names, tuple(kinds), tuple(d[2] for d in drawn),
+                      tuple(d[1] for d in drawn), tuple(d[3] for d in drawn),
+                      tuple(1000 + d[3] if d[3] else 0 for d in drawn))
     start = draw(st.integers(0, n))
     stop = draw(st.one_of(st.just(n), st.integers(start, n)))
     return plan, column_inputs(batch, plan), start, stop
@@ -387,3 +416,83 @@ def test_float_text_is_printf_g(impl: str, f8: list[float], f4: list[float]) -> 
         out = bytearray()
         TWINS[impl].encode_text(plan, cols, 0, len(values), out)
         assert bytes(out).decode().split("\n")[:-1] == ["%.*g" % (digits, v) for v in values]
+
+
+# --- arrays ------------------------------------------------------------------------------------
+
+def _arrays(*columns: tuple) -> tuple[ColumnPlan, list]:
+    """Plan and inputs of ARRAY columns given as (name, element kind, OID, list values)."""
+    arrays, names = [], []
+    for name, elem, _, values in columns:
+        flat = [v for row in values if row is not None for v in row]
+        offsets = [0]
+        for row in values:
+            offsets.append(offsets[-1] + len(row or []))
+        arrays.append(list_array(to_array(elem, flat), offsets, [v is not None for v in values]))
+        names.append(name)
+    plan = ColumnPlan(tuple(names), (Kind.ARRAY,) * len(columns), (0,) * len(columns),
+                      (0,) * len(columns), tuple(c[1] for c in columns),
+                      tuple(c[2] for c in columns))
+    return plan, column_inputs(pa.RecordBatch.from_arrays(arrays, names=names), plan)
+
+
+@IMPLS
+def test_array_binary_exact(impl: str) -> None:
+    plan, cols = _arrays(("a", Kind.INT4, 23, [[1, None, -2], [], None]),
+                         ("t", Kind.TEXT, 25, [["é"], [None], [""]]))
+    out = bytearray()
+    TWINS[impl].encode_binary(plan, cols, 0, 3, out)
+    int_array = struct.pack(">iiIiiiiiii", 1, 1, 23, 3, 1, 4, 1, -1, 4, -2)
+    assert bytes(out) == (
+        _tuple(struct.pack(">i", len(int_array)) + int_array,
+               struct.pack(">iiiIiii", 26, 1, 0, 25, 1, 1, 2) + "é".encode())
+        + _tuple(struct.pack(">iiiI", 12, 0, 0, 23),
+                 struct.pack(">iiiIiii", 24, 1, 1, 25, 1, 1, -1))
+        + _tuple(b"\xff\xff\xff\xff", struct.pack(">iiiIiii", 24, 1, 0, 25, 1, 1, 0)))
+
+
+@IMPLS
+def test_array_text_exact(impl: str) -> None:
+    plan, cols = _arrays(
+        ("t", Kind.TEXT, 25, [["a b", None, "", "NULL", "nUlL", 'q"\\', "\t,{}", "it's", "é"],
+                              [], None]),
+        ("y", Kind.BYTEA, 17, [[b"\x01\xff", b""], [None], []]),
+        ("ts", Kind.TIMESTAMPTZ, 1184, [[0], [INT64_MAX, None], [INT64_MIN]]),
+        ("f", Kind.FLOAT8, 701, [[float("nan"), -0.0], [1e300], [float("-inf")]]))
+    out = bytearray()
+    TWINS[impl].encode_text(plan, cols, 0, 3, out)
+    assert bytes(out).decode() == (
+        '{"a b",NULL,"","NULL","nUlL","q\\\\"\\\\\\\\","\\t,{}",it\'s,é}\t'
+        '{"\\\\\\\\x01ff","\\\\\\\\x"}\t{"1970-01-01 00:00:00.000000+00"}\t{NaN,-0}\n'
+        '{}\t{NULL}\t{infinity,NULL}\t{1.0000000000000001e+300}\n'
+        '\\N\t{}\t{-infinity}\t{-Infinity}\n')
+
+
+@IMPLS
+@pytest.mark.parametrize("method", ["encode_binary", "encode_text"])
+def test_array_element_errors(impl: str, method: str) -> None:
+    fn = getattr(TWINS[impl], method)
+    plan, cols = _arrays(("a", Kind.TEXT, 25, [["ok"], None, ["x", "b\x00d"]]),
+                         ("d", Kind.DATE, 1082, [[0], [vt.UNIX_DATE_END], [0]]))
+    # row 1 of "a" is NULL; the bad date of row 1 comes before the NUL of row 2
+    assert outcome(fn, plan, cols, 0, 3) == ("error", (
+        "column 'd', row 1, array element 1: date out of PostgreSQL's range (4714-11-24 BC .. "
+        "5874897-12-31) (value: 2145042906 days since 1970-01-01)"))
+    assert outcome(fn, plan, cols, 2, 3) == ("error", (
+        "column 'a', row 2, array element 2: text contains a NUL byte, which PostgreSQL text "
+        "cannot hold (value: 'b\\x00d')"))
+
+
+@IMPLS
+def test_bad_array_inputs_raise_value_error(impl: str) -> None:
+    plan, cols = _arrays(("a", Kind.INT4, 23, [[1, 2], [3]]))
+    kind, scale, length, offset, validity, offsets, child = cols[0]
+    fn = TWINS[impl].encode_binary
+    with pytest.raises(ValueError, match="needs an element column input"):
+        fn(plan, [(kind, scale, length, offset, validity, offsets, child[6])], 0, 2, bytearray())
+    with pytest.raises(ValueError, match="element column of column 0 is too short"):
+        fn(plan, [(kind, scale, length, offset, validity, offsets, child[:2] + (2,) + child[3:])],
+           0, 2, bytearray())
+    backwards = pa.py_buffer(struct.pack("<3i", 0, 2, 1))
+    with pytest.raises(ValueError, match="offsets of column 0 are not monotonic"):
+        fn(plan, [(kind, scale, length, offset, validity, backwards, child)], 0, 2, bytearray())

@@ -129,3 +129,21 @@ def test_huge_value_grows_the_statement(impl: str) -> None:
     out = bytearray()
     rows, _ = TWINS[impl].build_insert(plan, cols, 1, 3, out, b"", b";", 10, 5)
     assert (rows, bytes(out)) == (1, b"('" + big.replace("'", "''").encode() + b"');")
+
+
+@IMPLS
+def test_array_literals_exact(impl: str) -> None:
+    from tests.parity.test_copy_encode import _arrays
+
+    plan, cols = _arrays(("t", Kind.TEXT, 25, [["it's", 'a"b\\', None, ""], [], None]),
+                         ("y", Kind.BYTEA, 17, [[b"\x01"], [None], [b""]]),
+                         ("n", Kind.NUMERIC_TEXT, 1700, [["NaN", "-1.5"], ["0"], []]))
+    out = bytearray()
+    assert TWINS[impl].build_insert(plan, cols, 0, 3, out, b"V ", b"", 10, 1 << 20)[0] == 3
+    assert bytes(out).decode() == (
+        "V ('{it''s,\"a\\\"b\\\\\",NULL,\"\"}','{\"\\\\x01\"}','{NaN,-1.5}'),"
+        "('{}','{NULL}','{0}'),(NULL,'{\"\\\\x\"}','{}')")
+    bad, bad_cols = _arrays(("n", Kind.NUMERIC_TEXT, 1700, [["1"], ["2", "1e5"]]))
+    with pytest.raises(DataError, match=r"^column 'n', row 1, array element 2: not a plain "
+                                        r"decimal numeric text .* \(value: '1e5'\)$"):
+        TWINS[impl].build_insert(bad, bad_cols, 0, 2, bytearray(), b"", b"", 10, 1 << 20)

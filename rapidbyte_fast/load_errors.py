@@ -1,0 +1,117 @@
+"""Bad values met while loading, reported as DataErrors naming stream, column, row and value.
+
+Three places refuse a value:
+
+* the kernels (NUL in text, a date PostgreSQL cannot hold, ...): their DataError names the
+  row within the batch; ``in_stream`` makes it the stream's row;
+* the server during COPY FROM (out of range for an existing column, invalid JSON, numeric
+  overflow, a domain's CHECK): its CONTEXT line names the COPY line, the column and, in
+  text format, the value (``copy_error``);
+* the server during a multi-row INSERT: nothing names the row, so ``insert_error`` rolls the
+  failed transaction back and asks PostgreSQL (``pg_input_is_valid``, 16+) which literal of
+  the statement it refuses.
+
+``copy_error`` and ``insert_error`` return None for server errors that are not about a value
+(SQLSTATE classes other than 22 and 23): the caller reports those as it always does.
+Rows count from 0.
+"""
+from __future__ import annotations
+
+import re
+
+import psycopg
+
+from ._py.value_text import located_error, text_cells
+from .column_plan import ColumnPlan
+from .errors import DataError
+
+#: SQLSTATE classes of bad values: data exceptions and integrity constraint violations.
+_DATA_CLASSES = ("22", "23")
+_COPY_CONTEXT = re.compile(
+    r'^COPY .*?, line (?P<line>\d+)(?:, column (?P<column>.*?))?(?:: "(?P<value>.*)")?$')
+_PREVIEW = 40
+
+
+def in_stream(exc: DataError, where: str, row_base: int) -> DataError:
+    """A kernel's DataError with ``where`` (e.g. ``stream orders → raw.orders: ``) in front
+    and its batch row moved to the stream row ``row_base + row``."""
+    if getattr(exc, "row", None) is None:
+        return DataError(f"{where}{exc}")
+    return located_error(exc.column, row_base + exc.row, exc.detail, where)
+
+
+def copy_error(exc: psycopg.Error, where: str, row_base: int = 0) -> DataError | None:
+    """For a bad value refused by COPY FROM: a DataError naming the column, the stream row
+    (``row_base`` + the COPY line - 1) and, when the server shows it, the value."""
+    if not _is_data(exc):
+        return None
+    for line in (exc.diag.context or "").splitlines():
+        m = _COPY_CONTEXT.match(line.strip())
+        if m:
+            value = f" (value: {_preview(m['value'])})" if m["value"] is not None else ""
+            detail = f": {pg_message(exc)}{value}"
+            row = row_base + int(m["line"]) - 1
+            err = (located_error(m["column"], row, detail, where) if m["column"]
+                   else DataError(f"{where}row {row}{detail}"))
+            return err.with_sqlstate(exc.sqlstate)
+    return DataError(where + pg_message(exc)).with_sqlstate(exc.sqlstate)
+
+
+def insert_error(conn: psycopg.Connection, exc: psycopg.Error, where: str, plan: ColumnPlan,
+                 cols: list, start: int, stop: int, pg_types: list[str],
+                 row_base: int = 0) -> DataError | None:
+    """For a bad value refused by an INSERT of rows [start, stop) of a batch (``cols`` as
+    the kernel got them, ``pg_types`` the target columns' types in plan order): a DataError
+    naming the first refused cell (stream row ``row_base + row``) and its value. Rolls
+    ``conn`` back, so call it only when the load is failing anyway."""
+    if not _is_data(exc):
+        return None
+    rows = f"rows {row_base + start}..{row_base + stop - 1}"
+    column = exc.diag.column_name
+    if column:  # NOT NULL and CHECK violations name the column; their detail, the row
+        return DataError(f"{where}column {column!r}, {rows}: {pg_message(exc)}"
+                         ).with_sqlstate(exc.sqlstate)
+    conn.rollback()
+    for c, (name, pg_type) in enumerate(zip(plan.names, pg_types)):
+        found = _first_invalid(conn, cols[c], start, stop, pg_type)
+        if found is not None:
+            row, text, reason = found
+            return located_error(name, row_base + row, f": {reason} (value: {_preview(text)})",
+                                 where).with_sqlstate(exc.sqlstate)
+    return DataError(f"{where}{rows}: {pg_message(exc)}").with_sqlstate(exc.sqlstate)
+
+
+def _first_invalid(conn: psycopg.Connection, col: tuple, start: int, stop: int,
+                   pg_type: str) -> tuple[int, str, str] | None:
+    """(row, text, server's reason) of the first value of ``col`` in [start, stop) that
+    ``pg_type``'s input function refuses; None when all are accepted or PostgreSQL cannot
+    tell (before 16, or a type that vanished with the rollback)."""
+    cells, _ = text_cells(col, start, stop)
+    texts = [None if c is None else c.decode("utf-8", "replace") for c in cells]
+    try:
+        found = conn.execute(
+            "SELECT i, v, (pg_input_error_info(v, %s)).message "
+            "FROM unnest(%s::text[]) WITH ORDINALITY AS u(v, i) "
+            "WHERE v IS NOT NULL AND NOT pg_input_is_valid(v, %s) ORDER BY i LIMIT 1",
+            (pg_type, texts, pg_type)).fetchone()
+    except psycopg.Error:
+        found = None
+    conn.rollback()
+    return None if found is None else (start + found[0] - 1, found[1], found[2])
+
+
+def _is_data(exc: psycopg.Error) -> bool:
+    return (exc.sqlstate or "")[:2] in _DATA_CLASSES
+
+
+def pg_message(exc: psycopg.Error) -> str:
+    """A server error's primary message and detail on one line."""
+    diag = exc.diag
+    msg = diag.message_primary or str(exc)
+    if diag.message_detail:
+        msg += f" ({diag.message_detail})"
+    return " ".join(msg.split())
+
+
+def _preview(text: str) -> str:
+    return repr(text[:_PREVIEW] + ("..." if len(text) > _PREVIEW else ""))
