@@ -138,3 +138,18 @@ def test_state_show_and_reset_with_incremental_upsert(pg_dsn, pg_conn, pg_schema
     assert _cli(pg_dsn, "run", "-q", path).returncode == 0       # re-read picks it up
     assert _text_rows(pg_conn, pg_schema2, "ev") == [("1", "30", "a2"), ("2", "20", "b2")]
     assert _state(pg_conn, pg_schema2) == [("ev", "30", None)]
+
+
+def test_run_history_in_postgres(pg_dsn, pg_conn, pg_schema, pg_schema2, tmp_path):
+    pg_conn.execute(f'CREATE TABLE "{pg_schema}".h (id int)')
+    pg_conn.execute(f'INSERT INTO "{pg_schema}".h SELECT generate_series(1, 5)')
+    path = _pipeline(tmp_path, pg_schema, pg_schema2, streams="- name: h\n")
+    with open(path, "a") as f:
+        f.write('state: {backend: postgres, connection: "${TEST_DSN}"}\n')
+    assert _cli(pg_dsn, "run", "-q", path).returncode == 0
+    runs = pg_conn.execute("SELECT status, records, path FROM rapidbyte.rbf_runs "
+                           "WHERE pipeline = 'e2e' AND stream = 'h'").fetchall()
+    assert ("succeeded", 5, "passthrough") in runs
+    shown = _cli(pg_dsn, "state", "show", path)
+    assert shown.returncode == 0, shown.stderr
+    assert any(" h: succeeded, 5 rows, " in ln for ln in shown.stdout.splitlines())
