@@ -293,14 +293,6 @@ def _source_for(task: Task, cfg: PipelineConfig, where: str | None = None,
     return _GenerateAdapter(task, cfg)
 
 
-def _raw_writer(loader) -> Callable[[bytearray], int]:
-    def write(chunk: bytearray) -> int:
-        before = loader.rows_written
-        loader.write_raw(chunk)
-        return loader.rows_written - before
-    return write
-
-
 def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None,
              run_id: str = "") -> StreamResult:
     """Copy one stream: per shard, a source thread → bounded queue → (transform thread →
@@ -359,7 +351,7 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None,
                 sources.append(shard)
                 shard.open()
                 loader = dest.shard_loader()
-                write = _raw_writer(loader) if passthrough_path else loader.write
+                write = loader.write_raw if passthrough_path else loader.write
                 pumps.append(_Pump(shard, write, lambda ld=loader: dest.commit_shard(ld),
                                    sr.path, cfg, frames, stop, fail, progress,
                                    f"{task.stream.name}-{i}"))

@@ -117,11 +117,11 @@ class Loader:
                    ) from None
         self.rows_written += n
 
-    def write_raw(self, chunk: bytearray) -> None:
-        """Send a chunk of a source's COPY binary stream as it is, counting its tuples."""
+    def write_raw(self, chunk: bytearray) -> int:
+        """Send a chunk of a source's COPY binary stream as it is; returns its tuples."""
         t0 = time.perf_counter()
         data = self._raw_tail + chunk if self._raw_tail else chunk
-        pos = 0
+        pos = rows = 0
         if not self._raw_header_done:
             pos = copy_decode.parse_header(data)
             self._raw_header_done = pos > 0
@@ -137,6 +137,7 @@ class Loader:
             raise _dest_error(self.where, exc) from None
         self.timings["dest_flush_secs"] += time.perf_counter() - t1
         self.bytes_written += len(chunk)
+        return rows
 
     def _write_copy(self, cols: list, n: int, arrow_bytes: int) -> None:
         encode = (copy_encode.encode_binary if self.copy_format == "binary"
@@ -480,9 +481,7 @@ class PostgresDestination:
 
     def write_raw(self, chunk: bytearray) -> int:
         """Send a chunk of a source's COPY binary stream as it is; returns its tuples."""
-        before = self.rows_written
-        self.loader.write_raw(chunk)
-        n = self.rows_written - before
+        n = self.loader.write_raw(chunk)
         self._maybe_checkpoint()
         return n
 
