@@ -236,6 +236,20 @@ cdef inline uint32_t _get_u32(const unsigned char* p) noexcept nogil:
     return p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
 
 
+cdef unsigned char* _grow_exported(bytearray out, Py_ssize_t start, Py_ssize_t extra,
+                                   Py_buffer* dv) except NULL:
+    """Grow ``out`` by ``extra`` bytes and export it writable; returns where to write. The
+    export stops other threads from resizing ``out`` while the GIL is released (the caller
+    releases ``dv``)."""
+    PyByteArray_Resize(out, start + extra)
+    try:
+        PyObject_GetBuffer(out, dv, PyBUF_WRITABLE)
+    except BaseException:
+        PyByteArray_Resize(out, start)
+        raise
+    return <unsigned char*>dv.buf + start
+
+
 def context_id(codec, level=0) -> int:
     """Address of the calling thread's native compression context for ``codec`` (created if
     needed); 0 for ``none``, which needs no context."""
@@ -285,15 +299,7 @@ cdef Py_ssize_t _compress(int cid, int eff, const unsigned char* src, Py_ssize_t
     else:
         state = _compress_ctx(_contexts(), cid)
         bound = LZ4_compressBound(<int>n) if cid == 1 else ZSTD_compressBound(n)
-    PyByteArray_Resize(out, start + HDR + <Py_ssize_t>bound)
-    try:
-        # Holding a buffer export stops other threads from resizing ``out`` while the GIL
-        # is released and we write into it.
-        PyObject_GetBuffer(out, &dv, PyBUF_WRITABLE)
-    except BaseException:
-        PyByteArray_Resize(out, start)
-        raise
-    dst = <unsigned char*>dv.buf + start
+    dst = _grow_exported(out, start, HDR + <Py_ssize_t>bound, &dv)
     with nogil:
         if cid == 0:
             memcpy(dst + HDR, src, n)
@@ -424,13 +430,7 @@ cdef Py_ssize_t _decompress(const unsigned char* f, Py_ssize_t n, bytearray out)
             raise _corrupt(cid, raw)
         dctx = _zstd_dctx(_contexts())
     start = PyByteArray_GET_SIZE(out)
-    PyByteArray_Resize(out, start + raw)
-    try:
-        PyObject_GetBuffer(out, &dv, PyBUF_WRITABLE)
-    except BaseException:
-        PyByteArray_Resize(out, start)
-        raise
-    dst = <unsigned char*>dv.buf + start
+    dst = _grow_exported(out, start, raw, &dv)
     with nogil:
         if cid == 0:
             memcpy(dst, payload, size)
