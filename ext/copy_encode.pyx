@@ -5,7 +5,7 @@ O(columns) upper bound, writes every row through a raw pointer with the GIL rele
 shrinks ``out`` to the bytes written (or back to its entry length on a DataError).
 """
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free
 
 from value_text cimport *
 
@@ -402,11 +402,8 @@ cdef Py_ssize_t encode(plan, list cols, Py_ssize_t start, Py_ssize_t stop, bytea
     cdef Failure fail
     cdef unsigned char* dst
     cdef list keep = []
-    cdef Col* cs = <Col*>malloc((2 * ncols if ncols else 1) * sizeof(Col))
-    if cs == NULL:
-        raise MemoryError()
+    cdef Col* cs = new_cols(cols, keep, plan.elem_oids)
     try:
-        load_cols(cols, cs, keep, plan.elem_oids)
         with nogil:
             for k in range(ncols):
                 if not offsets_ordered(&cs[k], start, stop):

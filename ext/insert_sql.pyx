@@ -5,7 +5,7 @@ literals are written straight into ``out`` with the GIL released (no per-value o
 ``out`` grows only when a row's worst-case size does not fit the room reserved so far.
 """
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free
 
 from value_text cimport *
 
@@ -167,11 +167,8 @@ def build_insert(plan, cols, Py_ssize_t start, Py_ssize_t stop, bytearray out,
     cdef int status
     cdef unsigned char* stmt
     cdef list keep = []
-    cdef Col* cs = <Col*>malloc((2 * ncols if ncols else 1) * sizeof(Col))
-    if cs == NULL:
-        raise MemoryError()
+    cdef Col* cs = new_cols(cols, keep, plan.elem_oids)
     try:
-        load_cols(cols, cs, keep, plan.elem_oids)
         for k in range(ncols):
             if not offsets_ordered(&cs[k], start, limit):
                 raise offsets_error(k)

@@ -8,6 +8,7 @@
 from libc.stdint cimport int16_t, int32_t, int64_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy, memset
 from libc.stdio cimport snprintf
+from libc.stdlib cimport free, malloc
 from libc.math cimport isinf, isnan
 
 include "kinds.pxi"
@@ -219,6 +220,20 @@ cdef inline int load_cols(list cols, Col* out, list keep, tuple elem_oids) excep
             out[k].elem_oid = elem_oids[k]
             load_col(cols[k][6], out[k].child, keep)
     return 0
+
+
+cdef inline Col* new_cols(list cols, list keep, tuple elem_oids) except NULL:
+    """A malloc'ed Col array loaded by ``load_cols`` (the caller frees it)."""
+    cdef Py_ssize_t n = len(cols)
+    cdef Col* cs = <Col*>malloc((2 * n if n else 1) * sizeof(Col))
+    if cs == NULL:
+        raise MemoryError()
+    try:
+        load_cols(cols, cs, keep, elem_oids)
+    except BaseException:
+        free(cs)
+        raise
+    return cs
 
 
 cdef inline bint is_string_kind(int kind) noexcept nogil:
