@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 import pyarrow as pa
 
-from . import _impl, partitions, passthrough, retry
+from . import _impl, faults, partitions, passthrough, resume, retry
 from .config import PipelineConfig
 from .destinations.postgres import PostgresDestination
 from .errors import ConfigError, PipelineAborted, RapidbyteError
@@ -28,6 +28,16 @@ from .result import RunResult, StreamResult
 from .sources.postgres import PostgresSource, connect
 
 _END = object()
+
+
+class _RangeEnd:
+    """Queue item: every row of range ``index`` has been sent."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
 _log = logging.getLogger("rapidbyte_fast")
 #: How often blocked queue operations wake up to notice that another stage failed.
 _POLL_SECS = 0.1
@@ -138,6 +148,30 @@ def _choose_path(task: Task, cfg: PipelineConfig, source, dest) -> tuple[str, st
     return ("arrow", reason) if reason else ("passthrough", "identical column types")
 
 
+def _ranged_load(task: Task, cfg: PipelineConfig, source, chain: list, shards: int,
+                 earlier: resume.Progress | None, resumable: bool) -> resume.Progress | None:
+    """The ranged (resumable) load of a full refresh: ``earlier`` when it can go on, else a
+    new one when the table spans more than one checkpoint interval (or is sharded) and has
+    an integer key; None for a load in one piece."""
+    mode = cfg.destination.write_mode
+    if (task.source_use != "postgres" or task.stream.sync_mode != "full_refresh" or chain
+            or mode not in ("replace", "append")):
+        return None
+    key = partitions.integer_key(source.table, task.stream.partition_key, task.stream.name)
+    if key is None:
+        return None
+    if earlier is not None and resumable and earlier.key == key:
+        return earlier
+    res = cfg.resources
+    pieces = max(shards, resume.range_count(source.conn, source.table,
+                                            res.checkpoint_interval_bytes,
+                                            res.checkpoint_interval_rows))
+    found = resume.key_bounds(source.conn, source.table, key, pieces) if pieces > 1 else None
+    if found is None or len(found[0]) < 3:
+        return None
+    return resume.Progress(mode, key, *found)
+
+
 def _run_with_retries(task: Task, cfg: PipelineConfig, progress: Progress | None,
                       result: RunResult, run_id: str) -> StreamResult:
     attempt = 0
@@ -158,6 +192,7 @@ def _run_with_retries(task: Task, cfg: PipelineConfig, progress: Progress | None
 def run_pipeline(cfg: PipelineConfig, progress: Progress | None = None) -> RunResult:
     """Run every task of ``cfg``; raise the first error, else return the result."""
     _impl.warn_if_python()
+    faults.arm()
     result = RunResult(pipeline=cfg.pipeline, impl=_impl.IMPL,
                        compression=cfg.resources.compression)
     cpu0 = time.process_time()
@@ -188,8 +223,12 @@ class _Pump:
 
     def __init__(self, source, write, finish, path: str, cfg: PipelineConfig, frames: _Frames,
                  stop: threading.Event, fail: Callable[[BaseException], None],
-                 progress: Progress | None, name: str, chain: list | None = None) -> None:
+                 progress: Progress | None, name: str, chain: list | None = None,
+                 ranges: list[tuple[int, str]] | None = None,
+                 end_range: Callable[[int], None] | None = None) -> None:
         self.source, self.write, self.finish, self.path = source, write, finish, path
+        #: a ranged load: (index, predicate) of each range to read, and how to commit one
+        self.ranges, self.end_range = ranges, end_range
         self.res = cfg.resources
         self.frames, self.stop, self.fail, self.progress = frames, stop, fail, progress
         self.chain = chain or []
@@ -246,19 +285,28 @@ class _Pump:
         except BaseException as exc:
             self.fail(exc)
 
+    def _read_all(self) -> None:
+        if self.path == "passthrough":
+            for chunk in self.source.raw_chunks():
+                self.batches += 1
+                self._put(chunk)
+                faults.hit("source.batch")
+        else:
+            for batch in self.source.batches(self.res.max_batch_bytes, self.res.max_batch_rows):
+                self.records_read += batch.num_rows
+                self.batches += 1
+                self._put(self.frames.pack(batch))
+                faults.hit("source.batch")
+
     def _read(self) -> None:
         t0 = time.perf_counter()
         try:
-            if self.path == "passthrough":
-                for chunk in self.source.raw_chunks():
-                    self.batches += 1
-                    self._put(chunk)
-            else:
-                for batch in self.source.batches(self.res.max_batch_bytes,
-                                                 self.res.max_batch_rows):
-                    self.records_read += batch.num_rows
-                    self.batches += 1
-                    self._put(self.frames.pack(batch))
+            if self.ranges is None:
+                self._read_all()
+            for index, where in self.ranges or ():
+                self.source.range_where = where
+                self._read_all()
+                self._put(_RangeEnd(index))
             self._put(_END)
         except BaseException as exc:
             self.fail(exc)
@@ -269,6 +317,9 @@ class _Pump:
         t0 = time.perf_counter()
         try:
             while (item := self._get()) is not _END:
+                if type(item) is _RangeEnd:
+                    self.end_range(item.index)
+                    continue
                 if self.path == "passthrough":
                     rows = self.write(item)
                     nbytes = len(item)
@@ -276,6 +327,7 @@ class _Pump:
                     batch = self.frames.unpack(item)
                     self.write(batch)
                     rows, nbytes = batch.num_rows, batch.nbytes
+                faults.hit("dest.batch")
                 if self.progress is not None:
                     self.progress(rows, nbytes)
             self.finish()
@@ -303,7 +355,9 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None,
            if cfg.transforms and cfg.destination.on_data_error == "dlq" else None)
     chain = chain_mod.build(cfg, dlq.add if dlq is not None else None)
     source = _source_for(task, cfg)
-    dest = PostgresDestination(task.dest_conninfo, cfg.destination, task.stream.name)
+    dest = PostgresDestination(task.dest_conninfo, cfg.destination, task.stream.name,
+                               task.pipeline)
+    faults.bind(task.source_conninfo, task.dest_conninfo)
     frames = _Frames(res.compression, res.compression_level)
     sr = StreamResult(stream=task.stream.name, target="", load_method=dest.load_method)
     stop = threading.Event()
@@ -325,27 +379,63 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None,
         if task.stream.sync_mode == "incremental":
             sr.cursor_before = _start_incremental(task, source, dest)
         sr.path, sr.path_reason = _choose_path(task, cfg, source, dest)
-        parts = None
+        earlier, resumable = dest.unfinished_load(schema)
+        shards = 1
         if (task.source_use == "postgres" and task.stream.sync_mode == "full_refresh"
                 and not chain):  # transforms like validate/unique are stateful per stream
             shards = partitions.shard_count(source.conn, source.table, res.parallelism,
                                             cfg.destination.write_mode)
-            if shards > 1:
+        ranged = _ranged_load(task, cfg, source, chain, shards, earlier, resumable)
+        discard = earlier if earlier is not None and ranged is not earlier else None
+        parts = None
+        if ranged is None and shards > 1:
+            exporter = partitions.SnapshotExporter(
+                connect(task.source_conninfo, f"source stream {task.stream.name}"))
+            parts = partitions.plan(source.conn, exporter, source.table,
+                                    task.stream.partition_key, shards, task.stream.name)
+        passthrough_path = sr.path == "passthrough"
+        if ranged is not None:
+            dest.open(schema, passthrough=passthrough_path, shards=shards, progress=ranged,
+                      discard=discard)
+            pending = ranged.pending()
+            workers = min(shards, len(pending))
+            sr.ranges, sr.resumed_ranges = ranged.ranges, len(ranged.done)
+            sr.resumed_rows = ranged.rows_done
+            sr.parallelism, sr.partitioning = max(workers, 1), f"key {ranged.key}"
+            if sr.resumed_ranges:
+                _log.info("stream %s: resuming an unfinished %s at key range %d of %d "
+                          "(%d rows already committed)", task.stream.name, ranged.write_mode,
+                          sr.resumed_ranges + 1, sr.ranges, sr.resumed_rows)
+            if workers > 1:
                 exporter = partitions.SnapshotExporter(
                     connect(task.source_conninfo, f"source stream {task.stream.name}"))
-                parts = partitions.plan(source.conn, exporter, source.table,
-                                        task.stream.partition_key, shards, task.stream.name)
-        passthrough_path = sr.path == "passthrough"
-        if parts is None:
+            elif workers == 1:
+                source.hold_snapshot()  # one consistent read across the ranges
+            for w in range(workers):
+                if workers > 1:
+                    shard = _source_for(task, cfg, snapshot=exporter.snapshot)
+                    sources.append(shard)
+                    shard.open()
+                else:
+                    shard = source
+                writer = dest.range_writer()
+                pumps.append(_Pump(
+                    shard, writer.write_raw if passthrough_path else writer.write,
+                    writer.finish, sr.path, cfg, frames, stop, fail, progress,
+                    f"{task.stream.name}-{w}",
+                    ranges=[(i, ranged.where(i)) for i in pending[w::workers]],
+                    end_range=writer.end_range))
+        elif parts is None:
             dest.checkpoint_every = (res.checkpoint_interval_bytes, res.checkpoint_interval_rows,
                                      res.checkpoint_interval_seconds)
-            dest.open(schema, passthrough=passthrough_path)
+            dest.open(schema, passthrough=passthrough_path, discard=discard)
             write = dest.write_raw if passthrough_path else dest.write
             pumps.append(_Pump(source, write, dest.commit, sr.path, cfg, frames, stop, fail,
                                progress, task.stream.name, chain))
         else:
             sr.parallelism, sr.partitioning = len(parts.wheres), parts.method
-            dest.open(schema, passthrough=passthrough_path, shards=len(parts.wheres))
+            dest.open(schema, passthrough=passthrough_path, shards=len(parts.wheres),
+                      discard=discard)
             for i, where in enumerate(parts.wheres):
                 shard = _source_for(task, cfg, where=where, snapshot=parts.snapshot)
                 sources.append(shard)
@@ -365,7 +455,7 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None,
                 t.join()
         if errors:
             raise errors[0]
-        if parts is not None:
+        if parts is not None or ranged is not None:
             dest.commit()
     except BaseException:
         # e.g. Ctrl-C in the main thread: stop every stage before rolling back

@@ -3,7 +3,8 @@
 Shards are ranges of an integer key (``partition_key``, else a one-column integer primary
 key) or, for tables without one, ranges of heap blocks (``ctid``, a TID range scan). The
 coordinator keeps the exporting transaction open while shards run, so every shard sees the
-same snapshot and concurrent writers cannot tear the copy. NULL keys go to the first shard.
+same snapshot and concurrent writers cannot tear the copy. Key ranges are cut as for
+resumable loads (``resume.key_bounds``).
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import psycopg
 
 from .column_plan import Kind
 from .errors import ConfigError
-from .pgtypes import PgTable, qualified, quote_ident
+from .pgtypes import PgTable, qualified
+from .resume import key_bounds, key_range_sql
 
 #: ``parallelism: auto`` shards tables with at least this many (estimated) rows ...
 AUTO_MIN_ROWS = 500_000
@@ -69,7 +71,7 @@ def shard_count(conn: psycopg.Connection, table: PgTable, requested, write_mode:
 def plan(conn: psycopg.Connection, exporter: SnapshotExporter, table: PgTable,
          partition_key: str | None, shards: int, stream: str) -> Partitioning | None:
     """Shard WHERE clauses computed inside the exporter's snapshot, or None for one shard."""
-    key = _integer_key(table, partition_key, stream)
+    key = integer_key(table, partition_key, stream)
     if key is not None:
         return _key_ranges(exporter.conn, exporter.snapshot, table, key, shards)
     kind = conn.execute("SELECT relkind FROM pg_class WHERE oid = %s::regclass",
@@ -79,7 +81,9 @@ def plan(conn: psycopg.Connection, exporter: SnapshotExporter, table: PgTable,
     return _block_ranges(exporter.conn, exporter.snapshot, table, shards)
 
 
-def _integer_key(table: PgTable, partition_key: str | None, stream: str) -> str | None:
+def integer_key(table: PgTable, partition_key: str | None, stream: str) -> str | None:
+    """The integer column to cut ranges on: ``partition_key``, else a one-column integer
+    primary key; None when there is neither."""
     ints = {c.name for c in table.columns if c.kind in (Kind.INT2, Kind.INT4, Kind.INT8)}
     if partition_key is not None:
         if partition_key not in {c.name for c in table.columns}:
@@ -95,23 +99,12 @@ def _integer_key(table: PgTable, partition_key: str | None, stream: str) -> str 
 
 
 def _key_ranges(conn, snapshot: str, table: PgTable, key: str, shards: int):
-    k = quote_ident(key)
-    lo, hi, has_null = conn.execute(
-        f"SELECT min({k}), max({k}), bool_or({k} IS NULL) FROM "
-        f"{qualified(table.schema, table.name)}").fetchone()
-    if lo is None:
+    found = key_bounds(conn, table, key, shards)
+    if found is None or len(found[0]) < 3:
         return None
-    width = -(-(int(hi) - int(lo) + 1) // shards)
-    bounds = [int(lo) + i * width for i in range(shards)] + [int(hi) + 1]
-    wheres = []
-    for i in range(shards):
-        if bounds[i] >= bounds[i + 1]:
-            break
-        clause = f"({k} >= {bounds[i]} AND {k} < {bounds[i + 1]})"
-        if i == 0 and has_null:
-            clause = f"({clause} OR {k} IS NULL)"
-        wheres.append(clause)
-    return Partitioning(tuple(wheres), snapshot, f"key {key}") if len(wheres) > 1 else None
+    bounds, has_null = found
+    wheres = tuple(key_range_sql(key, bounds, i, has_null) for i in range(len(bounds) - 1))
+    return Partitioning(wheres, snapshot, f"key {key}")
 
 
 def _block_ranges(conn, snapshot: str, table: PgTable, shards: int):

@@ -27,6 +27,10 @@ class StreamResult:
     cursor_after: str | None = None
     transform_count: int = 0
     checkpoints: int = 0
+    #: a ranged (resumable) load: its key ranges, and those an earlier attempt committed
+    ranges: int = 0
+    resumed_ranges: int = 0
+    resumed_rows: int = 0
     records_skipped: int = 0
     records_dlq: int = 0
     load_method: str = ""
@@ -133,6 +137,10 @@ class RunResult:
                 f"({s.load_method}{'/' + s.copy_format if s.copy_format else ''}, "
                 f"{s.path}{': ' + s.path_reason if s.path_reason else ''})"
             )
+            if s.resumed_ranges:
+                lines.append(
+                    f"    resumed: {s.resumed_ranges} of {s.ranges} key ranges "
+                    f"({s.resumed_rows:,} rows) were committed by an earlier attempt")
         keys = [("source", "source_duration_secs"), ("fetch", "source_fetch_secs"),
                 ("decode", "source_decode_secs"), ("dest", "dest_duration_secs"),
                 ("encode", "dest_encode_secs"), ("flush", "dest_flush_secs"),

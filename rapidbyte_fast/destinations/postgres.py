@@ -24,9 +24,10 @@ from ..pgtypes import (
     WritePlan, conform, derived_name, describe_table, field_pg_type, primary_key_of,
     qualified, quote_ident, split_table, table_exists, write_plan,
 )
-from .. import load_errors
+from .. import faults, load_errors, resume
 from ..pgddl import ensure_types
 from ..sources.postgres import connect
+from ..resume import columns_fingerprint
 from ..state import cursors
 from .copy_sender import CopySender
 
@@ -226,8 +227,9 @@ class Loader:
 class PostgresDestination:
     """Loads one stream into ``schema.table`` of a Postgres database."""
 
-    def __init__(self, conninfo: str, dest_cfg, stream_name: str) -> None:
+    def __init__(self, conninfo: str, dest_cfg, stream_name: str, pipeline: str = "") -> None:
         self.conninfo = conninfo
+        self.pipeline = pipeline
         self.cfg = dest_cfg
         self.pg = dest_cfg.config
         self.stream_name = stream_name
@@ -257,6 +259,10 @@ class PostgresDestination:
         self.checkpoints = 0
         self._ck_mark = (0, 0, 0.0)
         self.new_cursor: cursors.Cursor | None = None
+        #: a resumable ranged load (see ``resume``): its rows commit range by range
+        self.progress: resume.Progress | None = None
+        self._discard: resume.Progress | None = None
+        self._worker_conns: list[psycopg.Connection] = []
 
     @property
     def rows_written(self) -> int:
@@ -293,11 +299,17 @@ class PostgresDestination:
         self.timings["dest_connect_secs"] += time.perf_counter() - t0
         return conn
 
-    def open(self, schema: pa.Schema, passthrough: bool = False, shards: int = 1) -> None:
+    def open(self, schema: pa.Schema, passthrough: bool = False, shards: int = 1,
+             progress: resume.Progress | None = None,
+             discard: resume.Progress | None = None) -> None:
         """Prepare the table to load into. Unsharded, also start the load (``write`` /
-        ``write_raw``); sharded, each shard takes a ``shard_loader()``. With
-        ``passthrough`` loads take raw COPY binary streams instead of Arrow batches."""
+        ``write_raw``); sharded, each shard takes a ``shard_loader()``; ranged
+        (``progress``, new or resumed), each worker takes a ``range_writer()``. ``discard``
+        is an earlier unfinished load that cannot be resumed: its record and staging table
+        go. With ``passthrough`` loads take raw COPY binary streams instead of Arrow
+        batches."""
         self.passthrough, self.shards = passthrough, shards
+        self.progress, self._discard = progress, discard
         if passthrough:
             self.load_method = "copy"
         self.conn = self._connect()
@@ -305,8 +317,8 @@ class PostgresDestination:
         t0 = time.perf_counter()
         try:
             self._prepare(schema)
-            if shards > 1:
-                self.conn.commit()  # shard connections must see the staging table
+            if shards > 1 or progress is not None:
+                self.conn.commit()  # other connections must see the staging table
             else:
                 self.loader = self._new_loader(self.conn)
         except psycopg.Error as exc:
@@ -322,6 +334,21 @@ class PostgresDestination:
             return tuple(self.cfg.primary_key)
         return primary_key_of(schema)
 
+    def unfinished_load(self, schema: pa.Schema) -> tuple[resume.Progress | None, bool]:
+        """This stream's unfinished ranged load and whether it can go on with ``schema``: a
+        replace needs its staging table with the same columns, an append its target."""
+        conn = connect(self.conninfo, f"destination for stream {self.stream_name}")
+        with conn:
+            p = resume.load(conn, self.schema_name, self.pipeline, self.stream_name)
+            if p is None or p.write_mode != self.cfg.write_mode:
+                return p, False
+            if p.write_mode == "replace":
+                ok = (p.staging is not None and p.columns == columns_fingerprint(schema)
+                      and table_exists(conn, self.schema_name, p.staging))
+            else:
+                ok = table_exists(conn, self.schema_name, self.table_name)
+            return p, ok
+
     def load_cursor(self) -> cursors.Cursor | None:
         """The committed cursor of this incremental stream (short-lived connection)."""
         conn = connect(self.conninfo, f"destination for stream {self.stream_name}")
@@ -333,7 +360,11 @@ class PostgresDestination:
         mode = self.cfg.write_mode
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema_name)}")
         schema = ensure_types(conn, self.schema_name, schema)
+        if self._discard is not None:
+            self._forget_load(self._discard)
         self._target_exists = table_exists(conn, self.schema_name, self.table_name)
+        if self._target_exists and mode == "replace":
+            self._check_no_dependents()
         target_types = None
         if self._target_exists and mode != "replace":
             schema = self._evolve(schema)
@@ -346,7 +377,11 @@ class PostgresDestination:
                 self._check_conflict_target()
             if self.incremental:
                 cursors.ensure_table(conn, self.schema_name)
-        if mode != "append" or self.shards > 1 or self.incremental:
+        ranged = self.progress is not None
+        if ranged and self.progress.staging is not None:  # resuming a replace
+            self._load_table = self.progress.staging
+            self._staged = True
+        elif mode != "append" or (self.shards > 1 and not ranged) or self.incremental:
             self._load_table = derived_name(self.table_name, f"__rbf_stage_{uuid.uuid4().hex[:8]}")
             self._create_table(self._load_table, schema,
                                seq=_SEQ_COLUMN if mode == "upsert" else None)
@@ -357,6 +392,11 @@ class PostgresDestination:
             if not self._target_exists:
                 self._create_table(self.table_name, schema)
                 self._created = True
+        if ranged and not self.progress.columns:  # a new ranged load: record it
+            self.progress = self.progress.with_staging(
+                self._load_table if self._staged else None, columns_fingerprint(schema),
+                self._created and bool(self._primary_key))
+            resume.save(conn, self.schema_name, self.pipeline, self.stream_name, self.progress)
         self._wp = write_plan(schema, target_types)
         self._pg_types = self._load_types(schema, target_types is not None)
         self._names = list(schema.names)
@@ -372,6 +412,39 @@ class PostgresDestination:
         """A loader on its own connection and transaction, for one shard (commit it with
         ``commit_shard``)."""
         return self._new_loader(self._connect())
+
+    def range_writer(self) -> "RangeWriter":
+        """A writer on its own connection that commits range by range (ranged loads)."""
+        conn = self._connect()
+        self._worker_conns.append(conn)
+        return RangeWriter(self, conn)
+
+    def commit_range(self, loader: Loader | None, conn: psycopg.Connection, index: int) -> None:
+        """Commit range ``index``: its rows (``loader``, None when it had none) and its
+        mark in the progress table, in one transaction."""
+        t0 = time.perf_counter()
+        rows = 0
+        if loader is not None:
+            loader.finish()
+            rows = loader.rows_written
+        try:
+            resume.mark_done(conn, self.schema_name, self.pipeline, self.stream_name, index, rows)
+            faults.hit("dest.range_commit")
+            conn.commit()
+        except psycopg.Error as exc:
+            raise _dest_error(self._where(), exc) from None
+        faults.hit("dest.range_committed")
+        self.timings["dest_commit_secs"] += time.perf_counter() - t0
+        self.checkpoints += 1
+
+    def _forget_load(self, p: resume.Progress) -> None:
+        """Drop an unfinished load that cannot be resumed (in the current transaction)."""
+        resume.forget(self.conn, self.schema_name, self.pipeline, self.stream_name)
+        if p.staging:
+            self.conn.execute(f"DROP TABLE IF EXISTS {qualified(self.schema_name, p.staging)}")
+        _log.warning("%sstarting over: an unfinished %s load (%d of %d key ranges) cannot be "
+                     "resumed with this configuration", self._where(), p.write_mode,
+                     len(p.done), p.ranges)
 
     def commit_shard(self, loader: Loader) -> None:
         """Finish one shard's load and commit it into the staging table."""
@@ -512,7 +585,9 @@ class PostgresDestination:
         t0 = time.perf_counter()
         try:
             self._move_staged(drop=False)
+            faults.hit("dest.checkpoint")
             self.conn.commit()
+            faults.hit("dest.checkpointed")
             self.loader = Loader(self.conn, self._where(), self.pg,
                                  qualified(self.schema_name, self._load_table), self._cols,
                                  self._wp, self.passthrough, continuation=True,
@@ -534,15 +609,41 @@ class PostgresDestination:
             t0 = time.perf_counter()
             if self._staged:
                 self._place_staging()
-            elif self._created and self._primary_key:
+            elif self._primary_key and (self.progress.add_pk if self.progress else self._created):
                 self._add_primary_key(self.table_name, self.table_name)
+            if self.progress is not None:
+                resume.forget(conn, self.schema_name, self.pipeline, self.stream_name)
             self.timings["dest_ddl_secs"] += time.perf_counter() - t0
             t0 = time.perf_counter()
+            faults.hit("dest.commit")
             conn.commit()
             self.timings["dest_commit_secs"] += time.perf_counter() - t0
         except psycopg.Error as exc:
             raise _dest_error(self._where(), exc) from None
+        faults.hit("dest.committed")
         self._staged = False
+
+    def _check_no_dependents(self) -> None:
+        """A replace drops the old table: refuse up front, naming them, when views or
+        foreign keys depend on it (DROP would fail, and CASCADE would destroy them)."""
+        rel = qualified(self.schema_name, self.table_name)
+        views = [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT v.oid::regclass::text FROM pg_depend d "
+            "JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class "
+            "WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = %s::regclass "
+            "AND v.oid <> d.refobjid ORDER BY 1", (rel,))]
+        fks = [r[0] for r in self.conn.execute(
+            "SELECT conname || ' on ' || conrelid::regclass::text FROM pg_constraint "
+            "WHERE contype = 'f' AND confrelid = %s::regclass AND conrelid <> confrelid "
+            "ORDER BY 1", (rel,))]
+        if views or fks:
+            what = "; ".join(filter(None, [
+                f"views {', '.join(views)} depend on it" if views else "",
+                f"foreign keys {', '.join(fks)} reference it" if fks else ""]))
+            raise DestinationError(
+                f"{self._where()}replace cannot swap in a new {self.schema_name}."
+                f"{self.table_name}: {what} (drop and recreate them around the load, or use "
+                "write_mode append or upsert)")
 
     def _add_primary_key(self, table: str, constraint_base: str) -> None:
         cols = ", ".join(quote_ident(c) for c in self._primary_key)
@@ -559,7 +660,8 @@ class PostgresDestination:
         if self.cfg.write_mode != "replace" and exists:
             self._move_staged(drop=True)
             return
-        if exists and self.rows_written == 0 and not self.cfg.allow_empty_replace:
+        if (exists and self.rows_written == 0 and not self.cfg.allow_empty_replace
+                and not conn.execute(f"SELECT EXISTS (SELECT 1 FROM {stage})").fetchone()[0]):
             has_rows = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {target})").fetchone()[0]
             if has_rows:
                 raise DestinationError(
@@ -569,6 +671,7 @@ class PostgresDestination:
         if self._primary_key:
             self._add_primary_key(self._load_table, self._load_table)
         if exists:
+            self._check_no_dependents()
             conn.execute(f"DROP TABLE {target}")
         conn.execute(f"ALTER TABLE {stage} RENAME TO {quote_ident(self.table_name)}")
         if self._primary_key:
@@ -612,16 +715,18 @@ class PostgresDestination:
         """Undo everything this stream did: roll back, and drop a committed staging table."""
         for ld in self.loaders:
             ld.abort()
-            if ld.conn is not self.conn and not ld.conn.closed:
+        for conn in self._other_conns():
+            if not conn.closed:
                 try:
-                    ld.conn.rollback()
+                    conn.rollback()
                 except psycopg.Error:
                     pass
         if self.conn is None or self.conn.closed:
             return
         try:
             self.conn.rollback()
-            if self._staged and self.shards > 1:  # committed early for the shards
+            # committed early for the shards; a ranged load keeps it to resume
+            if self._staged and self.shards > 1 and self.progress is None:
                 self.conn.execute(
                     f"DROP TABLE IF EXISTS {qualified(self.schema_name, self._load_table)}")
                 self.conn.commit()
@@ -630,12 +735,47 @@ class PostgresDestination:
 
     def close(self) -> None:
         """Close every connection."""
-        for ld in self.loaders:
-            if ld.conn is not self.conn:
-                ld.conn.close()
+        for conn in self._other_conns():
+            conn.close()
         if self.conn is not None:
             self.conn.close()
             self.conn = None
 
+    def _other_conns(self) -> list[psycopg.Connection]:
+        """The shard and range-worker connections (each once)."""
+        conns = {id(c): c for c in [*(ld.conn for ld in self.loaders), *self._worker_conns]}
+        conns.pop(id(self.conn), None)
+        return list(conns.values())
+
     def _where(self) -> str:
         return f"stream {self.stream_name} → {self.schema_name}.{self.table_name}: "
+
+
+class RangeWriter:
+    """One worker's writes in a ranged load: a loader per range, each range committed
+    with its progress mark by ``end_range``."""
+
+    def __init__(self, dest: PostgresDestination, conn: psycopg.Connection) -> None:
+        self.dest, self.conn = dest, conn
+        self.loader: Loader | None = None
+
+    def _current(self) -> Loader:
+        if self.loader is None:  # started lazily: an empty range commits just its mark
+            self.loader = self.dest._new_loader(self.conn)
+        return self.loader
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Encode and send one batch."""
+        self._current().write(batch)
+
+    def write_raw(self, chunk: bytearray) -> int:
+        """Send a chunk of the range's COPY binary stream; returns its tuples."""
+        return self._current().write_raw(chunk)
+
+    def end_range(self, index: int) -> None:
+        """Commit range ``index`` with its mark."""
+        self.dest.commit_range(self.loader, self.conn, index)
+        self.loader = None
+
+    def finish(self) -> None:
+        """Every range of this worker is committed by now: nothing is left to do."""

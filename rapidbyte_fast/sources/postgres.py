@@ -17,7 +17,7 @@ from psycopg import pq
 
 from .._impl import copy_decode
 from ..column_plan import ColumnSinks
-from .. import load_errors
+from .. import faults, load_errors
 from ..errors import ConnectionFailed, DataError, SourceError
 from ..pgtypes import PgTable, describe_table, project, qualified, quote_ident, split_table
 
@@ -35,9 +35,12 @@ def connect(conninfo: str, what: str) -> psycopg.Connection:
     """A psycopg connection, or ConnectionFailed with a redacted one-line reason."""
     from ..redact import redact
 
+    # named in pg_stat_activity (unless the user named the session in the URL)
+    extra = ({} if "application_name" in conninfo
+             else {"application_name": faults.app_name(what)})
     try:
         # text is carried as UTF-8 bytes as sent, so the session encoding must be UTF8
-        return psycopg.connect(conninfo, autocommit=True, client_encoding="UTF8")
+        return psycopg.connect(conninfo, autocommit=True, client_encoding="UTF8", **extra)
     except psycopg.OperationalError as exc:
         msg = " ".join(str(exc).split())
         err = ConnectionFailed(f"{what}: cannot connect: {redact(msg)}")
@@ -55,6 +58,8 @@ class PostgresSource:
         self.conninfo = conninfo
         self.where = where
         self.snapshot = snapshot
+        #: the key range being read, in a ranged load (ANDed with ``where``)
+        self.range_where: str | None = None
         #: columns the COPY query orders by (incremental reads)
         self.order_by: tuple[str, ...] = ()
         self.stream_name = stream_name
@@ -85,6 +90,12 @@ class PostgresSource:
         self.table = project(full, self.columns, self.stream_name)
         return self.table.arrow_schema()
 
+    def hold_snapshot(self) -> None:
+        """Read every later COPY in one repeatable-read snapshot (ranged loads)."""
+        assert self.conn is not None
+        if not self.snapshot:
+            self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
     def copy_sql(self, raw: bool = False) -> str:
         """The COPY statement for this stream (projection pushed down); ``raw`` selects every
         column in its own binary form (passthrough), else text-carried types as ``::text``."""
@@ -92,7 +103,8 @@ class PostgresSource:
         cols = ", ".join(
             quote_ident(c.name) if raw else c.select_sql() for c in self.table.columns)
         rel = qualified(self.schema_name, self.table_name)
-        where = f" WHERE {self.where}" if self.where else ""
+        conds = " AND ".join(c for c in (self.where, self.range_where) if c)
+        where = f" WHERE {conds}" if conds else ""
         # ORDER BY t.col: the table's column, not a ::text output column of the same name
         order = (" ORDER BY " + ", ".join(f"t.{quote_ident(c)}" for c in self.order_by)
                  if self.order_by else "")

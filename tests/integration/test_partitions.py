@@ -71,8 +71,9 @@ def test_primary_key_is_built_and_old_table_replaced(pg_dsn, pg_conn, pg_schema,
     assert pg_conn.execute(f'SELECT count(*), sum(v) FROM "{pg_schema2}".pk').fetchone() == (
         4000, 2 * sum(range(1, 4001)))
     tables = pg_conn.execute("SELECT table_name FROM information_schema.tables "
-                             "WHERE table_schema = %s", (pg_schema2,)).fetchall()
-    assert tables == [("pk",)]
+                             "WHERE table_schema = %s ORDER BY 1", (pg_schema2,)).fetchall()
+    assert tables == [("pk",), ("rbf_progress",)]  # no staging table left behind
+    assert pg_conn.execute(f'SELECT count(*) FROM "{pg_schema2}".rbf_progress').fetchone() == (0,)
 
 
 def test_shards_read_one_snapshot(pg_dsn, pg_conn, pg_schema):
