@@ -203,7 +203,7 @@ def info() -> None:
 
 @main.group("state")
 def state_group() -> None:
-    """Incremental cursors and run history of a pipeline."""
+    """Incremental cursors, unfinished loads and run history of a pipeline."""
 
 
 def _state_targets(path: str):
@@ -217,9 +217,11 @@ def _state_targets(path: str):
 @click.argument("pipeline", type=click.Path(dir_okay=False))
 @click.option("--limit", default=10, show_default=True, help="Run history entries to show.")
 def state_show(pipeline: str, limit: int) -> None:
-    """Cursors (stored in the destination) and recent runs of PIPELINE."""
+    """Cursors and unfinished loads (stored in the destination) and recent runs of
+    PIPELINE."""
     from datetime import datetime, timezone
 
+    from . import resume
     from .sources.postgres import connect
     from .state import cursors
     from .state.history import RunHistory
@@ -228,6 +230,7 @@ def state_show(pipeline: str, limit: int) -> None:
         cfg, conninfo, schema = _state_targets(pipeline)
         with connect(conninfo, "destination") as conn:
             rows = cursors.show(conn, schema, cfg.pipeline)
+            loads = resume.show(conn, schema, cfg.pipeline)
         runs = RunHistory(cfg.state.backend, cfg.state.resolved_connection()).recent(
             cfg.pipeline, limit)
     except BaseException as exc:
@@ -238,6 +241,11 @@ def state_show(pipeline: str, limit: int) -> None:
     for stream, value, tie, updated in rows:
         click.echo(f"  {stream}: {value}" + (f" (tie {tie})" if tie is not None else "")
                    + f"  updated {updated:%Y-%m-%d %H:%M:%S%z}")
+    if loads:
+        click.echo("unfinished loads (the next run resumes them):")
+    for stream, mode, done, ranges, rows_done, updated in loads:
+        click.echo(f"  {stream}: {mode}, {done} of {ranges} key ranges committed "
+                   f"({rows_done:,} rows)  updated {updated:%Y-%m-%d %H:%M:%S%z}")
     click.echo("runs:" if runs else "runs: none")
     for r in runs:
         when = datetime.fromtimestamp(r["started_at"], timezone.utc)
@@ -251,19 +259,22 @@ def state_show(pipeline: str, limit: int) -> None:
 @click.argument("pipeline", type=click.Path(dir_okay=False))
 @click.option("--stream", default=None, help="Only this stream.")
 def state_reset(pipeline: str, stream: str | None) -> None:
-    """Forget the cursors of PIPELINE: the next incremental run reads from the start."""
+    """Forget the cursors and unfinished loads of PIPELINE: the next incremental run reads
+    from the start, and an interrupted full refresh starts over."""
+    from . import resume
     from .sources.postgres import connect
     from .state import cursors
 
     try:
         cfg, conninfo, schema = _state_targets(pipeline)
-        with connect(conninfo, "destination") as conn:
+        with connect(conninfo, "destination") as conn, conn.transaction():
             n = cursors.reset(conn, schema, cfg.pipeline, stream)
+            loads = resume.reset(conn, schema, cfg.pipeline, stream)
     except BaseException as exc:
         _fail(exc)
         return
-    click.echo(f"reset {n} cursor(s) of pipeline {cfg.pipeline}"
-               + (f" stream {stream}" if stream else ""))
+    click.echo(f"reset {n} cursor(s) and {loads} unfinished load(s) of pipeline "
+               f"{cfg.pipeline}" + (f" stream {stream}" if stream else ""))
 
 
 @main.command()

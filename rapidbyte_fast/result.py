@@ -112,6 +112,8 @@ class RunResult:
             "records_skipped": sum(s.records_skipped for s in self.streams),
             "records_dlq": sum(s.records_dlq for s in self.streams),
             "checkpoints": sum(s.checkpoints for s in self.streams),
+            "resumed_ranges": sum(s.resumed_ranges for s in self.streams),
+            "resumed_rows": sum(s.resumed_rows for s in self.streams),
         }
         d.update({k: round(v, 6) for k, v in sorted(self.timings().items())})
         return d

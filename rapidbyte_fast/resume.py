@@ -163,18 +163,22 @@ def mark_done(conn: psycopg.Connection, schema: str, pipeline: str, stream: str,
         (index, rows, pipeline, stream))
 
 
-def forget(conn: psycopg.Connection, schema: str, pipeline: str,
-           stream: str | None = None) -> list[tuple[str, str | None]]:
-    """Drop the record of unfinished loads (all streams, or one) in the caller's
-    transaction; returns (stream, staging table) of each, for the caller to drop."""
+def reset(conn: psycopg.Connection, schema: str, pipeline: str,
+          stream: str | None = None) -> int:
+    """Forget unfinished loads (all streams, or one) and drop their staging tables, in the
+    caller's transaction; the next run starts them over. Returns how many there were."""
     if not _exists(conn, schema):
-        return []
+        return 0
     sql = f"DELETE FROM {_table(schema)} WHERE pipeline = %s"
     args: tuple = (pipeline,)
     if stream is not None:
         sql += " AND stream = %s"
         args += (stream,)
-    return conn.execute(sql + " RETURNING stream, staging", args).fetchall()
+    gone = conn.execute(sql + " RETURNING staging", args).fetchall()
+    for (staging,) in gone:
+        if staging:  # already renamed into place when a replace has just finished
+            conn.execute(f"DROP TABLE IF EXISTS {qualified(schema, staging)}")
+    return len(gone)
 
 
 def show(conn: psycopg.Connection, schema: str, pipeline: str) -> list[tuple]:

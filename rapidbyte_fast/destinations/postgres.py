@@ -11,6 +11,7 @@ target is never left half-loaded. ``replace`` builds the primary key after the l
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 
@@ -98,6 +99,11 @@ class Loader:
                 self._insert_prefix = f"INSERT INTO {rel} ({cols}) VALUES ".encode()
         except psycopg.Error as exc:
             raise _dest_error(self.where, exc) from None
+
+    @property
+    def stream_ended(self) -> bool:
+        """A passthrough source's COPY stream has ended (its trailer went by)."""
+        return self._raw_trailer
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Encode and send one batch."""
@@ -246,6 +252,8 @@ class PostgresDestination:
         self._wp: WritePlan | None = None
         self._load_table = ""
         self._staged = False
+        #: the staging table outlives a rollback (shards, checkpoints, ranged loads)
+        self._stage_committed = False
         self._created = False
         self._target_exists = False
         self._primary_key: tuple[str, ...] = ()
@@ -319,6 +327,7 @@ class PostgresDestination:
             self._prepare(schema)
             if shards > 1 or progress is not None:
                 self.conn.commit()  # other connections must see the staging table
+                self._stage_committed = self._staged
             else:
                 self.loader = self._new_loader(self.conn)
         except psycopg.Error as exc:
@@ -377,6 +386,7 @@ class PostgresDestination:
                 self._check_conflict_target()
             if self.incremental:
                 cursors.ensure_table(conn, self.schema_name)
+        self._drop_orphan_stages()
         ranged = self.progress is not None
         if ranged and self.progress.staging is not None:  # resuming a replace
             self._load_table = self.progress.staging
@@ -439,9 +449,7 @@ class PostgresDestination:
 
     def _forget_load(self, p: resume.Progress) -> None:
         """Drop an unfinished load that cannot be resumed (in the current transaction)."""
-        resume.forget(self.conn, self.schema_name, self.pipeline, self.stream_name)
-        if p.staging:
-            self.conn.execute(f"DROP TABLE IF EXISTS {qualified(self.schema_name, p.staging)}")
+        resume.reset(self.conn, self.schema_name, self.pipeline, self.stream_name)
         _log.warning("%sstarting over: an unfinished %s load (%d of %d key ranges) cannot be "
                      "resumed with this configuration", self._where(), p.write_mode,
                      len(p.done), p.ranges)
@@ -453,6 +461,28 @@ class PostgresDestination:
             loader.conn.commit()
         except psycopg.Error as exc:
             raise _dest_error(self._where(), exc) from None
+
+    def _drop_orphan_stages(self) -> None:
+        """Drop staging tables of this target left by a crashed run (one that could not
+        clean up), except the one a ranged load resumes. A staging table in use by a
+        concurrent run is locked, and skipped."""
+        keep = self.progress.staging if self.progress is not None else None
+        tag = re.compile(r"__rbf_stage_[0-9a-f]{8}$")
+        for (name,) in self.conn.execute(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname LIKE %s",
+                (self.schema_name, "%\\_\\_rbf\\_stage\\_%")).fetchall():
+            m = tag.search(name)
+            if name == keep or m is None or derived_name(self.table_name, m.group()) != name:
+                continue
+            rel = qualified(self.schema_name, name)
+            try:
+                with self.conn.transaction():
+                    self.conn.execute(f"LOCK TABLE {rel} IN ACCESS EXCLUSIVE MODE NOWAIT")
+                    self.conn.execute(f"DROP TABLE {rel}")
+                _log.info("%sdropped %s, left by an interrupted run", self._where(), name)
+            except psycopg.errors.LockNotAvailable:
+                continue
 
     def _create_table(self, name: str, schema: pa.Schema, pk: tuple[str, ...] = (),
                       seq: str | None = None) -> None:
@@ -569,8 +599,8 @@ class PostgresDestination:
         return self.cfg.write_mode == "upsert"
 
     def _maybe_checkpoint(self) -> None:
-        if not self.checkpointing():
-            return
+        if not self.checkpointing() or self.loader.stream_ended:
+            return  # (the final commit follows the end of a passthrough stream)
         every_bytes, every_rows, every_secs = self.checkpoint_every
         rows0, bytes0, t0 = self._ck_mark
         now = time.monotonic()
@@ -587,6 +617,7 @@ class PostgresDestination:
             self._move_staged(drop=False)
             faults.hit("dest.checkpoint")
             self.conn.commit()
+            self._stage_committed = True
             faults.hit("dest.checkpointed")
             self.loader = Loader(self.conn, self._where(), self.pg,
                                  qualified(self.schema_name, self._load_table), self._cols,
@@ -612,7 +643,7 @@ class PostgresDestination:
             elif self._primary_key and (self.progress.add_pk if self.progress else self._created):
                 self._add_primary_key(self.table_name, self.table_name)
             if self.progress is not None:
-                resume.forget(conn, self.schema_name, self.pipeline, self.stream_name)
+                resume.reset(conn, self.schema_name, self.pipeline, self.stream_name)
             self.timings["dest_ddl_secs"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             faults.hit("dest.commit")
@@ -725,8 +756,8 @@ class PostgresDestination:
             return
         try:
             self.conn.rollback()
-            # committed early for the shards; a ranged load keeps it to resume
-            if self._staged and self.shards > 1 and self.progress is None:
+            # a ranged load keeps its staging table to resume
+            if self._staged and self._stage_committed and self.progress is None:
                 self.conn.execute(
                     f"DROP TABLE IF EXISTS {qualified(self.schema_name, self._load_table)}")
                 self.conn.commit()

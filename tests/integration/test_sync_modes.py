@@ -132,7 +132,8 @@ def test_state_show_and_reset_with_incremental_upsert(pg_dsn, pg_conn, pg_schema
     assert lines[2].startswith("  ev: 30  updated ")
     assert sum(": succeeded, " in ln for ln in lines) >= 2
     reset = _cli(pg_dsn, "state", "reset", path, "--stream", "ev")
-    assert reset.stdout.strip() == "reset 1 cursor(s) of pipeline e2e stream ev"
+    assert reset.stdout.strip() == ("reset 1 cursor(s) and 0 unfinished load(s) of pipeline e2e "
+                                    "stream ev")
     assert _state(pg_conn, pg_schema2) == []
     pg_conn.execute(f"UPDATE {s}.ev SET v = 'b2' WHERE id = 2")  # n unchanged: only a full
     assert _cli(pg_dsn, "run", "-q", path).returncode == 0       # re-read picks it up
