@@ -1,0 +1,170 @@
+"""Resumable full refresh (key ranges committed with a progress mark), what ``state``
+shows and forgets of an unfinished load, and replace refusing to drop dependent views."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import rapidbyte_fast
+from rapidbyte_fast import faults
+from rapidbyte_fast.errors import DestinationError
+from rapidbyte_fast.pgtypes import describe_table
+from rapidbyte_fast.resume import Progress, key_bounds
+
+from .test_cli_e2e import _cli, _err, _text_rows
+from .test_faults import _config, _insert
+
+ROWS = 6000
+
+
+def _bench(proc) -> dict:
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.split("@@BENCH_JSON@@", 1)[1])
+
+
+def _write(tmp_path, cfg: dict) -> str:
+    path = tmp_path / "p.yaml"
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+@pytest.fixture
+def source(pg_conn, pg_schema):
+    pg_conn.execute(f'CREATE TABLE "{pg_schema}".ev (id int PRIMARY KEY, n int, v text, '
+                    "ts timestamptz, amount numeric(12,2))")
+    _insert(pg_conn, pg_schema, 1, ROWS)
+    return pg_schema
+
+
+def test_sharded_replace_resumes_after_a_crash(pg_dsn, pg_conn, source, pg_schema2, tmp_path,
+                                               monkeypatch):
+    cfg = _config(pg_dsn, source, pg_schema2, "replace")
+    cfg["resources"]["parallelism"] = 2
+    path = _write(tmp_path, cfg)
+    monkeypatch.setenv("RAPIDBYTE_FAULTS", "dest.range_committed#2=kill")
+    assert _cli(pg_dsn, "run", "-q", path).returncode == -9
+    monkeypatch.delenv("RAPIDBYTE_FAULTS")
+    shown = _cli(pg_dsn, "state", "show", path)
+    assert "unfinished loads (the next run resumes them):" in shown.stdout
+    assert "  ev: replace, 2 of 4 key ranges committed (3,000 rows)" in shown.stdout
+    bench = _bench(_cli(pg_dsn, "run", "-q", path))
+    assert (bench["parallelism"], bench["resumed_ranges"], bench["resumed_rows"],
+            bench["records_written"]) == (2, 2, 3000, 3000)
+    assert _text_rows(pg_conn, pg_schema2, "ev") == _text_rows(pg_conn, source, "ev")
+    assert "unfinished" not in _cli(pg_dsn, "state", "show", path).stdout
+
+
+def test_summary_says_the_run_resumed(pg_dsn, pg_conn, source, pg_schema2, tmp_path,
+                                      monkeypatch):
+    path = _write(tmp_path, _config(pg_dsn, source, pg_schema2, "append"))
+    monkeypatch.setenv("RAPIDBYTE_FAULTS", "dest.range_committed#3=kill")
+    assert _cli(pg_dsn, "run", path).returncode == -9
+    monkeypatch.delenv("RAPIDBYTE_FAULTS")
+    proc = _cli(pg_dsn, "run", path)
+    assert proc.returncode == 0, proc.stderr
+    assert ("    resumed: 3 of 4 key ranges (4,500 rows) were committed by an earlier attempt"
+            in proc.stdout.splitlines())
+    assert "resuming an unfinished append at key range 4 of 4 (4500 rows already committed)" \
+        in proc.stderr
+    assert _text_rows(pg_conn, pg_schema2, "ev") == _text_rows(pg_conn, source, "ev")
+
+
+def test_state_reset_forgets_an_unfinished_replace(pg_dsn, pg_conn, source, pg_schema2,
+                                                   tmp_path, monkeypatch):
+    path = _write(tmp_path, _config(pg_dsn, source, pg_schema2, "replace"))
+    monkeypatch.setenv("RAPIDBYTE_FAULTS", "dest.range_committed#1=kill")
+    assert _cli(pg_dsn, "run", "-q", path).returncode == -9
+    monkeypatch.delenv("RAPIDBYTE_FAULTS")
+    stages = "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename LIKE 'ev__rbf%%'"
+    assert pg_conn.execute(stages, (pg_schema2,)).fetchone() == (1,)
+    reset = _cli(pg_dsn, "state", "reset", path)
+    assert reset.stdout.strip() == "reset 0 cursor(s) and 1 unfinished load(s) of pipeline faults"
+    assert pg_conn.execute(stages, (pg_schema2,)).fetchone() == (0,)
+    bench = _bench(_cli(pg_dsn, "run", "-q", path))
+    assert (bench["resumed_ranges"], bench["records_written"]) == (0, ROWS)
+    assert _text_rows(pg_conn, pg_schema2, "ev") == _text_rows(pg_conn, source, "ev")
+
+
+def test_replace_with_other_columns_starts_over(pg_dsn, pg_conn, source, pg_schema2, tmp_path,
+                                                monkeypatch):
+    cfg = _config(pg_dsn, source, pg_schema2, "replace")
+    path = _write(tmp_path, cfg)
+    monkeypatch.setenv("RAPIDBYTE_FAULTS", "dest.range_committed#2=kill")
+    assert _cli(pg_dsn, "run", "-q", path).returncode == -9
+    monkeypatch.delenv("RAPIDBYTE_FAULTS")
+    cfg["source"]["streams"][0]["columns"] = ["id", "v"]  # the staged rows no longer fit
+    proc = _cli(pg_dsn, "run", "-q", _write(tmp_path, cfg))
+    assert _bench(proc)["resumed_ranges"] == 0
+    assert "starting over: an unfinished replace load (2 of 4 key ranges) cannot be resumed" \
+        in proc.stderr
+    assert _text_rows(pg_conn, pg_schema2, "ev") == pg_conn.execute(
+        f'SELECT id::text, v FROM "{source}".ev ORDER BY 1').fetchall()
+    assert pg_conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = %s",
+                           (pg_schema2,)).fetchone() == (2,)  # ev and rbf_progress
+
+
+def test_small_tables_load_in_one_piece(pg_dsn, pg_conn, source, pg_schema2):
+    cfg = _config(pg_dsn, source, pg_schema2, "replace")
+    cfg["resources"]["checkpoint_interval_rows"] = ROWS  # one interval holds the table
+    result = rapidbyte_fast.run(cfg)
+    assert (result.streams[0].ranges, result.streams[0].checkpoints) == (0, 0)
+
+
+@pytest.mark.parametrize("dependent", ["view", "foreign key"])
+def test_replace_refuses_to_drop_dependents(pg_dsn, pg_conn, source, pg_schema2, tmp_path,
+                                            dependent):
+    d = f'"{pg_schema2}"'
+    pg_conn.execute(f"CREATE TABLE {d}.ev (id int PRIMARY KEY, v text)")
+    pg_conn.execute(f"INSERT INTO {d}.ev VALUES (1, 'old')")
+    if dependent == "view":
+        pg_conn.execute(f"CREATE VIEW {d}.ev_view AS SELECT v FROM {d}.ev")
+        what = f"views {pg_schema2}.ev_view depend on it"
+    else:
+        pg_conn.execute(f"CREATE TABLE {d}.child (ev_id int CONSTRAINT child_ev REFERENCES "
+                        f"{d}.ev (id))")
+        what = f"foreign keys child_ev on {pg_schema2}.child reference it"
+    proc = _cli(pg_dsn, "run", "-q", _write(tmp_path, _config(pg_dsn, source, pg_schema2,
+                                                                "replace")))
+    assert proc.returncode == 1
+    assert _err(proc) == (
+        f"error: stream ev → {pg_schema2}.ev: replace cannot swap in a new {pg_schema2}.ev: "
+        f"{what} (drop and recreate them around the load, or use write_mode append or "
+        "upsert)")
+    assert _text_rows(pg_conn, pg_schema2, "ev") == [("1", "old")]
+
+
+def test_view_created_during_the_load_is_reported(pg_dsn, pg_conn, source, pg_schema2,
+                                                  monkeypatch):
+    d = f'"{pg_schema2}"'
+    pg_conn.execute(f"CREATE TABLE {d}.ev (id int PRIMARY KEY, v text)")
+
+    def create_view(point: str) -> None:  # a view appears after the up-front check
+        if point == "dest.range_committed":
+            pg_conn.execute(f"CREATE OR REPLACE VIEW {d}.late AS SELECT id FROM {d}.ev")
+
+    monkeypatch.setattr(faults, "hit", create_view)
+    with pytest.raises(DestinationError, match=f"views {pg_schema2}.late depend on it"):
+        rapidbyte_fast.run(_config(pg_dsn, source, pg_schema2, "replace"))
+    assert pg_conn.execute(f"SELECT count(*) FROM {d}.ev").fetchone() == (0,)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lo=st.integers(-2**40, 2**40), span=st.integers(1, 10**6), pieces=st.integers(1, 9),
+       probes=st.lists(st.one_of(st.none(), st.integers(-2**62, 2**62)), max_size=20))
+def test_every_key_falls_in_exactly_one_range(pg_conn, lo, span, pieces, probes):
+    # bounds from a table holding lo and lo + span - 1; probes anywhere, NULL included
+    pg_conn.execute("CREATE TEMP TABLE IF NOT EXISTS kr (k bigint)")
+    pg_conn.execute("TRUNCATE kr")
+    pg_conn.execute("INSERT INTO kr VALUES (%s), (%s)", (lo, lo + span - 1))
+    table = describe_table(pg_conn, "pg_temp", "kr")
+    bounds, has_null = key_bounds(pg_conn, table, "k", pieces)
+    assert has_null and 1 <= len(bounds) - 1 <= min(pieces, span) and bounds[0] == lo
+    p = Progress("append", "k", bounds, has_null)
+    # WHERE takes NULL as false
+    counts = " + ".join(f"coalesce(({p.where(i)})::int, 0)" for i in range(p.ranges))
+    for probe in probes + [lo, lo + span - 1, *bounds]:
+        got = pg_conn.execute(f"SELECT {counts} FROM (SELECT %s::bigint AS k) t",
+                              (probe,)).fetchone()[0]
+        assert got == 1, (probe, bounds)
