@@ -154,3 +154,40 @@ def test_run_history_in_postgres(pg_dsn, pg_conn, pg_schema, pg_schema2, tmp_pat
     shown = _cli(pg_dsn, "state", "show", path)
     assert shown.returncode == 0, shown.stderr
     assert any(" h: succeeded, 5 rows, " in ln for ln in shown.stdout.splitlines())
+
+
+CURSOR_VALUES = {  # type: (first run, arriving later and newer, arriving later but not newer)
+    "smallint": (["1", "9"], ["10"], ["5"]),
+    "bigint": (["9", str(2**40)], [str(2**40 + 1)], ["10"]),
+    "numeric": (["9.5", "10.25"], ["10.250001"], ["10.25"]),
+    "date": (["2024-01-09", "2024-01-10"], ["2024-01-11"], ["2024-01-10"]),
+    "timestamp": (["2024-01-01 00:00:00.000001", "2024-01-01 00:00:00.000002"],
+                  ["2024-01-01 00:00:00.000003"], ["2024-01-01 00:00:00.000002"]),
+    "timestamptz": (["2024-01-01 04:00:00.000001+05", "2024-01-01 00:00:00.000002+00"],
+                    ["2024-01-01 00:00:00.000003+00"], ["2023-12-31 23:00:00+00"]),
+    "text": (["a", "b"], ["bb"], ["ab"]),
+    "uuid": (["00000000-0000-0000-0000-000000000009", "00000000-0000-0000-0000-000000000010"],
+             ["00000000-0000-0000-0000-0000000000a0"], ["00000000-0000-0000-0000-000000000001"]),
+}
+
+
+@pytest.mark.parametrize("pg_type", list(CURSOR_VALUES))
+def test_cursor_compares_with_its_real_type(pg_dsn, pg_conn, pg_schema, pg_schema2, tmp_path,
+                                            pg_type):
+    first, newer, stale = CURSOR_VALUES[pg_type]
+    s = f'"{pg_schema}"'
+    pg_conn.execute(f"CREATE TABLE {s}.ev (id serial PRIMARY KEY, n {pg_type})")
+
+    def add(values):
+        for v in values:
+            pg_conn.execute(f"INSERT INTO {s}.ev (n) VALUES (%s::{pg_type})", (v,))
+
+    add(first)
+    assert _run(pg_dsn, tmp_path, pg_schema, pg_schema2, INC, "append").returncode == 0
+    add(newer + stale)
+    assert _run(pg_dsn, tmp_path, pg_schema, pg_schema2, INC, "append").returncode == 0
+    ids = [int(r[0]) for r in _text_rows(pg_conn, pg_schema2, "ev")]
+    assert sorted(ids) == list(range(1, len(first) + len(newer) + 1))  # each once, no stale
+    last = pg_conn.execute(f"SELECT t.n::text FROM {s}.ev t ORDER BY t.n DESC LIMIT 1"
+                           ).fetchone()[0]
+    assert _state(pg_conn, pg_schema2) == [("ev", last, None)]
