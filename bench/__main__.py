@@ -5,6 +5,7 @@
   compare  two git refs on the same seeded data, % change per scenario
   report   Markdown table and PNG chart of the latest results in the history
   peers    psql pipe, psycopg, duckdb, connectorx → ADBC and us on the same data
+  resume   resumable full refresh: its cost, and a crashed load resumed vs redone
 
 The database is --dsn, else RAPIDBYTE_BENCH_DSN, else a pgserver of the harness's own.
 Kernel micro-benchmarks are a separate tool: python -m bench.micro.
@@ -181,6 +182,18 @@ def cmd_peers(args: argparse.Namespace) -> int:
     return 1 if any(e.errors for e in chosen) else 0
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    from . import resume
+
+    rows = args.rows or DEFAULT_ROWS["bench_events"]
+    with server(args.dsn) as dsn:
+        setup = Setup(dsn, prefix=args.schema_prefix)
+        ensure_seeded(setup, "bench_events", rows)
+        out = resume.measure(setup, rows, args.iters)
+    print(resume.table(out, rows))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -228,6 +241,9 @@ def _parser() -> argparse.ArgumentParser:
     peer.add_argument("--parallelism", default="auto",
                       help="our resources.parallelism (default: auto)")
     peer.set_defaults(fn=cmd_peers)
+
+    sub.add_parser("resume", parents=[common], help="resumable full refresh: cost and saving"
+                   ).set_defaults(fn=cmd_resume)
     return ap
 
 

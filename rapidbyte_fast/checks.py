@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from .config import PipelineConfig
-from .pgtypes import describe_table, project, qualified, split_table
+from .partitions import integer_key
+from .pgtypes import PgTable, describe_table, project, qualified, split_table
 from .plan import resolve_conninfo
 from .sources.postgres import connect
 from .transforms.chain import build, open_chain
@@ -13,13 +14,17 @@ WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY c.relna
 """
 
 
+def _stream_table(cfg: PipelineConfig, conn, name: str, columns) -> PgTable:
+    schema, table = split_table(name, cfg.source.config.schema_name)
+    return project(describe_table(conn, schema, table), columns, name)
+
+
 def _stream_schema(cfg: PipelineConfig, conn, name: str, columns):
     if cfg.source.use == "generate":
         from .sources.generate import dataset_schema
 
         return dataset_schema(cfg.source.config.dataset or name), []
-    schema, table = split_table(name, cfg.source.config.schema_name)
-    t = project(describe_table(conn, schema, table), columns, name)
+    t = _stream_table(cfg, conn, name, columns)
     return t.arrow_schema(), list(t.primary_key)
 
 
@@ -72,6 +77,13 @@ def check_pipeline(cfg: PipelineConfig) -> list[str]:
                 lines.append(f"  warning: stream {s.name} is incremental without "
                              "tie_breaker_field: rows that share the last cursor value and "
                              "arrive later will be missed")
+            if (src_conn is not None and s.sync_mode == "full_refresh"
+                    and cfg.destination.write_mode in ("append", "replace")
+                    and integer_key(_stream_table(cfg, src_conn, s.name, s.columns),
+                                    s.partition_key, s.name) is None):
+                lines.append(f"  note: stream {s.name} has no integer key (partition_key or a "
+                             "one-column integer primary key): a failed full refresh starts "
+                             "over instead of resuming")
             if cfg.transforms:
                 chain = build(cfg, None)
                 try:

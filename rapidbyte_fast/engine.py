@@ -28,6 +28,9 @@ from .result import RunResult, StreamResult
 from .sources.postgres import PostgresSource, connect
 
 _END = object()
+_log = logging.getLogger("rapidbyte_fast")
+#: How often blocked queue operations wake up to notice that another stage failed.
+_POLL_SECS = 0.1
 
 
 class _RangeEnd:
@@ -38,9 +41,6 @@ class _RangeEnd:
     def __init__(self, index: int) -> None:
         self.index = index
 
-_log = logging.getLogger("rapidbyte_fast")
-#: How often blocked queue operations wake up to notice that another stage failed.
-_POLL_SECS = 0.1
 
 Progress = Callable[[int, int], None]
 

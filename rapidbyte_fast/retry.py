@@ -1,7 +1,8 @@
 """Which failures are worth retrying, and how long to wait before the next attempt.
 
 A stream is loaded all-or-nothing (one transaction, or a staging table dropped on failure),
-so retrying it from the start can neither lose nor duplicate rows.
+or in pieces each committed together with the state that says where to go on (a cursor, a
+key range mark), so a retry can neither lose nor duplicate rows.
 """
 from __future__ import annotations
 

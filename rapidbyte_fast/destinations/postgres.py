@@ -3,10 +3,13 @@ to parse text) or multi-row INSERT, with append and replace semantics.
 
 ``PostgresDestination`` owns the table (DDL, staging, the final swap); ``Loader`` writes rows
 over one connection. Unsharded, one loader shares the destination's connection and the
-whole stream is one transaction. Sharded, every shard has its own loader and connection
-committing into a staging table, and ``commit`` then swaps (replace) or moves (append) the
-staging table into place in one transaction; a failure drops the staging table, so the
-target is never left half-loaded. ``replace`` builds the primary key after the load.
+whole stream is one transaction (or one per checkpoint). Sharded, every shard has its own
+loader and connection committing into a staging table, and ``commit`` then swaps (replace)
+or moves (append) the staging table into place in one transaction; a failure drops the
+staging table, so the target is never left half-loaded. Ranged (``resume``), each worker's
+``RangeWriter`` commits range by range with a progress mark, into the target (append) or a
+staging table kept for the next attempt (replace). ``replace`` builds the primary key
+after the load.
 """
 from __future__ import annotations
 

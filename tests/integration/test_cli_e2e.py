@@ -215,13 +215,20 @@ def test_config_errors_reported_together(pg_dsn, tmp_path):
     assert "hunter2" not in text and "Traceback" not in text
 
 
-def test_check_and_discover(pg_dsn, seeded, pg_schema2, tmp_path):
+def test_check_and_discover(pg_dsn, pg_conn, seeded, pg_schema2, tmp_path):
     path = _pipeline(tmp_path, seeded, pg_schema2, streams="- name: orders\n")
     proc = _cli(pg_dsn, "check", path)
     assert proc.returncode == 0, proc.stderr
     assert "stream orders: 6 columns, primary key id" in proc.stdout
     assert "    amount: numeric(10,2) → decimal128(10, 2)" in proc.stdout
     assert "destination: connected" in proc.stdout
+    assert "note:" not in proc.stdout
+    pg_conn.execute(f'CREATE TABLE "{seeded}".nokey (v text)')
+    proc = _cli(pg_dsn, "check", _pipeline(tmp_path, seeded, pg_schema2, streams="- name: nokey\n"))
+    assert ("  note: stream nokey has no integer key (partition_key or a one-column integer "
+            "primary key): a failed full refresh starts over instead of resuming"
+            in proc.stdout.splitlines())
+    pg_conn.execute(f'DROP TABLE "{seeded}".nokey')
     proc = _cli(pg_dsn, "discover", "--json", path)
     assert proc.returncode == 0, proc.stderr
     found = {t["stream"]: t for t in json.loads(proc.stdout)}
