@@ -38,6 +38,8 @@ from .copy_sender import CopySender
 _log = logging.getLogger("rapidbyte_fast")
 #: Arrival-order column of upsert staging tables.
 _SEQ_COLUMN = "__rbf_seq"
+#: The upsert target's alias (a bare name that a column name would shadow)
+_TARGET_ALIAS = '"__rbf_target"'
 
 
 def adaptive_flush_bytes(avg_row_bytes: float) -> int:
@@ -254,6 +256,9 @@ class PostgresDestination:
         self.loaders: list[Loader] = []
         self._wp: WritePlan | None = None
         self._load_table = ""
+        #: where the load table lives: the target's schema, or pg_temp for a staging table
+        #: that only this connection uses (no WAL, and gone with the session after a crash)
+        self._load_schema = self.schema_name
         self._staged = False
         #: the staging table outlives a rollback (shards, checkpoints, ranged loads)
         self._stage_committed = False
@@ -396,8 +401,11 @@ class PostgresDestination:
             self._staged = True
         elif mode != "append" or (self.shards > 1 and not ranged) or self.incremental:
             self._load_table = derived_name(self.table_name, f"__rbf_stage_{uuid.uuid4().hex[:8]}")
+            if (mode == "upsert" or self.incremental) and self.shards == 1:
+                self._load_schema = "pg_temp"  # moved into the target, never renamed
             self._create_table(self._load_table, schema,
-                               seq=_SEQ_COLUMN if mode == "upsert" else None)
+                               seq=_SEQ_COLUMN if mode == "upsert" else None,
+                               in_schema=self._load_schema)
             self._staged = True
             target_types = None  # the staging table has the source's types
         else:
@@ -416,7 +424,7 @@ class PostgresDestination:
         self._cols = ", ".join(quote_ident(n) for n in schema.names)
 
     def _new_loader(self, conn: psycopg.Connection) -> Loader:
-        loader = Loader(conn, self._where(), self.pg, qualified(self.schema_name, self._load_table),
+        loader = Loader(conn, self._where(), self.pg, qualified(self._load_schema, self._load_table),
                         self._cols, self._wp, self.passthrough, pg_types=self._pg_types)
         self.loaders.append(loader)
         return loader
@@ -488,7 +496,7 @@ class PostgresDestination:
                 continue
 
     def _create_table(self, name: str, schema: pa.Schema, pk: tuple[str, ...] = (),
-                      seq: str | None = None) -> None:
+                      seq: str | None = None, in_schema: str | None = None) -> None:
         defs = [f"{quote_ident(f.name)} {field_pg_type(f)}" for f in schema]
         if seq:  # arrival order in an upsert staging table: the last duplicate key wins
             defs.append(f"{quote_ident(seq)} bigserial")
@@ -496,7 +504,8 @@ class PostgresDestination:
             name_sql = quote_ident(derived_name(name, "_pkey"))
             defs.append(f"CONSTRAINT {name_sql} PRIMARY KEY "
                         f"({', '.join(quote_ident(c) for c in pk)})")
-        self.conn.execute(f"CREATE TABLE {qualified(self.schema_name, name)} ({', '.join(defs)})")
+        rel = qualified(in_schema or self.schema_name, name)
+        self.conn.execute(f"CREATE TABLE {rel} ({', '.join(defs)})")
 
     def _check_conflict_target(self) -> None:
         cols = list(self._primary_key)
@@ -623,7 +632,7 @@ class PostgresDestination:
             self._stage_committed = True
             faults.hit("dest.checkpointed")
             self.loader = Loader(self.conn, self._where(), self.pg,
-                                 qualified(self.schema_name, self._load_table), self._cols,
+                                 qualified(self._load_schema, self._load_table), self._cols,
                                  self._wp, self.passthrough, continuation=True,
                                  pg_types=self._pg_types)
         except psycopg.Error as exc:
@@ -688,7 +697,7 @@ class PostgresDestination:
 
     def _place_staging(self) -> None:
         conn = self.conn
-        stage = qualified(self.schema_name, self._load_table)
+        stage = qualified(self._load_schema, self._load_table)
         target = qualified(self.schema_name, self.table_name)
         exists = table_exists(conn, self.schema_name, self.table_name)
         if self.cfg.write_mode != "replace" and exists:
@@ -716,7 +725,7 @@ class PostgresDestination:
     def _move_staged(self, drop: bool) -> None:
         """Move the staged rows into the target with one set-based statement, and save the
         cursor they reach, in the current transaction."""
-        stage = qualified(self.schema_name, self._load_table)
+        stage = qualified(self._load_schema, self._load_table)
         if self.incremental:
             self._save_cursor(stage)
         self.conn.execute(self._move_sql(stage, qualified(self.schema_name, self.table_name)))
@@ -728,10 +737,14 @@ class PostgresDestination:
             return f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage}"
         pk = ", ".join(quote_ident(c) for c in self._primary_key)
         rest = [n for n in self._names if n not in self._primary_key]
+        # a row equal byte for byte (*<>, any column type) is not rewritten: an upsert of 1M
+        # unchanged bench_events rows took 8.5 s instead of 15.2 s (2 runs each)
         action = ("DO UPDATE SET " + ", ".join(
-            f"{quote_ident(n)} = EXCLUDED.{quote_ident(n)}" for n in rest)) if rest else "DO NOTHING"
-        return (f"INSERT INTO {target} ({cols}) SELECT DISTINCT ON ({pk}) {cols} FROM {stage} "
-                f"ORDER BY {pk}, {quote_ident(_SEQ_COLUMN)} DESC ON CONFLICT ({pk}) {action}")
+            f"{quote_ident(n)} = EXCLUDED.{quote_ident(n)}" for n in rest)
+            + f" WHERE {_TARGET_ALIAS} *<> EXCLUDED") if rest else "DO NOTHING"
+        return (f"INSERT INTO {target} AS {_TARGET_ALIAS} ({cols}) SELECT DISTINCT ON ({pk}) "
+                f"{cols} FROM {stage} ORDER BY {pk}, {quote_ident(_SEQ_COLUMN)} DESC "
+                f"ON CONFLICT ({pk}) {action}")
 
     def _save_cursor(self, stage: str) -> None:
         pipeline, cursor, tie = self.incremental
@@ -762,7 +775,7 @@ class PostgresDestination:
             # a ranged load keeps its staging table to resume
             if self._staged and self._stage_committed and self.progress is None:
                 self.conn.execute(
-                    f"DROP TABLE IF EXISTS {qualified(self.schema_name, self._load_table)}")
+                    f"DROP TABLE IF EXISTS {qualified(self._load_schema, self._load_table)}")
                 self.conn.commit()
         except psycopg.Error:
             pass

@@ -191,3 +191,20 @@ def test_cursor_compares_with_its_real_type(pg_dsn, pg_conn, pg_schema, pg_schem
     last = pg_conn.execute(f"SELECT t.n::text FROM {s}.ev t ORDER BY t.n DESC LIMIT 1"
                            ).fetchone()[0]
     assert _state(pg_conn, pg_schema2) == [("ev", last, None)]
+
+
+def test_upsert_rewrites_only_changed_rows(pg_dsn, pg_conn, pg_schema, pg_schema2, tmp_path):
+    s = f'"{pg_schema}"'
+    pg_conn.execute(f"CREATE TABLE {s}.ev (id int PRIMARY KEY, n numeric, j json, v text)")
+    pg_conn.execute(f"INSERT INTO {s}.ev VALUES (1, 1.0, '{{\"a\": 1}}', 'a'), "
+                    "(2, 2, '[1, 2]', NULL), (3, 3, NULL, 'c')")
+    assert _run(pg_dsn, tmp_path, pg_schema, pg_schema2, "- name: ev\n", "upsert").returncode == 0
+    xmin = f'SELECT id, xmin::text::bigint FROM "{pg_schema2}".ev ORDER BY id'
+    before = dict(pg_conn.execute(xmin).fetchall())
+    pg_conn.execute(f"UPDATE {s}.ev SET n = 1.00 WHERE id = 1")  # same number, other scale
+    pg_conn.execute(f"UPDATE {s}.ev SET v = 'b' WHERE id = 2")
+    assert _run(pg_dsn, tmp_path, pg_schema, pg_schema2, "- name: ev\n", "upsert").returncode == 0
+    after = dict(pg_conn.execute(xmin).fetchall())
+    assert [after[i] != before[i] for i in (1, 2, 3)] == [True, True, False]
+    assert _text_rows(pg_conn, pg_schema2, "ev") == [
+        ("1", "1.00", '{"a": 1}', "a"), ("2", "2", "[1, 2]", "b"), ("3", "3", None, "c")]
