@@ -602,13 +602,10 @@ class PostgresDestination:
 
     def checkpointing(self) -> bool:
         """Mid-stream commits are safe only into a staging table whose rows move with the
-        cursor (incremental with a tie-breaker: a cut inside a run of equal cursor values
-        would skip its rest) or idempotently (upsert)."""
+        cursor (incremental) or idempotently (upsert)."""
         if self.shards > 1 or not self._staged or not any(self.checkpoint_every):
             return False
-        if self.incremental:
-            return self.incremental[2] is not None
-        return self.cfg.write_mode == "upsert"
+        return self.incremental is not None or self.cfg.write_mode == "upsert"
 
     def _maybe_checkpoint(self) -> None:
         if not self.checkpointing() or self.loader.stream_ended:
@@ -726,15 +723,39 @@ class PostgresDestination:
         """Move the staged rows into the target with one set-based statement, and save the
         cursor they reach, in the current transaction."""
         stage = qualified(self._load_schema, self._load_table)
+        done = None if drop else self._complete_rows(stage)
         if self.incremental:
-            self._save_cursor(stage)
-        self.conn.execute(self._move_sql(stage, qualified(self.schema_name, self.table_name)))
-        self.conn.execute(f"DROP TABLE {stage}" if drop else f"TRUNCATE {stage}")
+            self._save_cursor(stage, done)
+        self.conn.execute(self._move_sql(stage, qualified(self.schema_name, self.table_name),
+                                         done))
+        if drop:
+            self.conn.execute(f"DROP TABLE {stage}")
+        elif done:
+            self.conn.execute(f"DELETE FROM {stage} WHERE {done}")
+        else:
+            self.conn.execute(f"TRUNCATE {stage}")
 
-    def _move_sql(self, stage: str, target: str) -> str:
+    def _complete_rows(self, stage: str) -> str | None:
+        """At a checkpoint of an incremental stream without a tie-breaker, the rows of the
+        highest cursor value read so far may go on in the rest of the stream, and the next
+        run reads only ``cursor > last``: the condition selecting the rows below it (None:
+        every staged row). Reads are in cursor order with NULLs last, so once a NULL cursor
+        is staged every row is complete."""
+        if not self.incremental or self.incremental[2] is not None:
+            return None
+        c = quote_ident(self.incremental[1])
+        top, top_type, has_null = self.conn.execute(
+            f"SELECT max({c})::text, pg_typeof(max({c}))::text, bool_or({c} IS NULL) "
+            f"FROM {stage}").fetchone()
+        if top is None or has_null:
+            return None
+        return f"{c} < {psycopg.sql.Literal(top).as_string(self.conn)}::{top_type}"
+
+    def _move_sql(self, stage: str, target: str, where: str | None = None) -> str:
         cols = self._cols
+        where = f" WHERE {where}" if where else ""
         if self.cfg.write_mode != "upsert":
-            return f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage}"
+            return f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage}{where}"
         pk = ", ".join(quote_ident(c) for c in self._primary_key)
         rest = [n for n in self._names if n not in self._primary_key]
         # a row equal byte for byte (*<>, any column type) is not rewritten: an upsert of 1M
@@ -743,17 +764,18 @@ class PostgresDestination:
             f"{quote_ident(n)} = EXCLUDED.{quote_ident(n)}" for n in rest)
             + f" WHERE {_TARGET_ALIAS} *<> EXCLUDED") if rest else "DO NOTHING"
         return (f"INSERT INTO {target} AS {_TARGET_ALIAS} ({cols}) SELECT DISTINCT ON ({pk}) "
-                f"{cols} FROM {stage} ORDER BY {pk}, {quote_ident(_SEQ_COLUMN)} DESC "
+                f"{cols} FROM {stage}{where} ORDER BY {pk}, {quote_ident(_SEQ_COLUMN)} DESC "
                 f"ON CONFLICT ({pk}) {action}")
 
-    def _save_cursor(self, stage: str) -> None:
+    def _save_cursor(self, stage: str, where: str | None) -> None:
         pipeline, cursor, tie = self.incremental
         # order by the stage's columns (s.col), not by the ::text outputs of the same name
         order = f"s.{quote_ident(cursor)} DESC" + (f", s.{quote_ident(tie)} DESC" if tie else "")
         tie_sql = f"s.{quote_ident(tie)}::text" if tie else "NULL"
         row = self.conn.execute(
             f"SELECT s.{quote_ident(cursor)}::text, {tie_sql} FROM {stage} AS s "
-            f"WHERE s.{quote_ident(cursor)} IS NOT NULL ORDER BY {order} LIMIT 1").fetchone()
+            f"WHERE s.{quote_ident(cursor)} IS NOT NULL{' AND ' + where if where else ''} "
+            f"ORDER BY {order} LIMIT 1").fetchone()
         if row is not None:
             self.new_cursor = cursors.Cursor(row[0], row[1])
             cursors.save(self.conn, self.schema_name, pipeline, self.stream_name, self.new_cursor)
