@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 DATASETS = ("bench_events", "small", "medium", "large")
-MODES = ("insert", "copy", "passthrough")
+#: upsert re-syncs: after the first iteration the target already holds the same rows
+MODES = ("insert", "copy", "passthrough", "upsert")
 COMPRESSIONS = ("none", "lz4", "zstd")
 
 #: Rows per dataset when --rows is not given: roughly 100 MB of COPY data each (large is
@@ -98,12 +99,12 @@ class Scenario:
 
     def pipeline(self, url: str, source_schema: str, dest_schema: str) -> dict[str, Any]:
         """The pipeline (as YAML data) copying ``source_schema.<dataset>`` into
-        ``dest_schema.<dataset>`` with a primary key, replacing it."""
+        ``dest_schema.<dataset>`` with a primary key, replacing it (or upserting into it)."""
         dest_config: dict[str, Any] = {
             "url": url, "schema": dest_schema,
             "load_method": "insert" if self.mode == "insert" else "copy",
             # copy measures the Arrow path: passthrough must not be chosen for it.
-            "passthrough": "auto" if self.mode == "passthrough" else "off",
+            "passthrough": "auto" if self.mode in ("passthrough", "upsert") else "off",
         }
         pipeline: dict[str, Any] = {
             "version": "1.0",
@@ -111,7 +112,8 @@ class Scenario:
             "source": {"use": "postgres", "config": {"url": url, "schema": source_schema},
                        "streams": [{"name": self.dataset}]},
             "destination": {"use": "postgres", "config": dest_config,
-                            "write_mode": "replace", "primary_key": ["id"]},
+                            "write_mode": "upsert" if self.mode == "upsert" else "replace",
+                            "primary_key": ["id"]},
             "resources": {"compression": self.compression,
                           "parallelism": self.parallelism if self.parallelism == "auto"
                           else int(self.parallelism)},
