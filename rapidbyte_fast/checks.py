@@ -78,11 +78,11 @@ def check_pipeline(cfg: PipelineConfig) -> list[str]:
                              "tie_breaker_field: rows that share the last cursor value and "
                              "arrive later will be missed")
             if (src_conn is not None and s.sync_mode == "full_refresh"
-                    and cfg.destination.write_mode in ("append", "replace")
+                    and cfg.destination.write_mode in ("append", "replace") and not pk
                     and integer_key(_stream_table(cfg, src_conn, s.name, s.columns),
                                     s.partition_key, s.name) is None):
-                lines.append(f"  note: stream {s.name} has no integer key (partition_key or a "
-                             "one-column integer primary key): a failed full refresh starts "
+                lines.append(f"  note: stream {s.name} has no key to cut into ranges (a primary "
+                             "key, or an integer partition_key): a failed full refresh starts "
                              "over instead of resuming")
             if cfg.transforms:
                 chain = build(cfg, None)

@@ -152,24 +152,27 @@ def _ranged_load(task: Task, cfg: PipelineConfig, source, chain: list, shards: i
                  earlier: resume.Progress | None, resumable: bool) -> resume.Progress | None:
     """The ranged (resumable) load of a full refresh: ``earlier`` when it can go on, else a
     new one when the table spans more than one checkpoint interval (or is sharded) and has
-    an integer key; None for a load in one piece."""
+    a key to cut (an integer ``partition_key`` or primary key, else the primary key); None
+    for a load in one piece."""
     mode = cfg.destination.write_mode
     if (task.source_use != "postgres" or task.stream.sync_mode != "full_refresh" or chain
             or mode not in ("replace", "append")):
         return None
-    key = partitions.integer_key(source.table, task.stream.partition_key, task.stream.name)
-    if key is None:
+    table = source.table
+    int_key = partitions.integer_key(table, task.stream.partition_key, task.stream.name)
+    key = (int_key,) if int_key else table.primary_key
+    if not key:
         return None
     if earlier is not None and resumable and earlier.key == key:
         return earlier
     res = cfg.resources
-    pieces = max(shards, resume.range_count(source.conn, source.table,
-                                            res.checkpoint_interval_bytes,
+    pieces = max(shards, resume.range_count(source.conn, table, res.checkpoint_interval_bytes,
                                             res.checkpoint_interval_rows))
-    found = resume.key_bounds(source.conn, source.table, key, pieces) if pieces > 1 else None
-    if found is None or len(found[0]) < 3:
+    found = resume.key_cuts(source.conn, table, key, pieces) if pieces > 1 else None
+    if found is None or not found[0]:
         return None
-    return resume.Progress(mode, key, *found)
+    types = {c.name: c.pg_type for c in table.columns}
+    return resume.Progress(mode, key, tuple(types[c] for c in key), *found)
 
 
 def _run_with_retries(task: Task, cfg: PipelineConfig, progress: Progress | None,
@@ -401,7 +404,7 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None,
             workers = min(shards, len(pending))
             sr.ranges, sr.resumed_ranges = ranged.ranges, len(ranged.done)
             sr.resumed_rows = ranged.rows_done
-            sr.parallelism, sr.partitioning = max(workers, 1), f"key {ranged.key}"
+            sr.parallelism, sr.partitioning = max(workers, 1), f"key {', '.join(ranged.key)}"
             if sr.resumed_ranges:
                 _log.info("stream %s: resuming an unfinished %s at key range %d of %d "
                           "(%d rows already committed)", task.stream.name, ranged.write_mode,

@@ -4,7 +4,7 @@ Shards are ranges of an integer key (``partition_key``, else a one-column intege
 key) or, for tables without one, ranges of heap blocks (``ctid``, a TID range scan). The
 coordinator keeps the exporting transaction open while shards run, so every shard sees the
 same snapshot and concurrent writers cannot tear the copy. Key ranges are cut as for
-resumable loads (``resume.key_bounds``).
+resumable loads (``resume.key_cuts``).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import psycopg
 from .column_plan import Kind
 from .errors import ConfigError
 from .pgtypes import PgTable, qualified
-from .resume import key_bounds, key_range_sql
+from .resume import key_cuts, key_range_sql
 
 #: ``parallelism: auto`` shards tables with at least this many (estimated) rows ...
 AUTO_MIN_ROWS = 500_000
@@ -99,11 +99,13 @@ def integer_key(table: PgTable, partition_key: str | None, stream: str) -> str |
 
 
 def _key_ranges(conn, snapshot: str, table: PgTable, key: str, shards: int):
-    found = key_bounds(conn, table, key, shards)
-    if found is None or len(found[0]) < 3:
+    found = key_cuts(conn, table, (key,), shards)
+    if found is None or not found[0]:
         return None
-    bounds, has_null = found
-    wheres = tuple(key_range_sql(key, bounds, i, has_null) for i in range(len(bounds) - 1))
+    cuts, has_null = found
+    key_type = next(c.pg_type for c in table.columns if c.name == key)
+    wheres = tuple(key_range_sql((key,), (key_type,), cuts, i, has_null)
+                   for i in range(len(cuts) + 1))
     return Partitioning(wheres, snapshot, f"key {key}")
 
 

@@ -225,8 +225,8 @@ def test_check_and_discover(pg_dsn, pg_conn, seeded, pg_schema2, tmp_path):
     assert "note:" not in proc.stdout
     pg_conn.execute(f'CREATE TABLE "{seeded}".nokey (v text)')
     proc = _cli(pg_dsn, "check", _pipeline(tmp_path, seeded, pg_schema2, streams="- name: nokey\n"))
-    assert ("  note: stream nokey has no integer key (partition_key or a one-column integer "
-            "primary key): a failed full refresh starts over instead of resuming"
+    assert ("  note: stream nokey has no key to cut into ranges (a primary key, or an integer "
+            "partition_key): a failed full refresh starts over instead of resuming"
             in proc.stdout.splitlines())
     pg_conn.execute(f'DROP TABLE "{seeded}".nokey')
     proc = _cli(pg_dsn, "discover", "--json", path)

@@ -11,7 +11,7 @@ import rapidbyte_fast
 from rapidbyte_fast import faults
 from rapidbyte_fast.errors import DestinationError
 from rapidbyte_fast.pgtypes import describe_table
-from rapidbyte_fast.resume import Progress, key_bounds
+from rapidbyte_fast.resume import Progress, key_cuts
 
 from .test_cli_e2e import _cli, _err, _text_rows
 from .test_faults import _config, _insert
@@ -54,6 +54,27 @@ def test_sharded_replace_resumes_after_a_crash(pg_dsn, pg_conn, source, pg_schem
             bench["records_written"]) == (2, 2, 3000, 3000)
     assert _text_rows(pg_conn, pg_schema2, "ev") == _text_rows(pg_conn, source, "ev")
     assert "unfinished" not in _cli(pg_dsn, "state", "show", path).stdout
+
+
+@pytest.mark.parametrize("key_sql", ["id uuid PRIMARY KEY",
+                                     "id uuid, n int, PRIMARY KEY (n, id)"])
+def test_non_integer_primary_key_resumes(pg_dsn, pg_conn, pg_schema, pg_schema2, tmp_path,
+                                         monkeypatch, key_sql):
+    s = f'"{pg_schema}"'
+    cols = "n int, " if "n int," not in key_sql else ""
+    pg_conn.execute(f"CREATE TABLE {s}.ev ({key_sql}, {cols}v text)")
+    pg_conn.execute(f"INSERT INTO {s}.ev (id, n, v) SELECT md5(i::text)::uuid, i % 10, "
+                    "repeat('x', i % 30) FROM generate_series(1, 6000) i")
+    pg_conn.execute(f"ANALYZE {s}.ev")
+    path = _write(tmp_path, _config(pg_dsn, pg_schema, pg_schema2, "replace"))
+    monkeypatch.setenv("RAPIDBYTE_FAULTS", "dest.range_committed#2=kill")
+    assert _cli(pg_dsn, "run", "-q", path).returncode == -9
+    monkeypatch.delenv("RAPIDBYTE_FAULTS")
+    bench = _bench(_cli(pg_dsn, "run", "-q", path))
+    assert bench["resumed_ranges"] == 2
+    assert bench["resumed_rows"] + bench["records_written"] == 6000
+    assert sorted(_text_rows(pg_conn, pg_schema2, "ev")) == sorted(
+        _text_rows(pg_conn, pg_schema, "ev"))
 
 
 def test_summary_says_the_run_resumed(pg_dsn, pg_conn, source, pg_schema2, tmp_path,
@@ -150,21 +171,52 @@ def test_view_created_during_the_load_is_reported(pg_dsn, pg_conn, source, pg_sc
     assert pg_conn.execute(f"SELECT count(*) FROM {d}.ev").fetchone() == (0,)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lo=st.integers(-2**40, 2**40), span=st.integers(1, 10**6), pieces=st.integers(1, 9),
        probes=st.lists(st.one_of(st.none(), st.integers(-2**62, 2**62)), max_size=20))
-def test_every_key_falls_in_exactly_one_range(pg_conn, lo, span, pieces, probes):
-    # bounds from a table holding lo and lo + span - 1; probes anywhere, NULL included
+def test_every_integer_key_falls_in_exactly_one_range(pg_conn, lo, span, pieces, probes):
+    # cuts from a table holding lo and lo + span - 1; probes anywhere, NULL included
     pg_conn.execute("CREATE TEMP TABLE IF NOT EXISTS kr (k bigint)")
     pg_conn.execute("TRUNCATE kr")
     pg_conn.execute("INSERT INTO kr VALUES (%s), (%s)", (lo, lo + span - 1))
     table = describe_table(pg_conn, "pg_temp", "kr")
-    bounds, has_null = key_bounds(pg_conn, table, "k", pieces)
-    assert has_null and 1 <= len(bounds) - 1 <= min(pieces, span) and bounds[0] == lo
-    p = Progress("append", "k", bounds, has_null)
+    cuts, has_null = key_cuts(pg_conn, table, ("k",), pieces)
+    assert has_null and len(cuts) + 1 <= min(pieces, span)
+    p = Progress("append", ("k",), ("bigint",), cuts, has_null)
+    _exactly_one(pg_conn, p, "(SELECT %s::bigint AS k) t",
+                 [(v,) for v in probes + [lo, lo + span - 1] + [int(c[0]) for c in cuts]])
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(keys=st.lists(st.tuples(st.integers(-5, 5), st.text(max_size=4)), min_size=1,
+                     max_size=300, unique=True),
+       pieces=st.integers(2, 9),
+       probes=st.lists(st.tuples(st.integers(-9, 9), st.text(max_size=5)), max_size=10))
+def test_every_composite_key_falls_in_exactly_one_range(pg_conn, keys, pieces, probes):
+    # a primary key of any orderable types is cut at sampled points (row comparison)
+    pg_conn.execute("CREATE TEMP TABLE IF NOT EXISTS kc (a int, b text, PRIMARY KEY (a, b))")
+    pg_conn.execute("TRUNCATE kc")
+    keys = [(a, b.replace("\x00", "")) for a, b in keys]
+    with pg_conn.cursor() as cur:
+        cur.executemany("INSERT INTO kc VALUES (%s, %s) ON CONFLICT DO NOTHING", keys)
+    table = describe_table(pg_conn, "pg_temp", "kc")
+    cuts, has_null = key_cuts(pg_conn, table, ("a", "b"), pieces)
+    assert not has_null and len(cuts) + 1 <= pieces
+    p = Progress("replace", ("a", "b"), ("integer", "text"), cuts, has_null)
+    # every stored row is read by exactly one range, and so is any key added later
+    assert sum(pg_conn.execute(f"SELECT count(*) FROM kc WHERE {p.where(i)}").fetchone()[0]
+               for i in range(p.ranges)) == pg_conn.execute("SELECT count(*) FROM kc").fetchone()[0]
+    probes = [(a, b.replace("\x00", "")) for a, b in probes]
+    _exactly_one(pg_conn, p, "(SELECT %s::int AS a, %s::text AS b) t",
+                 probes + [(int(c[0]), c[1]) for c in cuts])
+
+
+def _exactly_one(conn, p, probe_sql: str, probes: list[tuple]) -> None:
     # WHERE takes NULL as false
-    counts = " + ".join(f"coalesce(({p.where(i)})::int, 0)" for i in range(p.ranges))
-    for probe in probes + [lo, lo + span - 1, *bounds]:
-        got = pg_conn.execute(f"SELECT {counts} FROM (SELECT %s::bigint AS k) t",
-                              (probe,)).fetchone()[0]
-        assert got == 1, (probe, bounds)
+    counts = " + ".join(f"coalesce(({p.where(i)})::int, 0)" for i in range(p.ranges)
+                        ).replace("%", "%%")  # cut points are literals, the probe a parameter
+    for probe in probes:
+        got = conn.execute(f"SELECT {counts} FROM {probe_sql}", probe).fetchone()[0]
+        assert got == 1, (probe, p.cuts)
