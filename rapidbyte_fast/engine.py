@@ -368,6 +368,7 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None,
     sources = [source]
     pumps: list[_Pump] = []
     exporter = None
+    ranged: resume.Progress | None = None
     t_start = time.perf_counter()
 
     def fail(exc: BaseException) -> None:
@@ -460,7 +461,7 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None,
             raise errors[0]
         if parts is not None or ranged is not None:
             dest.commit()
-    except BaseException:
+    except BaseException as exc:
         # e.g. Ctrl-C in the main thread: stop every stage before rolling back
         stop.set()
         for s in sources:
@@ -470,6 +471,10 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None,
                 if t.is_alive():
                     t.join(timeout=10)
         dest.abort()
+        kept = len(ranged.done) + dest.checkpoints if ranged is not None else 0
+        if kept and isinstance(exc, RapidbyteError) and len(exc.args) == 1:
+            exc.args = (f"{exc} ({kept} of {ranged.ranges} key ranges are committed: the next "
+                        "run goes on from there)",)
         raise
     finally:
         for t in chain:

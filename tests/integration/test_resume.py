@@ -220,3 +220,20 @@ def _exactly_one(conn, p, probe_sql: str, probes: list[tuple]) -> None:
     for probe in probes:
         got = conn.execute(f"SELECT {counts} FROM {probe_sql}", probe).fetchone()[0]
         assert got == 1, (probe, p.cuts)
+
+
+def test_failed_append_says_what_is_committed_and_next_run_finishes(
+        pg_dsn, pg_conn, source, pg_schema2, tmp_path):
+    d = f'"{pg_schema2}"'
+    pg_conn.execute(f"CREATE TABLE {d}.ev (id int PRIMARY KEY, n int, v text, ts timestamptz, "
+                    "amount numeric(12,2), CONSTRAINT small CHECK (id <= 4000))")
+    path = _write(tmp_path, _config(pg_dsn, source, pg_schema2, "append"))
+    proc = _cli(pg_dsn, "run", "-q", path)
+    assert proc.returncode == 1
+    assert _err(proc).endswith(
+        "(2 of 4 key ranges are committed: the next run goes on from there)"), _err(proc)
+    assert pg_conn.execute(f"SELECT count(*) FROM {d}.ev").fetchone() == (3000,)
+    pg_conn.execute(f"ALTER TABLE {d}.ev DROP CONSTRAINT small")
+    bench = _bench(_cli(pg_dsn, "run", "-q", path))
+    assert (bench["resumed_ranges"], bench["records_written"]) == (2, 3000)
+    assert _text_rows(pg_conn, pg_schema2, "ev") == _text_rows(pg_conn, source, "ev")
