@@ -67,7 +67,9 @@ def check_pipeline(cfg: PipelineConfig) -> list[str]:
         lines.append(f"source: {cfg.source.use}")
     try:
         for s in cfg.source.streams:
-            schema, pk = _stream_schema(cfg, src_conn, s.name, s.columns)
+            table = _stream_table(cfg, src_conn, s.name, s.columns) if src_conn else None
+            schema, pk = ((table.arrow_schema(), list(table.primary_key)) if table
+                          else _stream_schema(cfg, src_conn, s.name, s.columns))
             info = _describe(s.name, schema, pk)
             lines.append(f"  stream {s.name}: {len(info['columns'])} columns"
                          + (f", primary key {','.join(pk)}" if pk else ""))
@@ -77,10 +79,9 @@ def check_pipeline(cfg: PipelineConfig) -> list[str]:
                 lines.append(f"  warning: stream {s.name} is incremental without "
                              "tie_breaker_field: rows that share the last cursor value and "
                              "arrive later will be missed")
-            if (src_conn is not None and s.sync_mode == "full_refresh"
+            if (table is not None and s.sync_mode == "full_refresh"
                     and cfg.destination.write_mode in ("append", "replace") and not pk
-                    and integer_key(_stream_table(cfg, src_conn, s.name, s.columns),
-                                    s.partition_key, s.name) is None):
+                    and integer_key(table, s.partition_key, s.name) is None):
                 lines.append(f"  note: stream {s.name} has no key to cut into ranges (a primary "
                              "key, or an integer partition_key): a failed full refresh starts "
                              "over instead of resuming")

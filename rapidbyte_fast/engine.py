@@ -371,6 +371,12 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None,
     ranged: resume.Progress | None = None
     t_start = time.perf_counter()
 
+    def open_shard(where: str | None, snapshot: str):
+        shard = _source_for(task, cfg, where=where, snapshot=snapshot)
+        sources.append(shard)  # (closed with the others, also when open fails)
+        shard.open()
+        return shard
+
     def fail(exc: BaseException) -> None:
         if not isinstance(exc, PipelineAborted):
             errors.append(exc)
@@ -416,12 +422,7 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None,
             elif workers == 1:
                 source.hold_snapshot()  # one consistent read across the ranges
             for w in range(workers):
-                if workers > 1:
-                    shard = _source_for(task, cfg, snapshot=exporter.snapshot)
-                    sources.append(shard)
-                    shard.open()
-                else:
-                    shard = source
+                shard = open_shard(None, exporter.snapshot) if workers > 1 else source
                 writer = dest.range_writer()
                 pumps.append(_Pump(
                     shard, writer.write_raw if passthrough_path else writer.write,
@@ -441,9 +442,7 @@ def run_task(task: Task, cfg: PipelineConfig, progress: Progress | None = None,
             dest.open(schema, passthrough=passthrough_path, shards=len(parts.wheres),
                       discard=discard)
             for i, where in enumerate(parts.wheres):
-                shard = _source_for(task, cfg, where=where, snapshot=parts.snapshot)
-                sources.append(shard)
-                shard.open()
+                shard = open_shard(where, parts.snapshot)
                 loader = dest.shard_loader()
                 write = loader.write_raw if passthrough_path else loader.write
                 pumps.append(_Pump(shard, write, lambda ld=loader: dest.commit_shard(ld),

@@ -77,9 +77,9 @@ def hit(point: str) -> None:
     _log.warning("fault injection: %s at %s #%d", action, point, n)
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
-    role = "source" if action == "terminate-source" else "destination"
-    conninfo = _conninfo["source" if role == "source" else "dest"]
-    with psycopg.connect(conninfo, autocommit=True) as side:
+    side_of = action.removeprefix("terminate-")  # "source" or "dest"
+    role = "source" if side_of == "source" else "destination"  # as app_name() names them
+    with psycopg.connect(_conninfo[side_of], autocommit=True) as side:
         side.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                      "WHERE application_name LIKE %s AND pid <> pg_backend_pid()",
                      (app_name(role) + "%",))

@@ -423,8 +423,13 @@ class PostgresDestination:
         self._names = list(schema.names)
         self._cols = ", ".join(quote_ident(n) for n in schema.names)
 
+    @property
+    def _load_rel(self) -> str:
+        """The qualified name of the table rows are loaded into."""
+        return qualified(self._load_schema, self._load_table)
+
     def _new_loader(self, conn: psycopg.Connection) -> Loader:
-        loader = Loader(conn, self._where(), self.pg, qualified(self._load_schema, self._load_table),
+        loader = Loader(conn, self._where(), self.pg, self._load_rel,
                         self._cols, self._wp, self.passthrough, pg_types=self._pg_types)
         self.loaders.append(loader)
         return loader
@@ -629,7 +634,7 @@ class PostgresDestination:
             self._stage_committed = True
             faults.hit("dest.checkpointed")
             self.loader = Loader(self.conn, self._where(), self.pg,
-                                 qualified(self._load_schema, self._load_table), self._cols,
+                                 self._load_rel, self._cols,
                                  self._wp, self.passthrough, continuation=True,
                                  pg_types=self._pg_types)
         except psycopg.Error as exc:
@@ -694,7 +699,7 @@ class PostgresDestination:
 
     def _place_staging(self) -> None:
         conn = self.conn
-        stage = qualified(self._load_schema, self._load_table)
+        stage = self._load_rel
         target = qualified(self.schema_name, self.table_name)
         exists = table_exists(conn, self.schema_name, self.table_name)
         if self.cfg.write_mode != "replace" and exists:
@@ -722,7 +727,7 @@ class PostgresDestination:
     def _move_staged(self, drop: bool) -> None:
         """Move the staged rows into the target with one set-based statement, and save the
         cursor they reach, in the current transaction."""
-        stage = qualified(self._load_schema, self._load_table)
+        stage = self._load_rel
         done = None if drop else self._complete_rows(stage)
         if self.incremental:
             self._save_cursor(stage, done)
@@ -797,7 +802,7 @@ class PostgresDestination:
             # a ranged load keeps its staging table to resume
             if self._staged and self._stage_committed and self.progress is None:
                 self.conn.execute(
-                    f"DROP TABLE IF EXISTS {qualified(self._load_schema, self._load_table)}")
+                    f"DROP TABLE IF EXISTS {self._load_rel}")
                 self.conn.commit()
         except psycopg.Error:
             pass
