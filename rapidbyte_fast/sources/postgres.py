@@ -14,6 +14,7 @@ from typing import Iterator
 import psycopg
 import pyarrow as pa
 from psycopg import pq
+from psycopg.conninfo import conninfo_to_dict
 
 from .._impl import copy_decode
 from ..column_plan import ColumnSinks
@@ -25,6 +26,13 @@ from ..pgtypes import PgTable, describe_table, project, qualified, quote_ident, 
 #: while keeping the decode working set in L2/L3 (bench.micro copy_decode, narrow case).
 READ_CHUNK_BYTES = 1 << 20
 
+
+#: Session settings every statement and literal of ours relies on, sent in the startup
+#: packet (no extra round trip) after the user's own ``options``, so a role or database
+#: default can't change them: with ``standard_conforming_strings = off`` a text ending in a
+#: backslash would let the next INSERT literal be parsed as SQL.
+SESSION_OPTIONS = ("-c standard_conforming_strings=on -c DateStyle=ISO,MDY "
+                   "-c IntervalStyle=postgres -c TimeZone=UTC -c extra_float_digits=3")
 
 _PERMANENT_CONNECT_ERRORS = ("password authentication failed", "no pg_hba.conf entry",
                              "does not exist", "permission denied",
@@ -39,8 +47,13 @@ def connect(conninfo: str, what: str) -> psycopg.Connection:
     extra = ({} if "application_name" in conninfo
              else {"application_name": faults.app_name(what)})
     try:
+        user_options = conninfo_to_dict(conninfo).get("options") or ""
+    except psycopg.ProgrammingError:
+        user_options = ""  # psycopg.connect below reports the malformed conninfo
+    try:
         # text is carried as UTF-8 bytes as sent, so the session encoding must be UTF8
-        return psycopg.connect(conninfo, autocommit=True, client_encoding="UTF8", **extra)
+        return psycopg.connect(conninfo, autocommit=True, client_encoding="UTF8",
+                               options=f"{user_options} {SESSION_OPTIONS}".strip(), **extra)
     except psycopg.OperationalError as exc:
         msg = " ".join(str(exc).split())
         err = ConnectionFailed(f"{what}: cannot connect: {redact(msg)}")
