@@ -1,0 +1,120 @@
+"""What a connector is: the protocols the planner and the engine drive, and the plain,
+picklable descriptions they exchange.
+
+A *source connector* (registered under its ``use`` name) validates its ``source.config``,
+describes each stream for the planner (``StreamInfo``) and opens a ``SourceReader`` for a
+planned read. A *destination connector* does the same on the write side. Connectors
+declare ``Capabilities``; the planner only asks for what a connector declares, so no code
+outside a connector tests which connector it is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator, Protocol, runtime_checkable
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a connector can do beyond reading (or writing) Arrow record batches."""
+
+    #: reads (writes) a raw Postgres ``COPY … (FORMAT binary)`` stream without decoding
+    raw_copy: bool = False
+    #: reads a stream as disjoint key ranges (parallel and resumable full refresh)
+    key_ranges: bool = False
+    #: reads only the rows past a committed cursor
+    incremental: bool = False
+    #: reads a change stream (inserts, updates, deletes) from a replication log
+    change_capture: bool = False
+    #: holds one consistent snapshot across readers (exported to range workers)
+    snapshots: bool = False
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a stream, as the source declares it."""
+
+    name: str
+    #: the Postgres type the destination creates (``format_type`` text), e.g. ``numeric(10,2)``
+    pg_type: str
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """A stream as its source describes it to the planner (the source's catalog entry)."""
+
+    name: str
+    #: the Arrow schema of the batches the reader yields (``pg_type`` in field metadata)
+    schema: pa.Schema
+    primary_key: tuple[str, ...] = ()
+    #: estimated rows and bytes (0: unknown); ranges and worker counts are sized by them
+    est_rows: int = 0
+    est_bytes: int = 0
+    #: the source's own name of the stream, e.g. ``public.orders``
+    qualified_name: str = ""
+    #: connector-specific facts the planner passes back unread (must be picklable)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CursorPlan:
+    """An incremental read: rows past (``value``, ``tie``), the committed cursor."""
+
+    field: str
+    tie_breaker: str | None = None
+    #: the committed cursor, in the source's text form; None on the first run
+    value: str | None = None
+    tie: str | None = None
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """One range of a ranged read: ``predicate`` is opaque to everyone but its source."""
+
+    index: int
+    predicate: str | None = None
+
+
+@runtime_checkable
+class SourceReader(Protocol):
+    """Reads one stream (or ranges of it) on its own connection; used by one thread, except
+    ``cancel``, which another thread may call to stop a read in progress."""
+
+    #: seconds per phase, summed into the run's timings (``source_*_secs`` keys)
+    timings: dict[str, float]
+    bytes_read: int
+
+    def open(self) -> pa.Schema:
+        """Connect; returns the Arrow schema of the batches."""
+
+    def batches(self, max_bytes: int, max_rows: int,
+                key_range: KeyRange | None = None) -> Iterator[pa.RecordBatch]:
+        """Record batches of the stream (or of ``key_range``), each within both caps."""
+
+    def cancel(self) -> None:
+        """Stop a read in progress (called from another thread)."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+class SourceConnector(Protocol):
+    """A kind of source, registered under ``name`` (the ``use:`` of a pipeline)."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    #: the pydantic model of ``source.config``
+    config_model: ClassVar[type]
+
+    def describe(self, config: Any, stream: Any) -> StreamInfo:
+        """The stream as it is now (connects when it must); raises ``ConfigError`` naming the
+        stream when it does not exist or a configured column is missing."""
+
+    def discover(self, config: Any) -> list[StreamInfo]:
+        """Every stream this source could read."""
+
+    def reader(self, config: Any, stream: Any, info: StreamInfo,
+               cursor: CursorPlan | None = None, snapshot: str | None = None) -> SourceReader:
+        """A reader for one planned read of ``stream``."""
