@@ -7,8 +7,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 
-def run(path_or_config, env=None, progress=None):
+def run(path_or_config, env=None, on_rows=None):
     """Run a pipeline (YAML path, dict or PipelineConfig) and return its RunResult."""
     from .engine import run as _run
 
-    return _run(path_or_config, env, progress)
+    return _run(path_or_config, env, on_rows)

@@ -118,9 +118,17 @@ class _Progress:
 @click.option("-v", "--verbose", count=True, help="Debug logging.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Format of log lines on stderr.")
-def run(pipeline: str, quiet: bool, verbose: int, log_format: str) -> None:
+@click.option("--dry-run", is_flag=True,
+              help="Plan every stream against the live source and destination, print the "
+                   "plans and write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plans as JSON.")
+def run(pipeline: str, quiet: bool, verbose: int, log_format: str, dry_run: bool,
+        as_json: bool) -> None:
     """Run the pipeline described by PIPELINE (a YAML file)."""
     _setup_logging(verbose, quiet, log_format)
+    if dry_run:
+        _dry_run(pipeline, as_json)
+        return
     from .engine import run_pipeline
 
     progress = _Progress(not quiet, log_format)
@@ -137,6 +145,33 @@ def run(pipeline: str, quiet: bool, verbose: int, log_format: str) -> None:
     elif not quiet:
         click.echo(result.summary())
     click.echo(result.bench_line())
+
+
+def _dry_run(pipeline: str, as_json: bool) -> None:
+    from .plan import make_plans
+
+    try:
+        plans = [p.describe() for p in make_plans(_load(pipeline))]
+    except BaseException as exc:
+        _fail(exc)
+        return
+    if as_json:
+        click.echo(json.dumps(plans, indent=1, default=str))
+        return
+    for p in plans:
+        r, w = p["reads"], p["write"]
+        click.echo(f"stream {p['stream']} ({p['source']['name']}, ~{p['source']['est_rows']:,} "
+                   f"rows, {len(p['columns'])} columns) → {w['target']}")
+        click.echo(f"  path: {p['path']} ({p['path_reason']})")
+        click.echo(f"  reads: {r['workers']} worker(s) over {r['ranges']} of "
+                   f"{r['total_ranges']} range(s), partitioning {r['partitioning']}, "
+                   f"snapshot {r['snapshot']}")
+        click.echo(f"  write: {w['write_mode']} as {w['strategy']} via {w['load_method']}"
+                   f"{', staging ' + w['staging'] if w['staging'] else ''}, commit "
+                   f"{w['commit']}{', resumable' if w['resumable'] else ''}")
+        if p["cursor"]:
+            click.echo(f"  cursor: {p['cursor']['field']} after {p['cursor']['after']}")
+    click.echo(f"dry run: {len(plans)} stream(s) planned, nothing written")
 
 
 @main.command()
@@ -207,7 +242,7 @@ def state_group() -> None:
 
 
 def _state_targets(path: str):
-    from .plan import resolve_conninfo
+    from .pgconn import resolve_conninfo
 
     cfg = _load(path)
     return cfg, resolve_conninfo(cfg.destination.config), cfg.destination.config.schema_name
@@ -221,16 +256,15 @@ def state_show(pipeline: str, limit: int) -> None:
     PIPELINE."""
     from datetime import datetime, timezone
 
-    from . import resume
-    from .sources.postgres import connect
-    from .state import cursors
+    from .pgconn import connect
+    from .state import cursors, progress
     from .state.history import RunHistory
 
     try:
         cfg, conninfo, schema = _state_targets(pipeline)
         with connect(conninfo, "destination") as conn:
             rows = cursors.show(conn, schema, cfg.pipeline)
-            loads = resume.show(conn, schema, cfg.pipeline)
+            loads = progress.show(conn, schema, cfg.pipeline)
         runs = RunHistory(cfg.state.backend, cfg.state.resolved_connection()).recent(
             cfg.pipeline, limit)
     except BaseException as exc:
@@ -261,15 +295,14 @@ def state_show(pipeline: str, limit: int) -> None:
 def state_reset(pipeline: str, stream: str | None) -> None:
     """Forget the cursors and unfinished loads of PIPELINE: the next incremental run reads
     from the start, and an interrupted full refresh starts over."""
-    from . import resume
-    from .sources.postgres import connect
-    from .state import cursors
+    from .pgconn import connect
+    from .state import cursors, progress
 
     try:
         cfg, conninfo, schema = _state_targets(pipeline)
         with connect(conninfo, "destination") as conn, conn.transaction():
             n = cursors.reset(conn, schema, cfg.pipeline, stream)
-            loads = resume.reset(conn, schema, cfg.pipeline, stream)
+            loads = progress.reset(conn, schema, cfg.pipeline, stream)
     except BaseException as exc:
         _fail(exc)
         return
@@ -280,17 +313,23 @@ def state_reset(pipeline: str, stream: str | None) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json: bool) -> None:
-    """Built-in sources, destinations and transforms, and the WASM plugins found."""
+    """Every source, destination and transform `use:` can name, with its origin: built-in,
+    an installed package (entry point), or a WASM plugin."""
     from .plugins.discovery import list_plugins, plugin_dirs
+    from .registry import entries
 
-    found = list_plugins()
+    found = entries()
+    wasm = list_plugins()
     if as_json:
-        click.echo(json.dumps({"builtin": _BUILTINS, "plugins": found}, default=str, indent=1))
+        click.echo(json.dumps({"entries": [e.__dict__ for e in found], "plugins": wasm},
+                              default=str, indent=1))
         return
-    for kind, names in _BUILTINS.items():
-        click.echo(f"built-in {kind}: {', '.join(names)}")
+    for kind in ("sources", "destinations", "transforms"):
+        click.echo(f"{kind}:")
+        for e in (e for e in found if e.kind == kind):
+            click.echo(f"  {e.name:<24} {e.origin}")
     click.echo("plugin dirs: " + ", ".join(str(d) for d in plugin_dirs()))
-    for p in found:
+    for p in wasm:
         if "error" in p:
             click.echo(f"  {p['path']}: unusable ({p['error']})")
             continue
@@ -300,10 +339,6 @@ def plugins(as_json: bool) -> None:
             click.echo(f"      {p['description']}")
         if p.get("config_schema"):
             click.echo(f"      config: {json.dumps(p['config_schema'])}")
-
-
-_BUILTINS = {"sources": ["postgres", "generate"], "destinations": ["postgres"],
-             "transforms": ["sql", "validate"]}
 
 
 @main.group("dlq")

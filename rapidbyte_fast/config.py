@@ -716,6 +716,18 @@ class PipelineConfig(_Model):
         return _pipeline_rules(self.source, self.destination, bool(self.transforms))
 
     @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> "PipelineConfig":
+        """Validate, raising ``ConfigError`` (pydantic wraps the ValueError that ``_fail``
+        raises inside validation: unwrap it)."""
+        try:
+            return super().model_validate(obj, **kwargs)
+        except ValidationError as exc:
+            for err in exc.errors():
+                if isinstance(err.get("ctx", {}).get("error"), ConfigError):
+                    raise err["ctx"]["error"] from None
+            raise
+
+    @classmethod
     def _fail(cls, problems: list[_Problem], info: ValidationInfo) -> None:
         context = info.context if isinstance(info.context, _LoadContext) else _LoadContext()
         lines = [

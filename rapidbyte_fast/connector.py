@@ -77,6 +77,35 @@ class KeyRange:
     predicate: str | None = None
 
 
+@dataclass(frozen=True)
+class KeyCuts:
+    """Cut points of a key (range i holds cuts[i - 1] <= key < cuts[i]); what a resumable
+    load records so that a later attempt reads exactly the same ranges."""
+
+    key: tuple[str, ...]
+    key_types: tuple[str, ...]
+    cuts: tuple[tuple[str, ...], ...]
+    #: the key may be NULL: range 0 takes the NULLs
+    has_null: bool
+
+    @property
+    def count(self) -> int:
+        return len(self.cuts) + 1
+
+
+@dataclass(frozen=True)
+class RangePlan:
+    """How a full refresh reads its stream: ``workers`` readers over ``ranges`` (one range
+    of everything when the stream is read in one piece)."""
+
+    ranges: tuple[KeyRange, ...] = (KeyRange(0),)
+    workers: int = 1
+    #: how the ranges were cut: "" (one piece), "key <cols>" or "ctid"
+    partitioning: str = ""
+    #: set when the ranges are key ranges a later attempt can cut again (resumable)
+    cuts: KeyCuts | None = None
+
+
 @runtime_checkable
 class SourceReader(Protocol):
     """Reads one stream (or ranges of it) on its own connection; used by one thread, except
@@ -115,6 +144,36 @@ class SourceConnector(Protocol):
     def discover(self, config: Any) -> list[StreamInfo]:
         """Every stream this source could read."""
 
-    def reader(self, config: Any, stream: Any, info: StreamInfo,
-               cursor: CursorPlan | None = None, snapshot: str | None = None) -> SourceReader:
-        """A reader for one planned read of ``stream``."""
+    def reader(self, info: StreamInfo, cursor: CursorPlan | None = None,
+               snapshot: str | None = None, hold_snapshot: bool = False) -> SourceReader:
+        """A reader for one planned read of a stream."""
+
+
+class RangedSource(SourceConnector, Protocol):
+    """A source with ``capabilities.key_ranges``: it cuts a stream into ranges."""
+
+    def plan_ranges(self, info: StreamInfo, stream: Any, workers: Any, write_mode: str,
+                    resumable: bool, earlier: KeyCuts | None,
+                    interval: tuple[int, int]) -> RangePlan:
+        """The ranges of a full refresh with ``workers`` readers ("auto" or a number):
+        key ranges of about one checkpoint ``interval`` (bytes, rows) each when
+        ``resumable`` (``earlier``'s cuts when given), else one range per worker."""
+
+
+class RawCopySource(SourceConnector, Protocol):
+    """A source with ``capabilities.raw_copy``: its readers also yield ``raw_chunks``."""
+
+    def raw_copy_reason(self, info: StreamInfo) -> str | None:
+        """Why the stream's columns cannot travel as raw COPY bytes, or None."""
+
+
+class Destination(Protocol):
+    """A kind of destination, registered under ``name``; built from its validated config
+    (and ``endpoint``, as for sources). It resolves what the planner needs to know about
+    each stream's target and executes the plan's writes."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    config_model: ClassVar[type]
+    config: Any
+    endpoint: str

@@ -1,9 +1,26 @@
-"""The one place exceptions are defined: the RapidbyteError tree.
+"""The one place exceptions are defined: the RapidbyteError tree, grouped by stage.
 
-User errors (bad config, bad data) carry a one-line message that names the thing at fault and
-are printed without a traceback. Errors that a retry may cure carry ``retryable = True``.
+    RapidbyteError
+    ├── ConfigError (ValueError)          the pipeline or the environment is wrong (exit 2)
+    ├── SetupError (RuntimeError)         what must exist to run does not
+    │   ├── EmbeddedError                 the embedded PostgreSQL cannot be started
+    │   └── ImplementationError           the requested kernels are not importable
+    ├── ConnectionLost (ConnectionError)  a database could not be reached, or dropped us
+    ├── SourceError                       the source failed while reading
+    ├── DataError (ValueError)            a value cannot be carried or loaded
+    ├── CodecError (ValueError)           a compressed inter-stage frame is corrupt
+    ├── TransformError                    a transform failed
+    │   └── PluginError                   a WASM plugin failed
+    └── DestinationError                  the destination failed while writing
+
+User errors carry a one-line message naming the thing at fault and are printed without a
+traceback. Every field is set by the constructor. Errors a retry may cure say so in
+``retryable`` (or carry a transient SQLSTATE). ``StageStopped`` is not part of the tree: it
+is the engine's internal signal that a sibling stage failed first, and is never shown.
 """
 from __future__ import annotations
+
+import copy
 
 
 class RapidbyteError(Exception):
@@ -11,16 +28,29 @@ class RapidbyteError(Exception):
 
     retryable = False
     exit_code = 1
-    #: SQLSTATE of the database error behind this one, when there is one
-    sqlstate: str | None = None
 
-    def with_sqlstate(self, sqlstate: str | None) -> "RapidbyteError":
-        """Attach the SQLSTATE of the underlying database error (for retry decisions)."""
+    def __init__(self, message: str = "", *, sqlstate: str | None = None,
+                 retryable: bool | None = None) -> None:
+        super().__init__(message)
+        #: SQLSTATE of the database error behind this one, when there is one
         self.sqlstate = sqlstate
-        return self
+        if retryable is not None:
+            self.retryable = retryable
+        #: what the run kept despite the error, said after the message
+        self.note = ""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text} {self.note}" if self.note else text
+
+    def noted(self, note: str) -> "RapidbyteError":
+        """The same error (class, fields, traceback) with ``note`` after its message."""
+        err = copy.copy(self)
+        err.note = note
+        return err.with_traceback(self.__traceback__)
 
 
-class ConfigError(RapidbyteError):
+class ConfigError(RapidbyteError, ValueError):
     """The pipeline configuration is invalid; ``problems`` holds one line per problem."""
 
     exit_code = 2
@@ -30,15 +60,19 @@ class ConfigError(RapidbyteError):
         super().__init__("\n".join(self.problems))
 
 
-class DataError(RapidbyteError):
-    """A value cannot be carried or loaded; the message names stream, column and row."""
+class SetupError(RapidbyteError, RuntimeError):
+    """Something the run needs on this machine is missing or broken."""
 
 
-class CodecError(RapidbyteError):
-    """A compressed inter-stage frame is corrupt or uses an unknown codec."""
+class EmbeddedError(SetupError):
+    """The embedded PostgreSQL server could not be started or found."""
 
 
-class ConnectionFailed(RapidbyteError):
+class ImplementationError(SetupError, ImportError):
+    """The requested kernel implementation is not available (e.g. compiled modules missing)."""
+
+
+class ConnectionLost(RapidbyteError, ConnectionError):
     """A database could not be reached or dropped the connection."""
 
     retryable = True
@@ -48,22 +82,32 @@ class SourceError(RapidbyteError):
     """The source failed while reading (SQL error, missing table, permission)."""
 
 
+class DataError(RapidbyteError, ValueError):
+    """A value cannot be carried or loaded; the message names stream, column and row, and
+    ``column``/``row``/``detail`` locate it when known."""
+
+    def __init__(self, message: str = "", *, column: str | None = None, row: int | None = None,
+                 detail: str = "", sqlstate: str | None = None) -> None:
+        super().__init__(message, sqlstate=sqlstate)
+        self.column, self.row, self.detail = column, row, detail
+
+
+class CodecError(RapidbyteError, ValueError):
+    """A compressed inter-stage frame is corrupt or uses an unknown codec."""
+
+
+class TransformError(RapidbyteError):
+    """A transform failed (other than on a bad value, which is a DataError)."""
+
+
+class PluginError(TransformError):
+    """A WASM plugin failed (trap, exit, timeout, memory cap, guest error, bad ABI or output);
+    the message names the plugin and the export it was running."""
+
+
 class DestinationError(RapidbyteError):
     """The destination failed while writing (SQL error, permission, type clash)."""
 
 
-class EmbeddedError(RapidbyteError):
-    """The embedded PostgreSQL server could not be started or found."""
-
-
-class ImplementationError(RapidbyteError):
-    """The requested kernel implementation is not available (e.g. compiled modules missing)."""
-
-
-class PipelineAborted(RapidbyteError):
-    """A stage stopped because another stage failed first (never shown to users)."""
-
-
-class PluginError(RapidbyteError):
-    """A WASM plugin failed (trap, exit, timeout, memory cap, guest error, bad ABI or output);
-    the message names the plugin and the export it was running."""
+class StageStopped(Exception):
+    """Internal: a stage stopped because another stage failed first (never shown)."""

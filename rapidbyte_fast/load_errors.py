@@ -32,15 +32,21 @@ _COPY_CONTEXT = re.compile(
 _PREVIEW = 40
 
 
-def in_stream(exc: DataError, where: str, row_base: int) -> DataError:
-    """A kernel's DataError with ``where`` (e.g. ``stream orders → raw.orders: ``) in front
+def _stated(err: DataError, sqlstate: str | None) -> DataError:
+    """``err`` with the SQLSTATE of the server error behind it."""
+    return DataError(str(err), column=err.column, row=err.row, detail=err.detail,
+                     sqlstate=sqlstate)
+
+
+def in_stream(exc: DataError, prefix: str, row_base: int) -> DataError:
+    """A kernel's DataError with ``prefix`` (e.g. ``stream orders → raw.orders: ``) in front
     and its batch row moved to the stream row ``row_base + row``."""
     if getattr(exc, "row", None) is None:
-        return DataError(f"{where}{exc}")
-    return located_error(exc.column, row_base + exc.row, exc.detail, where)
+        return DataError(f"{prefix}{exc}")
+    return located_error(exc.column, row_base + exc.row, exc.detail, prefix)
 
 
-def copy_error(exc: psycopg.Error, where: str, row_base: int = 0) -> DataError | None:
+def copy_error(exc: psycopg.Error, prefix: str, row_base: int = 0) -> DataError | None:
     """For a bad value refused by COPY FROM: a DataError naming the column, the stream row
     (``row_base`` + the COPY line - 1) and, when the server shows it, the value."""
     if not _is_data(exc):
@@ -51,13 +57,13 @@ def copy_error(exc: psycopg.Error, where: str, row_base: int = 0) -> DataError |
             value = f" (value: {_preview(m['value'])})" if m["value"] is not None else ""
             detail = f": {pg_message(exc)}{value}"
             row = row_base + int(m["line"]) - 1
-            err = (located_error(m["column"], row, detail, where) if m["column"]
-                   else DataError(f"{where}row {row}{detail}"))
-            return err.with_sqlstate(exc.sqlstate)
-    return DataError(where + pg_message(exc)).with_sqlstate(exc.sqlstate)
+            if m["column"]:
+                return _stated(located_error(m["column"], row, detail, prefix), exc.sqlstate)
+            return DataError(f"{prefix}row {row}{detail}", sqlstate=exc.sqlstate)
+    return DataError(prefix + pg_message(exc), sqlstate=exc.sqlstate)
 
 
-def insert_error(conn: psycopg.Connection, exc: psycopg.Error, where: str, plan: ColumnPlan,
+def insert_error(conn: psycopg.Connection, exc: psycopg.Error, prefix: str, plan: ColumnPlan,
                  cols: list, start: int, stop: int, pg_types: list[str],
                  row_base: int = 0) -> DataError | None:
     """For a bad value refused by an INSERT of rows [start, stop) of a batch (``cols`` as
@@ -69,16 +75,17 @@ def insert_error(conn: psycopg.Connection, exc: psycopg.Error, where: str, plan:
     rows = f"rows {row_base + start}..{row_base + stop - 1}"
     column = exc.diag.column_name
     if column:  # NOT NULL and CHECK violations name the column; their detail, the row
-        return DataError(f"{where}column {column!r}, {rows}: {pg_message(exc)}"
-                         ).with_sqlstate(exc.sqlstate)
+        return DataError(f"{prefix}column {column!r}, {rows}: {pg_message(exc)}",
+                         sqlstate=exc.sqlstate)
     conn.rollback()
     for c, (name, pg_type) in enumerate(zip(plan.names, pg_types)):
         found = _first_invalid(conn, cols[c], start, stop, pg_type)
         if found is not None:
             row, text, reason = found
-            return located_error(name, row_base + row, f": {reason} (value: {_preview(text)})",
-                                 where).with_sqlstate(exc.sqlstate)
-    return DataError(f"{where}{rows}: {pg_message(exc)}").with_sqlstate(exc.sqlstate)
+            return _stated(located_error(name, row_base + row,
+                                         f": {reason} (value: {_preview(text)})", prefix),
+                           exc.sqlstate)
+    return DataError(f"{prefix}{rows}: {pg_message(exc)}", sqlstate=exc.sqlstate)
 
 
 def _first_invalid(conn: psycopg.Connection, col: tuple, start: int, stop: int,

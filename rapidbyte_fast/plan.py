@@ -1,61 +1,209 @@
-"""Planning: a validated config becomes a list of tasks, one per (stream, partition).
+"""Planning: a validated config and the live catalogs become one frozen, picklable
+``TaskPlan`` per stream, before any row moves.
 
-Tasks are plain picklable descriptions (connection strings are resolved here, embedded
-servers started here) so that any executor can run them.
+A plan holds everything the engine needs and nothing it must decide: the source's columns
+and types, the data path and why, the key ranges and how many workers read them, the
+snapshot they share, the staging and target tables, the write strategy and commit policy,
+and the incremental cursor. Every stream is planned before any is run, so a missing
+table, column or cursor fails the run with nothing written. ``run --dry-run`` prints the
+plans (``describe``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from . import embedded
+import pyarrow as pa
+
+from . import registry
 from .config import PipelineConfig, StreamConfig
+from .connector import CursorPlan, KeyCuts, RangePlan, StreamInfo
+from .destinations.postgres.spec import WriteSpec
 from .errors import ConfigError
+from .transforms import chain as chain_mod
 
 
 @dataclass(frozen=True)
-class Task:
-    """One unit of work: copy one stream (one partition of it) from source to destination."""
+class TaskPlan:
+    """One stream's copy, fully decided."""
 
     pipeline: str
     stream: StreamConfig
     source_use: str
-    source_conninfo: str | None
-    source_schema: str
-    dest_conninfo: str
-    partition: int = 0
-    partitions: int = 1
+    source_config: Any
+    #: where the source is (e.g. a resolved conninfo), so a worker rebuilds the connector
+    source_endpoint: str
+    dest_use: str
+    dest_config: Any
+    dest_endpoint: str
+    #: the stream as its source described it (columns, types, key, estimates)
+    info: StreamInfo
+    #: the columns the destination receives (after the transforms)
+    schema: pa.Schema
+    transforms: tuple[Any, ...]
+    #: "passthrough" (raw COPY bytes) or "arrow", and why
+    path: str
+    path_reason: str
+    #: the ranges still to read and how many workers read them
+    reads: RangePlan
+    #: "none", "hold" (one reader keeps one snapshot across its ranges) or "export" (the
+    #: workers import a snapshot the executor exports and holds for the load)
+    snapshot: str
+    write: WriteSpec
+    cursor: CursorPlan | None
+    #: all the stream's ranges, and the rows an earlier attempt committed
+    total_ranges: int
+    resumed_rows: int
+    #: batch and queue sizes, compression between stages, retries
+    resources: Any
+
+    @property
+    def resumed_ranges(self) -> int:
+        return len(self.write.ranged.done) if self.write.ranged is not None else 0
+
+    def describe(self) -> dict[str, Any]:
+        """The plan as plain data (``run --dry-run``); no connection details."""
+        w = self.write
+        return {
+            "stream": self.stream.name,
+            "source": {"use": self.source_use, "name": self.info.qualified_name,
+                       "est_rows": self.info.est_rows,
+                       "primary_key": list(self.info.primary_key)},
+            "columns": [{"name": f.name, "pg_type": _pg_type(f), "arrow_type": str(f.type)}
+                        for f in self.schema],
+            "transforms": [t.use for t in self.transforms],
+            "path": self.path, "path_reason": self.path_reason,
+            "reads": {"workers": self.reads.workers, "ranges": len(self.reads.ranges),
+                      "total_ranges": self.total_ranges,
+                      "resumed_ranges": self.resumed_ranges,
+                      "partitioning": self.reads.partitioning or "none",
+                      "snapshot": self.snapshot,
+                      "predicates": [r.predicate for r in self.reads.ranges[:4]]},
+            "write": {"destination": self.dest_use, "target": f"{w.schema}.{w.table}",
+                      "write_mode": w.write_mode, "strategy": w.strategy,
+                      "load_method": w.load_method, "staging": w.staging and
+                      f"{w.staging_schema}.{w.staging}", "commit": w.commit,
+                      "resumable": w.ranged is not None,
+                      "checkpoint_every": list(w.checkpoint_every),
+                      "primary_key": list(w.primary_key), "target_exists": w.target_exists},
+            "cursor": None if self.cursor is None else {
+                "field": self.cursor.field, "tie_breaker": self.cursor.tie_breaker,
+                "after": self.cursor.value, "after_tie": self.cursor.tie},
+        }
 
 
-def resolve_conninfo(pg_cfg) -> str:
-    """libpq conninfo of a postgres config, starting the embedded server when named."""
-    name = pg_cfg.embedded_name()
-    if name is not None:
-        return embedded.ensure(name)
-    return pg_cfg.conninfo()
+def _pg_type(field: pa.Field) -> str:
+    return (field.metadata or {}).get(b"pg_type", b"").decode() or "-"
 
 
-def make_tasks(cfg: PipelineConfig) -> list[Task]:
-    """The tasks of a run, in stream order."""
-    if cfg.destination.use != "postgres":
-        raise ConfigError(f"destination.use: {cfg.destination.use!r} is not supported yet "
-                          "(built-in: postgres)")
-    use = cfg.source.use
-    if use not in ("postgres", "generate"):
-        raise ConfigError(f"source.use: {use!r} is not supported yet (built-in: postgres, generate)")
-    unsupported = []
-    for i, s in enumerate(cfg.source.streams):
-        if s.sync_mode == "incremental" and use != "postgres":
-            unsupported.append(f"source.streams[{i}].sync_mode: incremental needs a postgres "
-                               "source")
-        if s.sync_mode == "incremental" and cfg.destination.write_mode == "replace":
-            unsupported.append(f"source.streams[{i}].sync_mode: incremental cannot be used "
-                               "with write_mode replace (use append or upsert)")
-    if unsupported:
-        raise ConfigError(unsupported)
-    src_conninfo = resolve_conninfo(cfg.source.config) if use == "postgres" else None
-    src_schema = cfg.source.config.schema_name if use == "postgres" else ""
-    dst_conninfo = resolve_conninfo(cfg.destination.config)
-    return [
-        Task(cfg.pipeline, s, use, src_conninfo, src_schema, dst_conninfo)
-        for s in cfg.source.streams
-    ]
+class Planner:
+    """Plans the streams of one pipeline (holds the connectors while it does)."""
+
+    def __init__(self, cfg: PipelineConfig) -> None:
+        self.cfg = cfg
+        source = registry.source(cfg.source.use)
+        self.source = source(registry.typed_config(source, cfg.source.config, "source.config"))
+        self.dest = registry.destination(cfg.destination.use)(cfg.destination)
+
+    def close(self) -> None:
+        self.source.close()
+
+    def plan(self, stream: StreamConfig) -> TaskPlan:
+        """The plan of one stream."""
+        cfg, src, dest = self.cfg, self.source, self.dest
+        _check_modes(cfg, stream, src)
+        info = src.describe(stream)
+        schema = _transformed_schema(cfg, stream.name, info.schema)
+        state = dest.inspect(cfg.pipeline, stream.name, schema)
+        cursor = _cursor(stream, info, state.cursor)
+        path, why = self._path(info, state)
+        reads = self._reads(stream, info, schema, state)
+        res = cfg.resources
+        write = dest.plan_write(cfg.pipeline, stream.name, schema, state, reads,
+                                path == "passthrough", cursor,
+                                (res.checkpoint_interval_bytes, res.checkpoint_interval_rows,
+                                 res.checkpoint_interval_seconds))
+        done = write.ranged.done if write.ranged is not None else frozenset()
+        pending = tuple(r for r in reads.ranges if r.index not in done)
+        workers = min(reads.workers, len(pending))
+        snapshot = ("export" if workers > 1
+                    else "hold" if write.commit == "per_range" and len(pending) > 1
+                    else "none")
+        return TaskPlan(
+            cfg.pipeline, stream, cfg.source.use, src.config, src.endpoint,
+            cfg.destination.use, cfg.destination, dest.endpoint, info, schema,
+            tuple(cfg.transforms), path, why,
+            RangePlan(pending, workers, reads.partitioning, reads.cuts), snapshot, write, cursor,
+            len(reads.ranges), write.ranged.rows_done if write.ranged is not None else 0,
+            cfg.resources)
+
+    def _path(self, info: StreamInfo, state) -> tuple[str, str]:
+        """("passthrough" | "arrow", why): raw COPY bytes when nothing needs the values."""
+        src, dest = self.source, self.dest
+        if not (src.capabilities.raw_copy and dest.capabilities.raw_copy):
+            return "arrow", f"source is {self.cfg.source.use}"
+        reason = (dest.raw_copy_reason(bool(self.cfg.transforms))
+                  or src.raw_copy_reason(info) or dest.target_copy_reason(state, info))
+        return ("arrow", reason) if reason else ("passthrough", "identical column types")
+
+    def _reads(self, stream: StreamConfig, info: StreamInfo, schema: pa.Schema,
+               state) -> RangePlan:
+        cfg, src = self.cfg, self.source
+        mode = cfg.destination.write_mode
+        # transforms like validate/unique are stateful per stream: one reader
+        if (stream.sync_mode != "full_refresh" or cfg.transforms
+                or not src.capabilities.key_ranges):
+            return RangePlan()
+        earlier = state.earlier
+        cuts = None
+        if earlier is not None and state.earlier_usable:
+            cuts = KeyCuts(earlier.key, earlier.key_types, earlier.cuts, earlier.has_null)
+        res = cfg.resources
+        return src.plan_ranges(info, stream, res.parallelism, mode,
+                               mode in ("replace", "append"), cuts,
+                               (res.checkpoint_interval_bytes, res.checkpoint_interval_rows))
+
+
+def _check_modes(cfg: PipelineConfig, stream: StreamConfig, src) -> None:
+    i = cfg.source.streams.index(stream)
+    if stream.sync_mode == "incremental" and not src.capabilities.incremental:
+        raise ConfigError(f"source.streams[{i}].sync_mode: incremental needs a source that "
+                          f"reads incrementally ({cfg.source.use} does not)")
+    if stream.sync_mode == "incremental" and cfg.destination.write_mode == "replace":
+        raise ConfigError(f"source.streams[{i}].sync_mode: incremental cannot be used "
+                          "with write_mode replace (use append or upsert)")
+
+
+def _transformed_schema(cfg: PipelineConfig, stream: str, schema: pa.Schema) -> pa.Schema:
+    """The schema the destination receives: the source's, through every transform."""
+    if not cfg.transforms:
+        return schema
+    chain = chain_mod.build(cfg.transforms, cfg.destination.on_data_error, None)
+    try:
+        return chain_mod.open_chain(chain, stream, schema)
+    finally:
+        for t in chain:
+            t.close()
+
+
+def _cursor(stream: StreamConfig, info: StreamInfo, committed) -> CursorPlan | None:
+    if stream.sync_mode != "incremental":
+        return None
+    for field in (stream.cursor_field, stream.tie_breaker_field):
+        if field is not None and field not in info.schema.names:
+            raise ConfigError(f"stream {stream.name}: cursor column {field} is not a column "
+                              f"of {info.qualified_name}")
+    return CursorPlan(stream.cursor_field, stream.tie_breaker_field,
+                      committed.value if committed else None,
+                      committed.tie if committed else None)
+
+
+def make_plans(cfg: PipelineConfig) -> list[TaskPlan]:
+    """The plans of a run, in stream order; raises the first problem found, before any
+    stream is run."""
+    planner = Planner(cfg)
+    try:
+        return [planner.plan(s) for s in cfg.source.streams]
+    finally:
+        planner.close()
+

@@ -7,6 +7,15 @@ from dataclasses import asdict, dataclass, field
 BENCH_PREFIX = "@@BENCH_JSON@@"
 
 
+def merge_timings(*parts: dict[str, float]) -> dict[str, float]:
+    """The timings of several stages and workers, summed key by key."""
+    out: dict[str, float] = {}
+    for part in parts:
+        for k, v in part.items():
+            out[k] = out.get(k, 0.0) + v
+    return out
+
+
 @dataclass
 class StreamResult:
     """What one stream did."""
@@ -79,11 +88,7 @@ class RunResult:
 
     def timings(self) -> dict[str, float]:
         """Stage timings summed over streams."""
-        out: dict[str, float] = {}
-        for s in self.streams:
-            for k, v in s.timings.items():
-                out[k] = out.get(k, 0.0) + v
-        return out
+        return merge_timings(*(s.timings for s in self.streams))
 
     def bench_dict(self) -> dict:
         """Flat dict of the @@BENCH_JSON@@ line (keys of DESIGN §8; extend, never rename)."""

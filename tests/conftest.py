@@ -54,3 +54,41 @@ def pg_schema2(pg_conn) -> str:
     pg_conn.execute(f'CREATE SCHEMA "{name}"')
     yield name
     pg_conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture
+def load_arrow(pg_dsn):
+    """``load(schema, stream, batches, load_method)``: Arrow batches loaded by the Postgres
+    destination as a one-piece ``replace`` would load them (planned, opened, written,
+    committed, or aborted on error)."""
+    from rapidbyte_fast.config import load_config
+    from rapidbyte_fast.connector import RangePlan
+    from rapidbyte_fast.destinations.postgres import PostgresDestinationConnector
+
+    def load(schema: str, stream: str, batches, load_method: str = "copy") -> None:
+        cfg = load_config({
+            "version": "1.0", "pipeline": "arrow",
+            "source": {"use": "generate", "config": {"rows": 1}, "streams": [{"name": "small"}]},
+            "destination": {"use": "postgres",
+                            "config": {"url": pg_dsn, "schema": schema,
+                                       "load_method": load_method},
+                            "write_mode": "replace"}})
+        dest = PostgresDestinationConnector(cfg.destination, pg_dsn)
+        arrow_schema = batches[0].schema
+        state = dest.inspect("arrow", stream, arrow_schema)
+        spec = dest.plan_write("arrow", stream, arrow_schema, state, RangePlan(), False, None,
+                               (0, 0, 0.0))
+        load = dest.open_load(spec)
+        try:
+            load.open(arrow_schema)
+            writer = load.writer()
+            for b in batches:
+                writer.write(b)
+            load.commit(writer.finish())
+        except BaseException:
+            load.abort()
+            raise
+        finally:
+            load.close()
+
+    return load

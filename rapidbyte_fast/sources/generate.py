@@ -12,16 +12,18 @@ from __future__ import annotations
 import functools
 import json
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..config import DATASETS, GenerateConfig
+from ..connector import Capabilities, CursorPlan, KeyRange, StreamInfo
 from ..errors import ConfigError
-
-DATASETS: tuple[str, ...] = ("bench_events", "small", "medium", "large")
 
 #: 2024-01-01 00:00:00 (UTC for the timestamptz columns) in µs since the Unix epoch.
 _T0_US = 1_704_067_200_000_000
@@ -541,6 +543,58 @@ def _large_outline() -> pa.Array:
     ])
 
 
+#: the ``metadata`` and ``settings`` documents of ``large``: ``<field>`` is replaced by a
+#: per-row text, ``<#field>`` by a per-row JSON number or boolean (see ``_json``)
+_LARGE_METADATA = {
+    "document": {"id": "<#id>", "slug": "<slug>", "language": "<lang>",
+                 "revision": "<#revision>", "category_id": "<#category>"},
+    "seo": {"title": "<title>", "canonical": "https://docs.example.com/<slug>",
+            "keywords": "<tags>", "robots": "index,follow"},
+    "authors": [{"id": "<#author>", "role": "primary"},
+                {"id": "<#coauthor>", "role": "reviewer"}],
+    "stats": {"views": "<#views>", "words": "<#words>", "reading_minutes": "<#minutes>"},
+    "history": [{"revision": "<#revision>", "editor_id": "<#author>", "on": "<created>"}],
+    "outline": "<#outline>",
+}
+_LARGE_SETTINGS = {
+    "visibility": "<visibility>", "status": "<status>", "featured": "<#featured>",
+    "display": {"theme": "<theme>", "layout": "article", "show_toc": True,
+                "show_reading_time": True, "code_highlighting": "github",
+                "font": {"family": "Inter", "size": 16, "line_height": 1.6}},
+    "comments": {"enabled": "<#comments_on>", "moderation": "pre", "max_depth": 4,
+                 "sort": "oldest", "allow_anonymous": False},
+    "access": {"owner_id": "<#author>", "editors": ["<#author>", "<#coauthor>"],
+               "roles": {"viewer": ["read"], "editor": ["read", "write"],
+                         "admin": ["read", "write", "publish", "delete"]}},
+    "distribution": {
+        "share_buttons": "<#share_on>",
+        "channels": [{"name": n, "enabled": True, "delay_minutes": d}
+                     for n, d in (("rss", 0), ("newsletter", 60), ("social", 15),
+                                  ("partners", 1440))],
+        "canonical_url": "https://docs.example.com/<slug>",
+    },
+    "localization": {"default_language": "<lang>", "timezone": "<tz>",
+                     "fallbacks": ["en-US", "en-GB"], "date_format": "YYYY-MM-DD"},
+    "notifications": {"on_publish": ["author", "editors", "subscribers"],
+                      "on_comment": ["author"], "digest": "weekly"},
+    "experiments": [{"key": "new_toc", "variant": "<#featured>", "since": "<created>"},
+                    {"key": "related_posts", "variant": "<#comments_on>",
+                     "since": "<created>"}],
+    "cache": {"ttl_seconds": 3600, "stale_while_revalidate": 600, "tags": "<tags>"},
+    "integrations": [
+        {"name": "analytics", "enabled": True, "tracking_id": "UA-<id>-1"},
+        {"name": "search_index", "enabled": True, "priority": "<#revision>"},
+        {"name": "translation", "enabled": "<#share_on>",
+         "languages": ["de-DE", "fr-FR", "ja-JP"]},
+    ],
+    "retention": {"keep_revisions": 50, "archive_after_days": 730,
+                  "purge_drafts_after_days": 90},
+    "embeds": {"allow_iframes": False,
+               "allowed_hosts": ["youtube.com", "vimeo.com", "gist.github.com", "codepen.io"]},
+    "sidebar": {"position": "right", "widgets": ["toc", "related", "newsletter", "tags"]},
+}
+
+
 def _large(i: np.ndarray) -> list[pa.Array]:
     texts, sections, words_by_variant = _large_bodies()
     created = _T0_US - (97 * i % _YEAR_S) * _SECOND_US
@@ -579,54 +633,8 @@ def _large(i: np.ndarray) -> list[pa.Array]:
         "theme": _pick(_THEMES, i // 2), "tz": _pick(_TIMEZONES, i),
         "share_on": _json_bool(i % 5 != 0),
     }
-    metadata = _json({
-        "document": {"id": "<#id>", "slug": "<slug>", "language": "<lang>",
-                     "revision": "<#revision>", "category_id": "<#category>"},
-        "seo": {"title": "<title>", "canonical": "https://docs.example.com/<slug>",
-                "keywords": "<tags>", "robots": "index,follow"},
-        "authors": [{"id": "<#author>", "role": "primary"},
-                    {"id": "<#coauthor>", "role": "reviewer"}],
-        "stats": {"views": "<#views>", "words": "<#words>", "reading_minutes": "<#minutes>"},
-        "history": [{"revision": "<#revision>", "editor_id": "<#author>", "on": "<created>"}],
-        "outline": "<#outline>",
-    }, fields)
-    settings = _json({
-        "visibility": "<visibility>", "status": "<status>", "featured": "<#featured>",
-        "display": {"theme": "<theme>", "layout": "article", "show_toc": True,
-                    "show_reading_time": True, "code_highlighting": "github",
-                    "font": {"family": "Inter", "size": 16, "line_height": 1.6}},
-        "comments": {"enabled": "<#comments_on>", "moderation": "pre", "max_depth": 4,
-                     "sort": "oldest", "allow_anonymous": False},
-        "access": {"owner_id": "<#author>", "editors": ["<#author>", "<#coauthor>"],
-                   "roles": {"viewer": ["read"], "editor": ["read", "write"],
-                             "admin": ["read", "write", "publish", "delete"]}},
-        "distribution": {
-            "share_buttons": "<#share_on>",
-            "channels": [{"name": n, "enabled": True, "delay_minutes": d}
-                         for n, d in (("rss", 0), ("newsletter", 60), ("social", 15),
-                                      ("partners", 1440))],
-            "canonical_url": "https://docs.example.com/<slug>",
-        },
-        "localization": {"default_language": "<lang>", "timezone": "<tz>",
-                         "fallbacks": ["en-US", "en-GB"], "date_format": "YYYY-MM-DD"},
-        "notifications": {"on_publish": ["author", "editors", "subscribers"],
-                          "on_comment": ["author"], "digest": "weekly"},
-        "experiments": [{"key": "new_toc", "variant": "<#featured>", "since": "<created>"},
-                        {"key": "related_posts", "variant": "<#comments_on>",
-                         "since": "<created>"}],
-        "cache": {"ttl_seconds": 3600, "stale_while_revalidate": 600, "tags": "<tags>"},
-        "integrations": [
-            {"name": "analytics", "enabled": True, "tracking_id": "UA-<id>-1"},
-            {"name": "search_index", "enabled": True, "priority": "<#revision>"},
-            {"name": "translation", "enabled": "<#share_on>",
-             "languages": ["de-DE", "fr-FR", "ja-JP"]},
-        ],
-        "retention": {"keep_revisions": 50, "archive_after_days": 730,
-                      "purge_drafts_after_days": 90},
-        "embeds": {"allow_iframes": False,
-                   "allowed_hosts": ["youtube.com", "vimeo.com", "gist.github.com", "codepen.io"]},
-        "sidebar": {"position": "right", "widgets": ["toc", "related", "newsletter", "tags"]},
-    }, fields)
+    metadata = _json(_LARGE_METADATA, fields)
+    settings = _json(_LARGE_SETTINGS, fields)
     return [
         _ints(i, pa.int64()),
         _uuids(i),
@@ -706,7 +714,7 @@ def _batches(build: Callable[[np.ndarray], list[pa.Array]], schema: pa.Schema, s
         yield pa.RecordBatch.from_arrays(build(i), schema=schema)
 
 
-class GenerateSource:
+class GenerateReader:
     """``rows`` rows of ``dataset`` with ids start_id, start_id + 1, ..."""
 
     def __init__(self, dataset: str, rows: int, start_id: int = 1) -> None:
@@ -716,14 +724,58 @@ class GenerateSource:
         if start_id < 1:
             raise ConfigError(f"generate: start_id must be ≥ 1, got {start_id}")
         self.dataset, self.rows, self.start_id = dataset, rows, start_id
+        self.timings = {"source_generate_secs": 0.0}
+        self.bytes_read = 0
 
-    def schema(self) -> pa.Schema:
+    def open(self) -> pa.Schema:
         return dataset_schema(self.dataset)
 
-    def row_count(self) -> int:
-        return self.rows
+    def batches(self, max_bytes: int, max_rows: int,
+                key_range: KeyRange | None = None) -> Iterator[pa.RecordBatch]:
+        """All rows, each batch at most ``max_rows`` rows and about ``max_bytes`` bytes."""
+        rows = max(1, min(max_rows, max_bytes // estimate_row_bytes(self.dataset)))
+        it = generate_batches(self.dataset, self.start_id, self.start_id + self.rows, rows)
+        while True:
+            t0 = time.perf_counter()
+            batch = next(it, None)
+            self.timings["source_generate_secs"] += time.perf_counter() - t0
+            if batch is None:
+                return
+            self.bytes_read += batch.nbytes
+            yield batch
 
-    def batches(self, batch_rows: int, batch_bytes: int) -> Iterator[pa.RecordBatch]:
-        """All rows, each batch at most ``batch_rows`` rows and about ``batch_bytes`` bytes."""
-        rows = max(1, min(batch_rows, batch_bytes // estimate_row_bytes(self.dataset)))
-        return generate_batches(self.dataset, self.start_id, self.start_id + self.rows, rows)
+    def cancel(self) -> None:
+        """Nothing to stop: batches are made on demand."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class GenerateConnector:
+    """``source: use: generate``: synthetic rows, for benchmarks and demos."""
+
+    name = "generate"
+    capabilities = Capabilities()
+    config_model = GenerateConfig
+
+    def __init__(self, config: GenerateConfig, endpoint: str | None = None) -> None:
+        self.config = config
+        self.endpoint = endpoint or ""
+
+    def _dataset(self, stream: str) -> str:
+        return self.config.dataset or stream
+
+    def describe(self, stream: Any) -> StreamInfo:
+        dataset = self._dataset(stream.name)
+        return StreamInfo(stream.name, dataset_schema(dataset), ("id",), self.config.rows,
+                          self.config.rows * estimate_row_bytes(dataset), dataset)
+
+    def discover(self) -> list[StreamInfo]:
+        return [StreamInfo(d, dataset_schema(d), ("id",), qualified_name=d) for d in DATASETS]
+
+    def reader(self, info: StreamInfo, cursor: CursorPlan | None = None,
+               snapshot: str | None = None, hold_snapshot: bool = False) -> GenerateReader:
+        return GenerateReader(self._dataset(info.name), self.config.rows, self.config.start_id)
+
+    def close(self) -> None:
+        """Nothing to release."""

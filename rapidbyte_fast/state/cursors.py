@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from ..pgtypes import qualified, quote_ident
+from ..pgtypes import qualified, quote_ident, table_exists
 
 STATE_TABLE = "rbf_state"
 
@@ -38,8 +38,7 @@ def ensure_table(conn: psycopg.Connection, schema: str) -> None:
 
 def load(conn: psycopg.Connection, schema: str, pipeline: str, stream: str) -> Cursor | None:
     """The committed cursor of a stream, or None before its first incremental run."""
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_table(schema),)).fetchone()[0]
-    if not exists:
+    if not table_exists(conn, schema, STATE_TABLE):
         return None
     row = conn.execute(
         f"SELECT cursor_value, tie_value FROM {_table(schema)} WHERE pipeline = %s "
@@ -59,8 +58,7 @@ def save(conn: psycopg.Connection, schema: str, pipeline: str, stream: str,
 
 def show(conn: psycopg.Connection, schema: str, pipeline: str) -> list[tuple]:
     """(stream, cursor, tie, updated_at) of every stream of a pipeline."""
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_table(schema),)).fetchone()[0]
-    if not exists:
+    if not table_exists(conn, schema, STATE_TABLE):
         return []
     return conn.execute(
         f"SELECT stream, cursor_value, tie_value, updated_at FROM {_table(schema)} "
@@ -69,8 +67,7 @@ def show(conn: psycopg.Connection, schema: str, pipeline: str) -> list[tuple]:
 
 def reset(conn: psycopg.Connection, schema: str, pipeline: str, stream: str | None) -> int:
     """Forget cursors (all streams, or one); the next run reads from the start."""
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_table(schema),)).fetchone()[0]
-    if not exists:
+    if not table_exists(conn, schema, STATE_TABLE):
         return 0
     if stream is None:
         cur = conn.execute(f"DELETE FROM {_table(schema)} WHERE pipeline = %s", (pipeline,))
@@ -78,16 +75,3 @@ def reset(conn: psycopg.Connection, schema: str, pipeline: str, stream: str | No
         cur = conn.execute(f"DELETE FROM {_table(schema)} WHERE pipeline = %s AND stream = %s",
                            (pipeline, stream))
     return cur.rowcount
-
-
-def predicate(cursor_sql: str, cursor_type: str, tie_sql: str | None, tie_type: str | None,
-              last: Cursor | None) -> str | None:
-    """``cursor > last`` (or the row comparison with a tie-breaker), bound with the columns'
-    real types so numbers never compare as strings; None on the first run."""
-    if last is None:
-        return None
-    lit = psycopg.sql.Literal(last.value).as_string(None)
-    if tie_sql is not None and last.tie is not None:
-        tie_lit = psycopg.sql.Literal(last.tie).as_string(None)
-        return (f"({cursor_sql}, {tie_sql}) > ({lit}::{cursor_type}, {tie_lit}::{tie_type})")
-    return f"{cursor_sql} > {lit}::{cursor_type}"

@@ -21,8 +21,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from ..errors import DestinationError
-from ..pgtypes import PG_TYPE_KEY, qualified, quote_ident
-from ..sources.postgres import connect
+from ..pgtypes import PG_TYPE_KEY, qualified, quote_ident, table_exists
+from ..pgconn import connect
 
 TABLE = "rbf_dead_letters"
 
@@ -84,11 +84,6 @@ def records_json(batch: pa.RecordBatch, rows: pa.Array | list[int]) -> list[str]
             for values in zip(*columns)]
 
 
-def _table_exists(conn: psycopg.Connection, schema: str) -> bool:
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [qualified(schema, TABLE)]).fetchone()
-    return bool(row and row[0])
-
-
 class DeadLetterStore:
     """Writes rejected records of one run of ``pipeline``; thread-safe, so every task of the
     run can share one store. Records are committed by ``flush()`` (and every ``batch_rows``
@@ -112,7 +107,7 @@ class DeadLetterStore:
 
     def _create(self) -> None:
         assert self._conn is not None
-        if _table_exists(self._conn, self.schema):
+        if table_exists(self._conn, self.schema, TABLE):
             return
         # CREATE ... IF NOT EXISTS still needs CREATE privilege, so only when missing.
         if self._conn.execute("SELECT to_regnamespace(%s) IS NULL",
@@ -179,7 +174,7 @@ def list_dead_letters(conninfo: str, schema: str, pipeline: str, limit: int = 10
     where = f"dead-letter table {qualified(schema, TABLE)}"
     with connect(conninfo, where) as conn:
         try:
-            if not _table_exists(conn, schema):
+            if not table_exists(conn, schema, TABLE):
                 return []
             query = sql.SQL(
                 "SELECT id, run_id, pipeline, stream, record, errors, category, created_at"

@@ -3,27 +3,41 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from ..config import PipelineConfig
 from . import RejectSink, Transform
 
 
-def build(cfg: PipelineConfig, reject: RejectSink | None) -> list[Transform]:
-    """Fresh transform instances (one set per task: they are never shared by threads)."""
+def build(transforms, on_data_error: str, reject: RejectSink | None) -> list[Transform]:
+    """Fresh transform instances of the configured ``transforms``, in order (one set per
+    task: they are never shared by threads)."""
+    from .. import registry
+
     out: list[Transform] = []
-    for i, t in enumerate(cfg.transforms):
-        if t.use == "sql":
-            from .sql import SqlTransform
-
-            out.append(SqlTransform(t.config, index=i))
-        elif t.use == "validate":
-            from .validate import ValidateTransform
-
-            out.append(ValidateTransform(t.config, cfg.destination.on_data_error, reject, index=i))
+    for i, t in enumerate(transforms):
+        cls = registry.transform(t.use)
+        if t.use == "validate":
+            out.append(cls(t.config, on_data_error, reject, index=i))
+        elif cls is not None:
+            out.append(cls(t.config, index=i))
         else:
             from .wasm import WasmTransform
 
             out.append(WasmTransform(t.use, t.config, t.limits))
     return out
+
+
+def stats(chain: list[Transform]) -> tuple[dict[str, float], int, int]:
+    """(timings, rows skipped, rows dead-lettered) of a finished chain."""
+    timings: dict[str, float] = {}
+    skipped = dead = 0
+    for t in chain:
+        timings["transform_duration_secs"] = (timings.get("transform_duration_secs", 0.0)
+                                              + t.stats.get("seconds", 0.0))
+        skipped += int(t.stats.get("skipped", 0))
+        dead += int(t.stats.get("dead_lettered", 0))
+        if "plugin_load_ms" in t.stats:
+            timings["transform_module_load_ms"] = (timings.get("transform_module_load_ms", 0.0)
+                                                   + t.stats["plugin_load_ms"])
+    return timings, skipped, dead
 
 
 def open_chain(chain: list[Transform], stream: str, schema: pa.Schema) -> pa.Schema:

@@ -17,8 +17,6 @@ import pytest
 from rapidbyte_fast import load_errors
 from rapidbyte_fast._impl import copy_encode, insert_sql
 from rapidbyte_fast.column_plan import COPY_BINARY_HEADER, COPY_BINARY_TRAILER, column_inputs
-from rapidbyte_fast.config import load_config
-from rapidbyte_fast.destinations.postgres import PostgresDestination
 from rapidbyte_fast.errors import DataError, RapidbyteError
 from rapidbyte_fast.pgtypes import conform, write_plan
 
@@ -26,42 +24,19 @@ pytestmark = pytest.mark.integration
 WHERE = "stream s → x.t: "
 
 
-def _destination(dsn: str, schema: str, load_method: str) -> PostgresDestination:
-    cfg = load_config({
-        "version": "1.0", "pipeline": "bad",
-        "source": {"use": "generate", "config": {"rows": 1}, "streams": [{"name": "small"}]},
-        "destination": {"use": "postgres",
-                        "config": {"url": dsn, "schema": schema, "load_method": load_method},
-                        "write_mode": "replace"}})
-    return PostgresDestination(dsn, cfg.destination, "events")
-
-
 def _batch(ids: list[int], notes: list[str | None]) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict({"id": pa.array(ids, pa.int32()),
                                        "note": pa.array(notes, pa.utf8())})
 
 
-def _load(dest: PostgresDestination, batches: list[pa.RecordBatch]) -> None:
-    try:
-        dest.open(batches[0].schema)
-        for b in batches:
-            dest.write(b)
-        dest.commit()
-    except BaseException:
-        dest.abort()
-        raise
-    finally:
-        dest.close()
-
-
 @pytest.mark.parametrize("load_method", ["copy", "insert"])
-def test_nul_in_text_fails_and_replace_keeps_the_old_table(pg_dsn, pg_conn, pg_schema,
+def test_nul_in_text_fails_and_replace_keeps_the_old_table(load_arrow, pg_conn, pg_schema,
                                                            load_method):
-    _load(_destination(pg_dsn, pg_schema, load_method), [_batch([1, 2], ["a", "b"])])
+    load_arrow(pg_schema, "events", [_batch([1, 2], ["a", "b"])], load_method)
     before = pg_conn.execute(f'SELECT * FROM "{pg_schema}".events ORDER BY id').fetchall()
     bad = [_batch([3, 4], ["ok", None]), _batch([5, 6, 7], ["fine", "x\x00y" * 20, "z"])]
     with pytest.raises(DataError) as info:
-        _load(_destination(pg_dsn, pg_schema, load_method), bad)
+        load_arrow(pg_schema, "events", bad, load_method)
     message = str(info.value)
     assert message.startswith(f"stream events → {pg_schema}.events: column 'note', row ")
     preview = repr("x\x00y" * 13 + "x...")
@@ -74,15 +49,15 @@ def test_nul_in_text_fails_and_replace_keeps_the_old_table(pg_dsn, pg_conn, pg_s
 
 
 @pytest.mark.parametrize("load_method", ["copy", "insert"])
-def test_server_refusal_fails_and_replace_keeps_the_old_table(pg_dsn, pg_conn, pg_schema,
+def test_server_refusal_fails_and_replace_keeps_the_old_table(load_arrow, pg_conn, pg_schema,
                                                               load_method):
     schema = pa.schema([pa.field("id", pa.int32()),
                         pa.field("doc", pa.utf8(), metadata={b"pg_type": b"jsonb"})])
     good = pa.RecordBatch.from_pydict({"id": [1], "doc": ['{"a": 1}']}, schema=schema)
-    _load(_destination(pg_dsn, pg_schema, load_method), [good])
+    load_arrow(pg_schema, "events", [good], load_method)
     bad = pa.RecordBatch.from_pydict({"id": [2, 3], "doc": ["[]", "{nope"]}, schema=schema)
     with pytest.raises(RapidbyteError, match="invalid input syntax for type json"):
-        _load(_destination(pg_dsn, pg_schema, load_method), [bad])
+        load_arrow(pg_schema, "events", [bad], load_method)
     assert pg_conn.execute(f'SELECT id, doc::text FROM "{pg_schema}".events').fetchall() == [
         (1, '{"a": 1}')]
 

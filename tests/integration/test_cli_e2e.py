@@ -184,7 +184,7 @@ def test_missing_source_table(pg_dsn, seeded, pg_schema2, tmp_path):
     path = _pipeline(tmp_path, seeded, pg_schema2, streams="- name: nowhere\n")
     proc = _cli(pg_dsn, "run", "-q", path)
     assert proc.returncode == 1
-    assert _err(proc) == f"error: table {seeded}.nowhere does not exist"
+    assert _err(proc) == f"error: stream nowhere: table {seeded}.nowhere does not exist"
 
 
 def test_config_errors_reported_together(pg_dsn, tmp_path):

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from rapidbyte_fast.errors import ConnectionFailed
+from rapidbyte_fast.errors import ConnectionLost
 from rapidbyte_fast.state.dlq import DeadLetterStore, list_dead_letters, records_json
 from rapidbyte_fast.transforms.validate import ValidateTransform
 
@@ -102,7 +102,7 @@ def test_shared_by_threads(pg_dsn, pg_schema):
 
 
 def test_unreachable_server_is_connection_failed():
-    with pytest.raises(ConnectionFailed) as err:
+    with pytest.raises(ConnectionLost) as err:
         DeadLetterStore("postgresql://nobody:secret@127.0.0.1:1/x?connect_timeout=2", "s")
     assert str(err.value).startswith('dead-letter table "s"."rbf_dead_letters": cannot connect: ')
     assert "secret" not in str(err.value)

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import json
 
-import psycopg
 import pytest
 
-from rapidbyte_fast import partitions
-from rapidbyte_fast.sources.postgres import PostgresSource
+from rapidbyte_fast.config import PostgresSourceConfig, StreamConfig
+from rapidbyte_fast.sources.postgres import PostgresSourceConnector
 
 from .test_cli_e2e import _cli, _pipeline, _text_rows
 
@@ -76,29 +75,27 @@ def test_primary_key_is_built_and_old_table_replaced(pg_dsn, pg_conn, pg_schema,
     assert pg_conn.execute(f'SELECT count(*) FROM "{pg_schema2}".rbf_progress').fetchone() == (0,)
 
 
-def test_shards_read_one_snapshot(pg_dsn, pg_conn, pg_schema):
+def test_workers_read_one_snapshot(pg_dsn, pg_conn, pg_schema):
     s = f'"{pg_schema}"'
     pg_conn.execute(f"CREATE TABLE {s}.live (id int PRIMARY KEY)")
     pg_conn.execute(f"INSERT INTO {s}.live SELECT generate_series(1, 1000)")
-    with psycopg.connect(pg_dsn, autocommit=True) as coord:
-        exporter = partitions.SnapshotExporter(coord)
-        # a concurrent writer commits after the snapshot was taken
-        pg_conn.execute(f"INSERT INTO {s}.live SELECT generate_series(1001, 2000)")
-        pg_conn.execute(f"DELETE FROM {s}.live WHERE id <= 10")
-        src = PostgresSource(pg_dsn, pg_schema, "live", snapshot=exporter.snapshot)
-        src.open()
-        table = src.table
-        parts = partitions.plan(src.conn, exporter, table, None, 2, "live")
-        total = 0
-        for where in parts.wheres:
-            shard = PostgresSource(pg_dsn, pg_schema, "live", where=where,
-                                   snapshot=exporter.snapshot)
-            shard.open()
-            total += sum(b.num_rows for b in shard.batches(1 << 20, 10_000))
-            shard.close()
-        src.close()
-        exporter.close()
-    assert parts.method == "key id"
+    src = PostgresSourceConnector(PostgresSourceConfig(url=pg_dsn, schema=pg_schema), pg_dsn)
+    stream = StreamConfig(name="live")
+    info = src.describe(stream)
+    exporter = src.exporter("live")
+    # a concurrent writer commits after the snapshot was taken
+    pg_conn.execute(f"INSERT INTO {s}.live SELECT generate_series(1001, 2000)")
+    pg_conn.execute(f"DELETE FROM {s}.live WHERE id <= 10")
+    plan = src.plan_ranges(info, stream, 2, "replace", False, None, (0, 0))
+    total = 0
+    for key_range in plan.ranges:
+        reader = src.reader(info, snapshot=exporter.snapshot)
+        reader.open()
+        total += sum(b.num_rows for b in reader.batches(1 << 20, 10_000, key_range))
+        reader.close()
+    exporter.close()
+    src.close()
+    assert (plan.partitioning, plan.workers, len(plan.ranges)) == ("key id", 2, 2)
     assert total == 1000
 
 

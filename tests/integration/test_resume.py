@@ -11,7 +11,7 @@ import rapidbyte_fast
 from rapidbyte_fast import faults
 from rapidbyte_fast.errors import DestinationError
 from rapidbyte_fast.pgtypes import describe_table
-from rapidbyte_fast.resume import Progress, key_cuts
+from rapidbyte_fast.sources.postgres.ranges import key_cuts, key_range_sql
 
 from .test_cli_e2e import _cli, _err, _text_rows
 from .test_faults import _config, _insert
@@ -181,11 +181,10 @@ def test_every_integer_key_falls_in_exactly_one_range(pg_conn, lo, span, pieces,
     pg_conn.execute("TRUNCATE kr")
     pg_conn.execute("INSERT INTO kr VALUES (%s), (%s)", (lo, lo + span - 1))
     table = describe_table(pg_conn, "pg_temp", "kr")
-    cuts, has_null = key_cuts(pg_conn, table, ("k",), pieces)
-    assert has_null and len(cuts) + 1 <= min(pieces, span)
-    p = Progress("append", ("k",), ("bigint",), cuts, has_null)
+    p = key_cuts(pg_conn, table, ("k",), pieces)
+    assert p.has_null and p.count <= min(pieces, span) and p.key_types == ("bigint",)
     _exactly_one(pg_conn, p, "(SELECT %s::bigint AS k) t",
-                 [(v,) for v in probes + [lo, lo + span - 1] + [int(c[0]) for c in cuts]])
+                 [(v,) for v in probes + [lo, lo + span - 1] + [int(c[0]) for c in p.cuts]])
 
 
 @settings(max_examples=15, deadline=None,
@@ -202,20 +201,23 @@ def test_every_composite_key_falls_in_exactly_one_range(pg_conn, keys, pieces, p
     with pg_conn.cursor() as cur:
         cur.executemany("INSERT INTO kc VALUES (%s, %s) ON CONFLICT DO NOTHING", keys)
     table = describe_table(pg_conn, "pg_temp", "kc")
-    cuts, has_null = key_cuts(pg_conn, table, ("a", "b"), pieces)
-    assert not has_null and len(cuts) + 1 <= pieces
-    p = Progress("replace", ("a", "b"), ("integer", "text"), cuts, has_null)
+    p = key_cuts(pg_conn, table, ("a", "b"), pieces)
+    assert not p.has_null and p.count <= pieces and p.key_types == ("integer", "text")
     # every stored row is read by exactly one range, and so is any key added later
-    assert sum(pg_conn.execute(f"SELECT count(*) FROM kc WHERE {p.where(i)}").fetchone()[0]
-               for i in range(p.ranges)) == pg_conn.execute("SELECT count(*) FROM kc").fetchone()[0]
+    assert sum(pg_conn.execute(f"SELECT count(*) FROM kc WHERE {_where(p, i)}").fetchone()[0]
+               for i in range(p.count)) == pg_conn.execute("SELECT count(*) FROM kc").fetchone()[0]
     probes = [(a, b.replace("\x00", "")) for a, b in probes]
     _exactly_one(pg_conn, p, "(SELECT %s::int AS a, %s::text AS b) t",
-                 probes + [(int(c[0]), c[1]) for c in cuts])
+                 probes + [(int(c[0]), c[1]) for c in p.cuts])
+
+
+def _where(p, i: int) -> str:
+    return key_range_sql(p.key, p.key_types, p.cuts, i, p.has_null)
 
 
 def _exactly_one(conn, p, probe_sql: str, probes: list[tuple]) -> None:
     # WHERE takes NULL as false
-    counts = " + ".join(f"coalesce(({p.where(i)})::int, 0)" for i in range(p.ranges)
+    counts = " + ".join(f"coalesce(({_where(p, i)})::int, 0)" for i in range(p.count)
                         ).replace("%", "%%")  # cut points are literals, the probe a parameter
     for probe in probes:
         got = conn.execute(f"SELECT {counts} FROM {probe_sql}", probe).fetchone()[0]

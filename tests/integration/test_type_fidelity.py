@@ -21,8 +21,6 @@ import pyarrow as pa
 import pytest
 
 import rapidbyte_fast
-from rapidbyte_fast.config import load_config
-from rapidbyte_fast.destinations.postgres import PostgresDestination
 from rapidbyte_fast.errors import DestinationError
 from rapidbyte_fast.pgddl import ensure_types
 from rapidbyte_fast.pgtypes import describe_table, field_pg_type
@@ -301,18 +299,9 @@ def test_missing_extension_type_says_how_to_create_it(pg_conn):
 
 # --- Arrow-native values --------------------------------------------------------------------
 
-def _destination(dsn: str, schema: str, stream: str, load_method: str) -> PostgresDestination:
-    cfg = load_config({
-        "version": "1.0", "pipeline": "native",
-        "source": {"use": "generate", "config": {"rows": 1}, "streams": [{"name": "small"}]},
-        "destination": {"use": "postgres",
-                        "config": {"url": dsn, "schema": schema, "load_method": load_method},
-                        "write_mode": "replace"}})
-    return PostgresDestination(dsn, cfg.destination, stream)
-
-
 @pytest.mark.parametrize("load_method", ["copy", "insert"])
-def test_arrow_native_values_land_in_sensible_types(pg_dsn, pg_conn, pg_schema, load_method):
+def test_arrow_native_values_land_in_sensible_types(load_arrow, pg_conn, pg_schema,
+                                                   load_method):
     batch = pa.RecordBatch.from_pydict({
         "id": pa.array([1, 2], pa.int64()),
         "f": pa.array([1.5, None], pa.float64()),
@@ -330,13 +319,7 @@ def test_arrow_native_values_land_in_sensible_types(pg_dsn, pg_conn, pg_schema, 
         "u8": pa.array([255, 0], pa.uint8()),
         "u64": pa.array([2**64 - 1, 0], pa.uint64()),
     })
-    dest = _destination(pg_dsn, pg_schema, "native", load_method)
-    try:
-        dest.open(batch.schema)
-        dest.write(batch)
-        dest.commit()
-    finally:
-        dest.close()
+    load_arrow(pg_schema, "native", [batch], load_method)
     assert [(n, t) for n, t, _ in _columns(pg_conn, pg_schema, "native")] == [
         ("id", "bigint"), ("f", "double precision"), ("s", "text"),
         ("ts", "timestamp with time zone"), ("d", "numeric(5,2)"), ("b", "bytea"),

@@ -15,7 +15,7 @@ import pytest
 from rapidbyte_fast.errors import ConfigError
 from rapidbyte_fast.sources.generate import (
     DATASETS,
-    GenerateSource,
+    GenerateReader,
     dataset_schema,
     estimate_row_bytes,
     generate_batches,
@@ -436,36 +436,36 @@ def test_golden_digest(dataset: str) -> None:
     assert digest(table(dataset, 1, rows + 1, batch_rows=13)) == GOLDEN[dataset]
 
 
-# ---- GenerateSource and errors ---------------------------------------------------------
+# ---- GenerateReader and errors ---------------------------------------------------------
 
 def test_generate_source_batches_sized_by_bytes() -> None:
-    src = GenerateSource("bench_events", 1000, start_id=10)
-    assert src.row_count() == 1000
-    assert src.schema() == dataset_schema("bench_events")
+    src = GenerateReader("bench_events", 1000, start_id=10)
+    assert src.open() == dataset_schema("bench_events")
     per_batch = 5000 // estimate_row_bytes("bench_events")
-    batches = list(src.batches(batch_rows=1_000_000, batch_bytes=5000))
+    batches = list(src.batches(max_bytes=5000, max_rows=1_000_000))
     assert {b.num_rows for b in batches[:-1]} == {per_batch}
     ids = pa.Table.from_batches(batches)["id"].to_pylist()
     assert ids == list(range(10, 1010))
-    assert [b.num_rows for b in src.batches(batch_rows=300, batch_bytes=1 << 30)] == [
-        300, 300, 300, 100]
+    again = list(src.batches(max_bytes=1 << 30, max_rows=300))
+    assert [b.num_rows for b in again] == [300, 300, 300, 100]
+    assert src.bytes_read == sum(b.nbytes for b in batches + again)
 
 
 def test_generate_source_batches_at_least_one_row() -> None:
-    batches = list(GenerateSource("large", 3).batches(batch_rows=100, batch_bytes=1))
+    batches = list(GenerateReader("large", 3).batches(max_bytes=1, max_rows=100))
     assert [b.num_rows for b in batches] == [1, 1, 1]
 
 
 def test_generate_source_zero_rows() -> None:
-    assert list(GenerateSource("small", 0).batches(100, 1 << 20)) == []
+    assert list(GenerateReader("small", 0).batches(1 << 20, 100)) == []
 
 
 @pytest.mark.parametrize("call, message", [
     (lambda: dataset_schema("huge"), "unknown dataset 'huge'"),
     (lambda: estimate_row_bytes("huge"), "unknown dataset 'huge'"),
-    (lambda: GenerateSource("huge", 10), "unknown dataset 'huge'"),
-    (lambda: GenerateSource("small", -1), "rows must be ≥ 0, got -1"),
-    (lambda: GenerateSource("small", 1, start_id=0), "start_id must be ≥ 1, got 0"),
+    (lambda: GenerateReader("huge", 10), "unknown dataset 'huge'"),
+    (lambda: GenerateReader("small", -1), "rows must be ≥ 0, got -1"),
+    (lambda: GenerateReader("small", 1, start_id=0), "start_id must be ≥ 1, got 0"),
     (lambda: generate_batches("small", 0, 5, 10), "row indexes start at 1, got start=0"),
     (lambda: generate_batches("small", 1, 5, 0), "batch_rows must be at least 1, got 0"),
     (lambda: generate_batches("bench_events", 1, 2**31 + 1, 10),

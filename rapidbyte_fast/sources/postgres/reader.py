@@ -14,130 +14,83 @@ from typing import Iterator
 import psycopg
 import pyarrow as pa
 from psycopg import pq
-from psycopg.conninfo import conninfo_to_dict
 
-from .._impl import copy_decode
-from ..column_plan import ColumnSinks
-from .. import faults, load_errors
-from ..errors import ConnectionFailed, DataError, SourceError
-from ..pgtypes import PgTable, describe_table, project, qualified, quote_ident, split_table
+from ..._impl import copy_decode
+from ...column_plan import ColumnSinks
+from ... import load_errors
+from ...errors import DataError, SourceError
+from ...pgconn import connect
+from ...connector import CursorPlan, KeyRange
+from ...pgtypes import PgTable, check_type_sql, qualified, quote_ident
 
 #: Bytes drained from libpq per read call. 1 MB amortises the per-call overhead to noise
 #: while keeping the decode working set in L2/L3 (bench.micro copy_decode, narrow case).
 READ_CHUNK_BYTES = 1 << 20
 
 
-#: Session settings every statement and literal of ours relies on, sent in the startup
-#: packet (no extra round trip) after the user's own ``options``, so a role or database
-#: default can't change them: with ``standard_conforming_strings = off`` a text ending in a
-#: backslash would let the next INSERT literal be parsed as SQL.
-SESSION_OPTIONS = ("-c standard_conforming_strings=on -c DateStyle=ISO,MDY "
-                   "-c IntervalStyle=postgres -c TimeZone=UTC -c extra_float_digits=3")
+class PostgresReader:
+    """Reads one planned stream (table) of a Postgres database, whole or range by range,
+    as Arrow batches or (``raw_chunks``) as the raw COPY binary stream."""
 
-_PERMANENT_CONNECT_ERRORS = ("password authentication failed", "no pg_hba.conf entry",
-                             "does not exist", "permission denied",
-                             "invalid connection option", "invalid URI")
-
-
-def connect(conninfo: str, what: str) -> psycopg.Connection:
-    """A psycopg connection, or ConnectionFailed with a redacted one-line reason."""
-    from ..redact import redact
-
-    # named in pg_stat_activity (unless the user named the session in the URL)
-    extra = ({} if "application_name" in conninfo
-             else {"application_name": faults.app_name(what)})
-    try:
-        user_options = conninfo_to_dict(conninfo).get("options") or ""
-    except psycopg.ProgrammingError:
-        user_options = ""  # psycopg.connect below reports the malformed conninfo
-    try:
-        # text is carried as UTF-8 bytes as sent, so the session encoding must be UTF8
-        return psycopg.connect(conninfo, autocommit=True, client_encoding="UTF8",
-                               options=f"{user_options} {SESSION_OPTIONS}".strip(), **extra)
-    except psycopg.OperationalError as exc:
-        msg = " ".join(str(exc).split())
-        err = ConnectionFailed(f"{what}: cannot connect: {redact(msg)}")
-        # a refused login or a missing database does not get better by retrying
-        err.retryable = not any(m in msg for m in _PERMANENT_CONNECT_ERRORS)
-        raise err from None
-
-
-class PostgresSource:
-    """Reads one stream (table) of a Postgres database."""
-
-    def __init__(self, conninfo: str, default_schema: str, stream_name: str,
-                 columns: tuple[str, ...] | None = None, where: str | None = None,
-                 snapshot: str | None = None) -> None:
+    def __init__(self, conninfo: str, table: PgTable, stream_name: str,
+                 cursor: CursorPlan | None = None, snapshot: str | None = None,
+                 hold_snapshot: bool = False) -> None:
         self.conninfo = conninfo
-        self.where = where
-        self.snapshot = snapshot
-        #: the key range being read, in a ranged load (ANDed with ``where``)
-        self.range_where: str | None = None
-        #: columns the COPY query orders by (incremental reads)
-        self.order_by: tuple[str, ...] = ()
+        self.table = table
         self.stream_name = stream_name
-        self.schema_name, self.table_name = split_table(stream_name, default_schema)
-        self.columns = columns
+        #: an exported snapshot to read in, or (``hold_snapshot``) one of our own across
+        #: every range this reader reads
+        self.snapshot, self.hold_snapshot = snapshot, hold_snapshot
+        self.where, self.order_by = _cursor_filter(table, cursor)
         self.conn: psycopg.Connection | None = None
-        self.table: PgTable | None = None
         self.timings = {"source_connect_secs": 0.0, "source_query_secs": 0.0,
                         "source_fetch_secs": 0.0, "source_decode_secs": 0.0}
         self.bytes_read = 0
 
     def open(self) -> pa.Schema:
-        """Connect and resolve the table's columns; returns the Arrow schema of the stream."""
+        """Connect (and enter the snapshot); returns the Arrow schema of the batches."""
         t0 = time.perf_counter()
         self.conn = connect(self.conninfo, f"source stream {self.stream_name}")
         self.timings["source_connect_secs"] += time.perf_counter() - t0
         if self.snapshot:
             if not re.fullmatch(r"[0-9A-Fa-f-]+", self.snapshot):
                 raise SourceError(f"stream {self.stream_name}: invalid snapshot id")
-            # every shard reads the coordinator's exported snapshot: one consistent copy
+            # every worker reads the coordinator's exported snapshot: one consistent copy
             self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             self.conn.execute(f"SET TRANSACTION SNAPSHOT '{self.snapshot}'")
-        try:
-            full = describe_table(self.conn, self.schema_name, self.table_name)
-        except psycopg.Error as exc:
-            raise SourceError(f"stream {self.stream_name}: {' '.join(str(exc).split())}"
-                              ).with_sqlstate(exc.sqlstate) from None
-        self.table = project(full, self.columns, self.stream_name)
+        elif self.hold_snapshot:  # one consistent read across this reader's ranges
+            self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         return self.table.arrow_schema()
 
-    def hold_snapshot(self) -> None:
-        """Read every later COPY in one repeatable-read snapshot (ranged loads)."""
-        assert self.conn is not None
-        if not self.snapshot:
-            self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-
-    def copy_sql(self, raw: bool = False) -> str:
+    def copy_sql(self, raw: bool = False, key_range: KeyRange | None = None) -> str:
         """The COPY statement for this stream (projection pushed down); ``raw`` selects every
         column in its own binary form (passthrough), else text-carried types as ``::text``."""
-        assert self.table is not None
         cols = ", ".join(
             quote_ident(c.name) if raw else c.select_sql() for c in self.table.columns)
-        rel = qualified(self.schema_name, self.table_name)
-        conds = " AND ".join(c for c in (self.where, self.range_where) if c)
+        rel = qualified(self.table.schema, self.table.name)
+        conds = " AND ".join(c for c in (self.where, key_range and key_range.predicate) if c)
         where = f" WHERE {conds}" if conds else ""
         # ORDER BY t.col: the table's column, not a ::text output column of the same name
         order = (" ORDER BY " + ", ".join(f"t.{quote_ident(c)}" for c in self.order_by)
                  if self.order_by else "")
         return f"COPY (SELECT {cols} FROM {rel} AS t{where}{order}) TO STDOUT (FORMAT binary)"
 
-    def _start_copy(self, raw: bool) -> pq.PGconn:
+    def _start_copy(self, raw: bool, key_range: KeyRange | None) -> pq.PGconn:
         assert self.conn is not None
         pgconn = self.conn.pgconn
         t0 = time.perf_counter()
-        pgconn.send_query(self.copy_sql(raw).encode())
+        pgconn.send_query(self.copy_sql(raw, key_range).encode())
         res = pgconn.get_result()
         if res is None or res.status != pq.ExecStatus.COPY_OUT:
             raise _source_error(self.stream_name, pgconn, res)
         self.timings["source_query_secs"] += time.perf_counter() - t0
         return pgconn
 
-    def raw_chunks(self, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[bytearray]:
+    def raw_chunks(self, key_range: KeyRange | None = None,
+                   chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[bytearray]:
         """The COPY binary stream as it comes (header, tuples, trailer), in whole-message
         chunks of about ``chunk_bytes``; for passthrough."""
-        pgconn = self._start_copy(raw=True)
+        pgconn = self._start_copy(True, key_range)
         done = False
         while not done:
             buf = bytearray()
@@ -149,13 +102,14 @@ class PostgresSource:
                 yield buf
         self._finish_copy(pgconn)
 
-    def batches(self, max_batch_bytes: int, max_batch_rows: int) -> Iterator[pa.RecordBatch]:
-        """Record batches of the stream, each within the byte and row caps."""
-        assert self.conn is not None and self.table is not None
+    def batches(self, max_batch_bytes: int, max_batch_rows: int,
+                key_range: KeyRange | None = None) -> Iterator[pa.RecordBatch]:
+        """Record batches of the stream (or of ``key_range``), each within both caps."""
+        assert self.conn is not None
         schema = self.table.arrow_schema()
         plan = self.table.plan()
         sinks = ColumnSinks(plan)
-        pgconn = self._start_copy(raw=False)
+        pgconn = self._start_copy(False, key_range)
 
         buf = bytearray()
         pos = yielded = 0
@@ -210,8 +164,8 @@ class PostgresSource:
             return copy_decode.read_copy(pgconn, buf, target)
         except SourceError as exc:
             lost = pgconn.status == pq.ConnStatus.BAD
-            raise SourceError(f"stream {self.stream_name}: {exc}").with_sqlstate(
-                "08006" if lost else None) from None
+            raise SourceError(f"stream {self.stream_name}: {exc}",
+                              sqlstate="08006" if lost else None) from None
 
     def _finish_copy(self, pgconn: pq.PGconn) -> None:
         while (res := pgconn.get_result()) is not None:
@@ -233,12 +187,34 @@ class PostgresSource:
             self.conn = None
 
 
+def _cursor_filter(table: PgTable, cursor: CursorPlan | None
+                   ) -> tuple[str | None, tuple[str, ...]]:
+    """The predicate (``cursor > last``) and the order of an incremental read."""
+    if cursor is None:
+        return None, ()
+    tie = cursor.tie_breaker
+    order = (cursor.field,) + ((tie,) if tie else ())
+    if cursor.value is None:  # the first run reads everything
+        return None, order
+    # bound with the columns' real types, so numbers never compare as strings
+    types = {c.name: c.pg_type for c in table.columns}
+
+    def bound(column: str, value: str) -> str:
+        lit = psycopg.sql.Literal(value).as_string(None)
+        return f"{lit}::{check_type_sql(types[column], table.name)}"
+
+    if tie is not None and cursor.tie is not None:
+        return (f"({quote_ident(cursor.field)}, {quote_ident(tie)}) > "
+                f"({bound(cursor.field, cursor.value)}, {bound(tie, cursor.tie)})"), order
+    return f"{quote_ident(cursor.field)} > {bound(cursor.field, cursor.value)}", order
+
+
 def _source_error(stream: str, pgconn: pq.PGconn, res: pq.PGresult | None) -> SourceError:
     state = res.error_field(pq.DiagnosticField.SQLSTATE) if res is not None else None
     if state is None and pgconn.status == pq.ConnStatus.BAD:
         state = b"08006"  # the connection is gone: connection_failure
-    return SourceError(f"stream {stream}: {_error_text(pgconn, res)}").with_sqlstate(
-        state.decode() if state else None)
+    return SourceError(f"stream {stream}: {_error_text(pgconn, res)}",
+                       sqlstate=state.decode() if state else None)
 
 
 def _error_text(pgconn: pq.PGconn, res: pq.PGresult | None) -> str:

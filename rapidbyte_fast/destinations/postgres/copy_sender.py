@@ -8,7 +8,7 @@ import time
 
 import psycopg
 
-from ..errors import PipelineAborted
+from ...errors import StageStopped
 
 
 class CopySender:
@@ -57,5 +57,5 @@ class CopySender:
 
     def _raise(self) -> None:
         if self._error is not None:
-            err, self._error = self._error, PipelineAborted("COPY sender stopped")
+            err, self._error = self._error, StageStopped("COPY sender stopped")
             raise err

@@ -1,0 +1,264 @@
+"""One stream's load into Postgres, as planned by its ``WriteSpec``.
+
+The load's main connection runs the strategy's DDL and the final commit. Committed once
+(``commit == "once"``), the one writer shares that connection and the whole stream is one
+transaction, or one per checkpoint of a merge. Committed per range, every worker's writer
+has its own connection and commits each key range by itself: with its progress mark when
+the load is resumable, else into a staging table that the final commit moves or swaps in.
+"""
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pyarrow as pa
+
+from ... import faults
+from ...pgconn import connect
+from ...pgtypes import describe_table, field_pg_type, write_plan
+from ...state import progress
+from .ddl import column_list
+from .loader import Loader, dest_error
+from .spec import WriteSpec
+from .strategies import STRATEGIES
+
+
+class TableLoad:
+    """Loads one stream: ``open``, then each worker's ``writer``, then ``commit`` (or
+    ``abort``), then ``close``."""
+
+    def __init__(self, endpoint: str, spec: WriteSpec, pg_cfg, evolution) -> None:
+        self.endpoint, self.spec, self.pg = endpoint, spec, pg_cfg
+        self.strategy = STRATEGIES[spec.strategy](spec, evolution)
+        self.conn: psycopg.Connection | None = None
+        self.timings = {"dest_connect_secs": 0.0, "dest_commit_secs": 0.0, "dest_ddl_secs": 0.0}
+        self.loaders: list[Loader] = []
+        self.checkpoints = 0
+        self._conns: list[psycopg.Connection] = []
+        self._wp = None
+        self._cols = ""
+        self._pg_types: list[str] = []
+        self._ck_mark = (0, 0, 0.0)
+
+    @property
+    def rows_written(self) -> int:
+        return sum(ld.rows_written for ld in self.loaders)
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(ld.bytes_written for ld in self.loaders)
+
+    @property
+    def copy_format(self) -> str:
+        return self.loaders[0].copy_format if self.loaders else ""
+
+    def all_timings(self) -> dict[str, float]:
+        """Destination timings with the loaders' summed in."""
+        out = dict(self.timings)
+        for ld in self.loaders:
+            for k, v in ld.timings.items():
+                out[k] = out.get(k, 0.0) + v
+        return out
+
+    def _connect(self) -> psycopg.Connection:
+        t0 = time.perf_counter()
+        conn = connect(self.endpoint, f"destination for stream {self.spec.stream}")
+        conn.autocommit = False
+        self.timings["dest_connect_secs"] += time.perf_counter() - t0
+        self._conns.append(conn)
+        return conn
+
+    def open(self, schema: pa.Schema) -> None:
+        """Prepare the table to load into (the strategy's DDL)."""
+        self.conn = self._connect()
+        t0 = time.perf_counter()
+        try:
+            schema, target_types = self.strategy.prepare(self.conn, schema)
+            self._wp = write_plan(schema, target_types)
+            self._pg_types = self._load_types(schema, target_types is not None)
+            self._cols = column_list(schema.names)
+            if self.spec.commit == "per_range":
+                self.conn.commit()  # other connections must see the staging table
+                self.strategy.stage_committed = self.spec.staging is not None
+        except psycopg.Error as exc:
+            raise dest_error(self.spec.prefix, exc) from None
+        finally:
+            self.timings["dest_ddl_secs"] += time.perf_counter() - t0
+        self._ck_mark = (0, 0, time.monotonic())
+
+    def _load_types(self, schema: pa.Schema, into_existing: bool) -> list[str]:
+        if not into_existing:
+            return [field_pg_type(f) for f in schema]
+        have = {c.name: c.pg_type for c in
+                describe_table(self.conn, self.spec.schema, self.spec.table).columns}
+        return [have[n] for n in schema.names]
+
+    def new_loader(self, conn: psycopg.Connection, continuation: bool = False) -> Loader:
+        """A loader of the load table on ``conn``."""
+        loader = Loader(conn, self.spec.prefix, self.pg, self.strategy.load_rel, self._cols,
+                        self._wp, self.spec.raw, continuation=continuation,
+                        pg_types=self._pg_types)
+        self.loaders.append(loader)
+        return loader
+
+    def writer(self) -> "Writer":
+        """A worker's writer: on the main connection when committed once, else its own."""
+        if self.spec.commit == "once":
+            return OnceWriter(self)
+        return RangeWriter(self, self._connect())
+
+    def checkpoint(self, loader: Loader) -> Loader:
+        """Commit what is loaded so far (rows and cursor together); returns the loader
+        that goes on."""
+        loader.finish(checkpoint=True)
+        t0 = time.perf_counter()
+        try:
+            self.strategy.checkpoint(self.conn)
+            faults.hit("dest.checkpoint")
+            self.conn.commit()
+            self.strategy.stage_committed = True
+            faults.hit("dest.checkpointed")
+            loader = self.new_loader(self.conn, continuation=True)
+        except psycopg.Error as exc:
+            raise dest_error(self.spec.prefix, exc) from None
+        self.timings["dest_commit_secs"] += time.perf_counter() - t0
+        self.checkpoints += 1
+        self._ck_mark = (self.rows_written, self.bytes_written, time.monotonic())
+        return loader
+
+    def checkpoint_due(self) -> bool:
+        """Mid-stream commits are safe only into a staging table whose rows move with the
+        cursor (incremental) or idempotently (upsert)."""
+        every_bytes, every_rows, every_secs = self.spec.checkpoint_every
+        rows0, bytes0, t0 = self._ck_mark
+        return bool((every_bytes and self.bytes_written - bytes0 >= every_bytes)
+                    or (every_rows and self.rows_written - rows0 >= every_rows)
+                    or (every_secs and time.monotonic() - t0 >= every_secs))
+
+    def commit_range(self, loader: Loader | None, conn: psycopg.Connection, index: int) -> None:
+        """Commit range ``index``: its rows (``loader``, None when it had none) and, when the
+        load is resumable, its mark, in one transaction."""
+        t0 = time.perf_counter()
+        rows = 0
+        if loader is not None:
+            loader.finish()
+            rows = loader.rows_written
+        spec = self.spec
+        try:
+            if spec.ranged is not None:
+                progress.mark_done(conn, spec.schema, spec.pipeline, spec.stream, index, rows)
+            faults.hit("dest.range_commit")
+            conn.commit()
+        except psycopg.Error as exc:
+            raise dest_error(spec.prefix, exc) from None
+        faults.hit("dest.range_committed")
+        self.timings["dest_commit_secs"] += time.perf_counter() - t0
+        self.checkpoints += spec.ranged is not None
+
+    def commit(self, last: Loader | None = None) -> None:
+        """Finish the load (``last``: the once-committed loader), put the rows in place, and
+        commit."""
+        if last is not None:
+            last.finish()
+        conn = self.conn
+        try:
+            t0 = time.perf_counter()
+            self.strategy.finish(conn, self.rows_written)
+            if self.spec.ranged is not None:
+                progress.reset(conn, self.spec.schema, self.spec.pipeline, self.spec.stream)
+            self.timings["dest_ddl_secs"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            faults.hit("dest.commit")
+            conn.commit()
+            self.timings["dest_commit_secs"] += time.perf_counter() - t0
+        except psycopg.Error as exc:
+            raise dest_error(self.spec.prefix, exc) from None
+        faults.hit("dest.committed")
+
+    def abort(self) -> None:
+        """Undo what is not committed; drop a committed staging table that cannot be
+        resumed."""
+        for ld in self.loaders:
+            ld.abort()
+        for conn in self._conns:
+            if not conn.closed:
+                try:
+                    conn.rollback()
+                except psycopg.Error:
+                    pass
+        if self.conn is None or self.conn.closed:
+            return
+        try:
+            self.strategy.abort(self.conn)
+        except psycopg.Error:
+            pass
+
+    def close(self) -> None:
+        """Close every connection."""
+        for conn in self._conns:
+            conn.close()
+
+
+class OnceWriter:
+    """The one writer of a load committed once (with checkpoints of a merge)."""
+
+    def __init__(self, load: TableLoad) -> None:
+        self.load = load
+        self.loader = load.new_loader(load.conn)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Encode and send one batch."""
+        self.loader.write(batch)
+        self._maybe_checkpoint()
+
+    def write_raw(self, chunk: bytearray) -> int:
+        """Send a chunk of the source's COPY binary stream; returns its tuples."""
+        n = self.loader.write_raw(chunk)
+        self._maybe_checkpoint()
+        return n
+
+    def _maybe_checkpoint(self) -> None:
+        # (the final commit follows the end of a passthrough stream)
+        if self.loader.stream_ended or not self.load.checkpoint_due():
+            return
+        self.loader = self.load.checkpoint(self.loader)
+
+    def end_range(self, index: int) -> None:
+        """One piece: nothing commits before the end."""
+
+    def finish(self) -> Loader:
+        """The loader the final commit finishes."""
+        return self.loader
+
+
+class RangeWriter:
+    """One worker's writes, on its own connection: a loader per range, each range
+    committed by ``end_range``."""
+
+    def __init__(self, load: TableLoad, conn: psycopg.Connection) -> None:
+        self.load, self.conn = load, conn
+        self.loader: Loader | None = None
+
+    def _current(self) -> Loader:
+        if self.loader is None:  # started lazily: an empty range commits just its mark
+            self.loader = self.load.new_loader(self.conn)
+        return self.loader
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Encode and send one batch."""
+        self._current().write(batch)
+
+    def write_raw(self, chunk: bytearray) -> int:
+        """Send a chunk of the range's COPY binary stream; returns its tuples."""
+        return self._current().write_raw(chunk)
+
+    def end_range(self, index: int) -> None:
+        """Commit range ``index`` (with its mark when resumable)."""
+        self.load.commit_range(self.loader, self.conn, index)
+        self.loader = None
+
+    def finish(self) -> None:
+        """Every range of this worker is committed by now: nothing is left to do."""
+
+
+Writer = OnceWriter | RangeWriter

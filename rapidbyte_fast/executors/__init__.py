@@ -1,0 +1,1 @@
+"""Executors run TaskPlans: ``local`` in threads of this process."""

@@ -1,0 +1,139 @@
+"""The local executor: runs one ``TaskPlan`` in threads of this process.
+
+Each of the plan's W workers is a pipe: a reader thread reads its share of the key ranges
+(every W-th) into a bounded queue, an optional transform thread runs the chain, and a
+writer thread loads what arrives, committing each range where the plan says so. A failure
+in any stage stops the others promptly (the readers' COPYs are cancelled) and surfaces as
+one error; nothing waits forever.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from .. import faults, registry
+from ..errors import RapidbyteError, StageStopped
+from ..plan import TaskPlan
+from ..result import StreamResult, merge_timings
+from ..state.dlq import DeadLetterStore
+from ..transforms import chain as chain_mod
+from .pipe import Frames, OnRows, Pipe, PipeSettings
+
+_log = logging.getLogger("rapidbyte_fast")
+
+
+class _Run:
+    """The shared state of one task's threads: the first error, and the stop signal."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.readers: list = []
+
+    def fail(self, exc: BaseException) -> None:
+        if not isinstance(exc, StageStopped):
+            self.errors.append(exc)
+        self.stop.set()
+        for r in self.readers:
+            r.cancel()
+
+
+def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "") -> StreamResult:
+    """Copy one stream as planned."""
+    res = plan.resources
+    src = registry.source(plan.source_use)(plan.source_config, plan.source_endpoint)
+    dest = registry.destination(plan.dest_use)(plan.dest_config, plan.dest_endpoint)
+    dlq = (DeadLetterStore(plan.dest_endpoint, plan.write.schema, plan.pipeline, run_id)
+           if plan.transforms and plan.dest_config.on_data_error == "dlq" else None)
+    chain = chain_mod.build(plan.transforms, plan.dest_config.on_data_error,
+                            dlq.add if dlq is not None else None)
+    faults.bind(plan.source_endpoint, plan.dest_endpoint)
+    settings = PipeSettings(res.max_inflight_batches, res.max_batch_bytes, res.max_batch_rows,
+                            plan.path == "passthrough",
+                            Frames(res.compression, res.compression_level))
+    run = _Run()
+    load = dest.open_load(plan.write)
+    pipes: list[Pipe] = []
+    exporter = None
+    t_start = time.perf_counter()
+    try:
+        if plan.snapshot == "export":
+            exporter = src.exporter(plan.stream.name)
+        workers = plan.reads.workers
+        for w in range(workers):
+            reader = src.reader(plan.info, plan.cursor,
+                                snapshot=exporter.snapshot if exporter else None,
+                                hold_snapshot=plan.snapshot == "hold")
+            run.readers.append(reader)  # (closed with the others, also when open fails)
+            reader.open()
+        if plan.resumed_ranges:
+            _log.info("stream %s: resuming an unfinished %s at key range %d of %d (%d rows "
+                      "already committed)", plan.stream.name, plan.write.write_mode,
+                      plan.resumed_ranges + 1, plan.total_ranges, plan.resumed_rows)
+        chain_mod.open_chain(chain, plan.stream.name, plan.info.schema)
+        load.open(plan.schema)
+        for w, reader in enumerate(run.readers):
+            pipes.append(Pipe(reader, load.writer(), plan.reads.ranges[w::workers],
+                              chain if w == 0 else [], settings, run.stop, run.fail,
+                              on_rows, f"{plan.stream.name}-{w}"))
+        for p in pipes:
+            p.start()
+        for p in pipes:
+            p.join()
+        if run.errors:
+            raise run.errors[0]
+        load.commit(pipes[0].last_loader if pipes and plan.write.commit == "once" else None)
+    except BaseException as exc:
+        # e.g. Ctrl-C in the main thread: stop every stage before rolling back
+        run.stop.set()
+        for r in run.readers:
+            r.cancel()
+        for p in pipes:
+            p.join(timeout=10)
+        load.abort()
+        kept = (len(plan.write.ranged.done) + load.checkpoints
+                if plan.write.ranged is not None else 0)
+        if kept and isinstance(exc, RapidbyteError):
+            raise exc.noted(f"({kept} of {plan.total_ranges} key ranges are committed: the "
+                            "next run goes on from there)") from exc.__cause__
+        raise
+    finally:
+        for t in chain:
+            t.close()
+        if dlq is not None:
+            dlq.close()
+        for r in run.readers:
+            r.close()
+        if exporter is not None:
+            exporter.close()
+        load.close()
+    return _result(plan, load, run.readers, pipes, chain, settings.frames,
+                   time.perf_counter() - t_start)
+
+
+def _result(plan: TaskPlan, load, readers: list, pipes: list[Pipe], chain: list,
+            frames: Frames, seconds: float) -> StreamResult:
+    chain_timings, skipped, dead = chain_mod.stats(chain)
+    w = plan.write
+    sr = StreamResult(
+        stream=plan.stream.name, target=f"{w.schema}.{w.table}", load_method=w.load_method,
+        path=plan.path, path_reason=plan.path_reason, duration_secs=seconds,
+        records_written=load.rows_written, bytes_written=load.bytes_written,
+        batches=sum(p.batches for p in pipes), bytes_read=sum(r.bytes_read for r in readers),
+        parallelism=max(plan.reads.workers, 1) if plan.reads.partitioning else 1,
+        partitioning=plan.reads.partitioning, checkpoints=load.checkpoints,
+        ranges=plan.total_ranges if w.ranged is not None else 0,
+        resumed_ranges=plan.resumed_ranges, resumed_rows=plan.resumed_rows,
+        records_skipped=skipped, records_dlq=dead, transform_count=len(chain),
+        copy_format=load.copy_format,
+        cursor_before=plan.cursor.value if plan.cursor is not None else None)
+    sr.records_read = (sr.records_written if plan.path == "passthrough"
+                       else sum(p.records_read for p in pipes))
+    new = load.strategy.new_cursor
+    sr.cursor_after = new.value if new is not None else sr.cursor_before
+    sr.timings = merge_timings(*(r.timings for r in readers), load.all_timings(),
+                               *(p.times for p in pipes), chain_timings,
+                               {"compress_secs": frames.compress_secs,
+                                "decompress_secs": frames.decompress_secs})
+    return sr

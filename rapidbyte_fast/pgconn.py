@@ -1,0 +1,51 @@
+"""Connections to PostgreSQL: one way to open them, with the session settings our SQL
+relies on pinned, a name in ``pg_stat_activity``, and a one-line redacted error."""
+from __future__ import annotations
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from . import embedded, faults
+from .errors import ConnectionLost
+from .redact import redact
+
+#: Session settings every statement and literal of ours relies on, sent in the startup
+#: packet (no extra round trip) after the user's own ``options``, so a role or database
+#: default can't change them: with ``standard_conforming_strings = off`` a text ending in a
+#: backslash would let the next INSERT literal be parsed as SQL.
+SESSION_OPTIONS = ("-c standard_conforming_strings=on -c DateStyle=ISO,MDY "
+                   "-c IntervalStyle=postgres -c TimeZone=UTC -c extra_float_digits=3")
+
+_PERMANENT_CONNECT_ERRORS = ("password authentication failed", "no pg_hba.conf entry",
+                             "does not exist", "permission denied",
+                             "invalid connection option", "invalid URI")
+
+
+def connect(conninfo: str, what: str) -> psycopg.Connection:
+    """An autocommit connection, or ConnectionLost with a redacted one-line reason."""
+    # named in pg_stat_activity (unless the user named the session in the URL)
+    extra = ({} if "application_name" in conninfo
+             else {"application_name": faults.app_name(what)})
+    try:
+        user_options = conninfo_to_dict(conninfo).get("options") or ""
+    except psycopg.ProgrammingError:
+        user_options = ""  # psycopg.connect below reports the malformed conninfo
+    try:
+        # text is carried as UTF-8 bytes as sent, so the session encoding must be UTF8
+        return psycopg.connect(conninfo, autocommit=True, client_encoding="UTF8",
+                               options=f"{user_options} {SESSION_OPTIONS}".strip(), **extra)
+    except psycopg.OperationalError as exc:
+        msg = " ".join(str(exc).split())
+        # a refused login or a missing database does not get better by retrying
+        raise ConnectionLost(f"{what}: cannot connect: {redact(msg)}", retryable=not any(
+            m in msg for m in _PERMANENT_CONNECT_ERRORS)) from None
+
+
+def resolve_conninfo(pg_cfg) -> str:
+    """libpq conninfo of a postgres connection config, starting the embedded server when
+    the config names one."""
+    name = pg_cfg.embedded_name()
+    if name is not None:
+        return embedded.ensure(name)
+    return pg_cfg.conninfo()
+

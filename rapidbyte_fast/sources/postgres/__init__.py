@@ -1,0 +1,121 @@
+"""The Postgres source connector: describes tables from the catalog, cuts them into key
+ranges, and opens COPY readers (Arrow batches, or the raw COPY binary stream for
+passthrough). The only source module that knows it reads Postgres."""
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from ... import passthrough
+from ...config import PostgresSourceConfig
+from ...connector import Capabilities, CursorPlan, KeyCuts, KeyRange, RangePlan, StreamInfo
+from ...errors import SourceError
+from ...pgconn import connect, resolve_conninfo
+from ...pgtypes import PgTable, describe_table, project, qualified, split_table
+from . import ranges
+from .reader import PostgresReader
+
+_TABLES_SQL = """
+SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY c.relname
+"""
+
+
+class PostgresSourceConnector:
+    """``source: use: postgres``."""
+
+    name = "postgres"
+    capabilities = Capabilities(raw_copy=True, key_ranges=True, incremental=True,
+                                snapshots=True)
+    config_model = PostgresSourceConfig
+
+    def __init__(self, config: PostgresSourceConfig, endpoint: str | None = None) -> None:
+        self.config = config
+        self.endpoint = endpoint or resolve_conninfo(config)
+        self._conn: psycopg.Connection | None = None
+
+    @property
+    def catalog(self) -> psycopg.Connection:
+        """The connection describing and cutting tables (opened on first use)."""
+        if self._conn is None:
+            self._conn = connect(self.endpoint, "source")
+        return self._conn
+
+    def describe(self, stream: Any) -> StreamInfo:
+        schema, table = split_table(stream.name, self.config.schema_name)
+        return self._info(stream.name, schema, table, stream.columns)
+
+    def _info(self, name: str, schema: str, table: str,
+              columns: tuple[str, ...] | None) -> StreamInfo:
+        conn = self.catalog
+        try:
+            full = describe_table(conn, schema, table)
+            est_rows, est_bytes = conn.execute(
+                "SELECT greatest(reltuples, 0)::bigint, pg_relation_size(oid) FROM pg_class "
+                "WHERE oid = %s::regclass", (qualified(schema, table),)).fetchone()
+            raw_types = passthrough.column_types(conn, schema, table)
+        except SourceError as exc:
+            raise SourceError(f"stream {name}: {exc}") from None
+        except psycopg.Error as exc:
+            raise SourceError(f"stream {name}: {' '.join(str(exc).split())}",
+                              sqlstate=exc.sqlstate) from None
+        t = project(full, columns, name)
+        return StreamInfo(name, t.arrow_schema(), t.primary_key, est_rows, est_bytes,
+                          f"{schema}.{table}", {"table": t, "raw_types": raw_types})
+
+    def discover(self) -> list[StreamInfo]:
+        schema = self.config.schema_name
+        names = [r[0] for r in self.catalog.execute(_TABLES_SQL, (schema,)).fetchall()]
+        return [self._info(n if schema == "public" else f"{schema}.{n}", schema, n, None)
+                for n in names]
+
+    def raw_copy_reason(self, info: StreamInfo) -> str | None:
+        return passthrough.source_reason(info.extra["raw_types"], info.schema.names)
+
+    def plan_ranges(self, info: StreamInfo, stream: Any, workers: Any, write_mode: str,
+                    resumable: bool, earlier: KeyCuts | None,
+                    interval: tuple[int, int]) -> RangePlan:
+        table: PgTable = info.extra["table"]
+        workers = ranges.worker_count(info.est_rows, workers, write_mode)
+        int_key = ranges.integer_key(table, stream.partition_key, stream.name)
+        key = (int_key,) if int_key else table.primary_key
+        if resumable and key:
+            cuts = earlier if earlier is not None and earlier.key == key else None
+            if cuts is None:
+                pieces = max(workers, ranges.range_count(info.est_rows, info.est_bytes,
+                                                         *interval))
+                cuts = ranges.key_cuts(self.catalog, table, key, pieces) if pieces > 1 else None
+            if cuts is not None and cuts.cuts:
+                return RangePlan(_key_ranges(cuts), workers, f"key {', '.join(key)}", cuts)
+        if workers <= 1:
+            return RangePlan()
+        if int_key:
+            cuts = ranges.key_cuts(self.catalog, table, (int_key,), workers)
+            if cuts is not None and cuts.cuts:
+                return RangePlan(_key_ranges(cuts), workers, f"key {int_key}")
+            return RangePlan()
+        blocks = ranges.block_ranges(self.catalog, table, workers)
+        if not blocks:
+            return RangePlan()
+        return RangePlan(tuple(KeyRange(i, p) for i, p in enumerate(blocks)), workers, "ctid")
+
+    def reader(self, info: StreamInfo, cursor: CursorPlan | None = None,
+               snapshot: str | None = None, hold_snapshot: bool = False) -> PostgresReader:
+        return PostgresReader(self.endpoint, info.extra["table"], info.name, cursor, snapshot,
+                              hold_snapshot)
+
+    def exporter(self, stream: str) -> ranges.SnapshotExporter:
+        """A connection holding a snapshot the workers of ``stream`` import."""
+        return ranges.SnapshotExporter(connect(self.endpoint, f"source stream {stream}"))
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _key_ranges(cuts: KeyCuts) -> tuple[KeyRange, ...]:
+    return tuple(KeyRange(i, ranges.key_range_sql(cuts.key, cuts.key_types, cuts.cuts, i,
+                                                  cuts.has_null))
+                 for i in range(cuts.count))
