@@ -3,6 +3,7 @@ shows and forgets of an unfinished load, and replace refusing to drop dependent 
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -239,3 +240,27 @@ def test_failed_append_says_what_is_committed_and_next_run_finishes(
     bench = _bench(_cli(pg_dsn, "run", "-q", path))
     assert (bench["resumed_ranges"], bench["records_written"]) == (2, 3000)
     assert _text_rows(pg_conn, pg_schema2, "ev") == _text_rows(pg_conn, source, "ev")
+
+
+def test_cuts_of_a_never_analyzed_table_are_computed_by_the_server(pg_conn, pg_schema):
+    """Never analyzed, a table's row estimate is unknown: the cut points must still come
+    from a sample, with only the cuts fetched (not every key into Python)."""
+    s = f'"{pg_schema}"'
+    pg_conn.execute(f"CREATE TABLE {s}.big (id uuid PRIMARY KEY, v int) "
+                    "WITH (autovacuum_enabled = false)")
+    pg_conn.execute(f"INSERT INTO {s}.big SELECT gen_random_uuid(), i "
+                    "FROM generate_series(1, 2000000) i")
+    assert pg_conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
+                           (f"{s}.big",)).fetchone()[0] <= 0
+    table = describe_table(pg_conn, pg_schema, "big")
+    tracemalloc.start()
+    try:
+        p = key_cuts(pg_conn, table, ("id",), 8)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 << 20, f"{peak:,} bytes"  # all 2M keys as Python text would be ~250 MB
+    assert p.count == 8 and p.key_types == ("uuid",)
+    sizes = [pg_conn.execute(f"SELECT count(*) FROM {s}.big WHERE {_where(p, i)}").fetchone()[0]
+             for i in range(p.count)]
+    assert sum(sizes) == 2_000_000 and min(sizes) > 2_000_000 / 8 * 0.8, sizes

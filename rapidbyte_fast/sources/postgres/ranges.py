@@ -153,25 +153,34 @@ def key_cuts(conn: psycopg.Connection, table: PgTable, key: tuple[str, ...],
 
 def _sampled_cuts(conn: psycopg.Connection, table: PgTable, key: tuple[str, ...],
                   pieces: int) -> tuple[tuple[str, ...], ...] | None:
+    """Cut points at the quantiles of a sample, computed by the server: only the first key
+    of each of ``pieces`` buckets comes back, whatever the table's size."""
     rel = qualified(table.schema, table.name)
-    rows = conn.execute("SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = %s::regclass",
-                        (rel,)).fetchone()[0]
+    rows, pages = conn.execute(
+        "SELECT greatest(reltuples, 0), pg_relation_size(oid) / "
+        "current_setting('block_size')::int FROM pg_class WHERE oid = %s::regclass",
+        (rel,)).fetchone()
     want = pieces * SAMPLE_PER_RANGE
-    # SYSTEM sampling takes whole pages; a sample that came back empty asks for more
-    pct = 100.0 if not rows or rows <= want else 100.0 * want / rows
+    # SYSTEM sampling takes whole pages; never analyzed, the table has at least a row per
+    # page; a sample that came back empty asks for more
+    known = rows if rows else pages
+    pct = 100.0 if not known or known <= want else 100.0 * want / known
     cols = ", ".join(f"t.{quote_ident(c)}" for c in key)
+    texts = ", ".join(f"s.{quote_ident(c)}::text" for c in key)
+    order = ", ".join(f"s.{quote_ident(c)}" for c in key)
     while True:
-        sample = conn.execute(
-            f"SELECT {', '.join(f't.{quote_ident(c)}::text' for c in key)} FROM {rel} AS t "
-            f"TABLESAMPLE SYSTEM ({pct}) ORDER BY {cols}").fetchall()
-        if sample or pct >= 100.0:
+        firsts = conn.execute(
+            f"SELECT DISTINCT ON (s.__rbf_bucket) {texts} FROM (SELECT {cols}, "
+            f"ntile({int(pieces)}) OVER (ORDER BY {cols}) AS __rbf_bucket FROM {rel} AS t "
+            f"TABLESAMPLE SYSTEM ({pct})) AS s ORDER BY s.__rbf_bucket, {order}").fetchall()
+        if firsts or pct >= 100.0:
             break
         pct = min(100.0, pct * 4)
-    if not sample:
+    if not firsts:
         return None
     cuts: list[tuple[str, ...]] = []
-    for j in range(1, pieces):
-        cut = tuple(sample[j * len(sample) // pieces])
-        if cut != tuple(sample[0]) and (not cuts or cuts[-1] != cut):
+    for first in firsts[1:]:
+        cut = tuple(first)
+        if cut != tuple(firsts[0]) and (not cuts or cuts[-1] != cut):
             cuts.append(cut)
     return tuple(cuts)
