@@ -178,7 +178,7 @@ def _transformed_schema(cfg: PipelineConfig, stream: str, schema: pa.Schema) -> 
     """The schema the destination receives: the source's, through every transform."""
     if not cfg.transforms:
         return schema
-    chain = chain_mod.build(cfg.transforms, cfg.destination.on_data_error, None)
+    chain = chain_mod.build(cfg.transforms, "fail", None)  # (rejects do not change the schema)
     try:
         return chain_mod.open_chain(chain, stream, schema)
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 
 from .. import faults, registry
 from ..errors import RapidbyteError, StageStopped
@@ -44,7 +45,9 @@ def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "") ->
     res = plan.resources
     src = registry.source(plan.source_use)(plan.source_config, plan.source_endpoint)
     dest = registry.destination(plan.dest_use)(plan.dest_config, plan.dest_endpoint)
-    dlq = (DeadLetterStore(plan.dest_endpoint, plan.write.schema, plan.pipeline, run_id)
+    # dead letters are scoped to this attempt: visible once its rows commit
+    dlq = (DeadLetterStore(plan.dest_endpoint, plan.write.schema, plan.pipeline, run_id,
+                           attempt=uuid.uuid4().hex)
            if plan.transforms and plan.dest_config.on_data_error == "dlq" else None)
     chain = chain_mod.build(plan.transforms, plan.dest_config.on_data_error,
                             dlq.add if dlq is not None else None)
@@ -53,7 +56,7 @@ def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "") ->
                             plan.path == "passthrough",
                             Frames(res.compression, res.compression_level))
     run = _Run()
-    load = dest.open_load(plan.write)
+    load = dest.open_load(plan.write, dlq.mark_committed if dlq is not None else None)
     pipes: list[Pipe] = []
     exporter = None
     t_start = time.perf_counter()

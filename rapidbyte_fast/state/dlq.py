@@ -4,6 +4,12 @@ Each row records the run, pipeline and stream, the rejected record as JSON, ever
 it was rejected (``"rule: message"``) and a category (``validation``, ``load``, ...).
 ``DeadLetterStore.add`` has the shape of a transform's ``RejectSink``; it buffers and
 writes with one COPY per ``batch_rows`` records, so a burst of rejects costs one round trip.
+
+A store that belongs to one attempt of a load (``attempt``) writes its rows as not yet
+committed; the load marks them committed (``mark_committed``) in the transaction that
+commits the rows they were rejected from. The rows of an attempt that rolled back (a
+failure, a retry) stay invisible and are deleted by the next attempt, so a retry never
+duplicates them.
 """
 from __future__ import annotations
 
@@ -26,7 +32,8 @@ from ..pgconn import connect
 
 TABLE = "rbf_dead_letters"
 
-_COLUMNS = ("run_id", "pipeline", "stream", "record", "errors", "category")
+_COLUMNS = ("run_id", "pipeline", "stream", "record", "errors", "category", "attempt",
+            "committed")
 
 
 def _plain(value: Any) -> Any:
@@ -85,13 +92,15 @@ def records_json(batch: pa.RecordBatch, rows: pa.Array | list[int]) -> list[str]
 
 
 class DeadLetterStore:
-    """Writes rejected records of one run of ``pipeline``; thread-safe, so every task of the
-    run can share one store. Records are committed by ``flush()`` (and every ``batch_rows``
-    records); ``close()`` flushes."""
+    """Writes rejected records of one run of ``pipeline``; thread-safe. Records are written by
+    ``flush()`` (and every ``batch_rows`` records), and visible once written, or (with an
+    ``attempt``) once the load marks them committed; ``close()`` flushes."""
 
     def __init__(self, conninfo: str, schema: str, pipeline: str = "", run_id: str = "",
-                 batch_rows: int = 1000) -> None:
+                 batch_rows: int = 1000, attempt: str = "") -> None:
         self.schema, self.pipeline, self.run_id = schema, pipeline, run_id
+        #: the load attempt the rows belong to ("": rows are committed as written)
+        self.attempt = attempt
         self.batch_rows = batch_rows
         #: records written so far
         self.written = 0
@@ -107,7 +116,16 @@ class DeadLetterStore:
 
     def _create(self) -> None:
         assert self._conn is not None
+        table = sql.Identifier(self.schema, TABLE)
         if table_exists(self._conn, self.schema, TABLE):
+            # (a table made before attempts existed gets their columns)
+            self._conn.execute(sql.SQL(
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS attempt text NOT NULL DEFAULT '', "
+                "ADD COLUMN IF NOT EXISTS committed boolean NOT NULL DEFAULT true").format(table))
+            if self.attempt:  # rows of attempts that rolled back
+                self._conn.execute(sql.SQL(
+                    "DELETE FROM {} WHERE pipeline = %s AND NOT committed").format(table),
+                    [self.pipeline])
             return
         # CREATE ... IF NOT EXISTS still needs CREATE privilege, so only when missing.
         if self._conn.execute("SELECT to_regnamespace(%s) IS NULL",
@@ -118,7 +136,8 @@ class DeadLetterStore:
             "CREATE TABLE IF NOT EXISTS {} (id bigserial PRIMARY KEY, run_id text NOT NULL,"
             " pipeline text NOT NULL, stream text NOT NULL, record jsonb NOT NULL,"
             " errors text[] NOT NULL, category text NOT NULL,"
-            " created_at timestamptz NOT NULL DEFAULT now())"
+            " created_at timestamptz NOT NULL DEFAULT now(),"
+            " attempt text NOT NULL DEFAULT '', committed boolean NOT NULL DEFAULT true)"
         ).format(sql.Identifier(self.schema, TABLE)))
         self._conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (pipeline, id)").format(
             sql.Identifier(f"{TABLE}_pipeline_idx"), sql.Identifier(self.schema, TABLE)))
@@ -129,8 +148,8 @@ class DeadLetterStore:
     def add(self, stream: str, record_json: str, errors: list[str], category: str) -> None:
         """Queue one rejected record (a ``RejectSink``)."""
         with self._lock:
-            self._buffer.append(
-                (self.run_id, self.pipeline, stream, record_json, list(errors), category))
+            self._buffer.append((self.run_id, self.pipeline, stream, record_json, list(errors),
+                                 category, self.attempt, not self.attempt))
             if len(self._buffer) >= self.batch_rows:
                 self._write()
 
@@ -155,6 +174,14 @@ class DeadLetterStore:
         self.written += len(self._buffer)
         self._buffer.clear()
 
+    def mark_committed(self, conn: psycopg.Connection) -> None:
+        """Write what is queued, then mark this attempt's rows committed in ``conn``'s
+        transaction (the one that commits the load's rows)."""
+        self.flush()
+        conn.execute(sql.SQL("UPDATE {} SET committed = true WHERE run_id = %s AND attempt = %s "
+                             "AND NOT committed").format(sql.Identifier(self.schema, TABLE)),
+                     [self.run_id, self.attempt])
+
     def close(self) -> None:
         """Flush and disconnect."""
         with self._lock:
@@ -178,7 +205,8 @@ def list_dead_letters(conninfo: str, schema: str, pipeline: str, limit: int = 10
                 return []
             query = sql.SQL(
                 "SELECT id, run_id, pipeline, stream, record, errors, category, created_at"
-                " FROM {} WHERE pipeline = %s AND (%s::text IS NULL OR run_id = %s)"
+                " FROM {} WHERE pipeline = %s AND committed"
+                " AND (%s::text IS NULL OR run_id = %s)"
                 " ORDER BY id DESC LIMIT %s"
             ).format(sql.Identifier(schema, TABLE))
             with conn.cursor(row_factory=dict_row) as cur:

@@ -56,8 +56,8 @@ def _pipeline(tmp_path, src_schema, dst_schema, *, streams, load_method="copy",
     return str(path)
 
 
-def _cli(pg_dsn, *args):
-    env = {**os.environ, "TEST_DSN": pg_dsn}
+def _cli(pg_dsn, *args, env=None):
+    env = {**os.environ, "TEST_DSN": pg_dsn, **(env or {})}
     return subprocess.run([sys.executable, "-m", "rapidbyte_fast", *args],
                           capture_output=True, text=True, env=env, timeout=300)
 

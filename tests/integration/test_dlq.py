@@ -52,7 +52,8 @@ def test_round_trip_exact(pg_dsn, pg_conn, pg_schema):
                        ("pipeline", "text", False), ("stream", "text", False),
                        ("record", "jsonb", False), ("errors", "ARRAY", False),
                        ("category", "text", False),
-                       ("created_at", "timestamp with time zone", True)]
+                       ("created_at", "timestamp with time zone", True),
+                       ("attempt", "text", True), ("committed", "boolean", True)]
 
 
 def test_batches_are_written_every_batch_rows_and_runs_are_kept_apart(pg_dsn, pg_schema):

@@ -136,3 +136,26 @@ def test_wasm_plugins_end_to_end(pg_dsn, pg_conn, people, pg_schema2, tmp_path):
     assert masked[2].endswith("@example.org")
     listed = _cli(pg_dsn, "plugins")
     assert "transform-filter 0.1.0 [transform]" in listed.stdout
+
+
+def test_dead_letters_belong_to_the_attempt_that_committed(pg_dsn, pg_conn, people, pg_schema2,
+                                                          tmp_path):
+    path = _with(_pipeline(tmp_path, people, pg_schema2, streams="- name: people\n"),
+                 "  on_data_error: dlq\n" + RULES)
+    # the first attempt's commit loses its connection: the retry rejects the rows again
+    proc = _cli(pg_dsn, "run", path, env={"RAPIDBYTE_FAULTS": "dest.commit=terminate-dest"})
+    assert proc.returncode == 0, proc.stderr
+    assert _bench(proc)["retry_count"] == 1
+    listed = _cli(pg_dsn, "dlq", "list", "--json", path)
+    assert sorted(r["record"]["id"] for r in json.loads(listed.stdout)) == [2, 3]
+    # a load that fails for good keeps none of its dead letters
+    pg_conn.execute(f'ALTER TABLE "{pg_schema2}".people ADD CHECK (age > 20) NOT VALID')
+    failing = path.replace(".yaml", "-append.yaml")
+    with open(path) as src, open(failing, "w") as dst:
+        dst.write(src.read().replace("write_mode: replace", "write_mode: append"))
+    proc = _cli(pg_dsn, "run", failing)
+    assert proc.returncode == 1 and "violates check constraint" in proc.stderr
+    listed = _cli(pg_dsn, "dlq", "list", "--json", failing)
+    assert sorted(r["record"]["id"] for r in json.loads(listed.stdout)) == [2, 3]
+    assert pg_conn.execute(f'SELECT count(*) FROM "{pg_schema2}".rbf_dead_letters').fetchone() \
+        == (4,)  # the failed attempt's two are there, uncommitted, until the next attempt

@@ -137,6 +137,8 @@ class PostgresDestinationConnector:
         return progress.RangedLoad(mode, cuts.key, cuts.key_types, cuts.cuts,
                                    cuts.has_null), earlier
 
-    def open_load(self, spec: WriteSpec) -> TableLoad:
-        """The load of one planned stream (call ``open`` on it)."""
-        return TableLoad(self.endpoint, spec, self.pg, self.config.schema_evolution)
+    def open_load(self, spec: WriteSpec, before_commit=None) -> TableLoad:
+        """The load of one planned stream (call ``open`` on it); ``before_commit(conn)`` runs
+        in every transaction that commits rows."""
+        return TableLoad(self.endpoint, spec, self.pg, self.config.schema_evolution,
+                         before_commit)

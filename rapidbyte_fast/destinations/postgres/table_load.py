@@ -9,6 +9,7 @@ the load is resumable, else into a staging table that the final commit moves or 
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import psycopg
 import pyarrow as pa
@@ -27,8 +28,12 @@ class TableLoad:
     """Loads one stream: ``open``, then each worker's ``writer``, then ``commit`` (or
     ``abort``), then ``close``."""
 
-    def __init__(self, endpoint: str, spec: WriteSpec, pg_cfg, evolution) -> None:
+    def __init__(self, endpoint: str, spec: WriteSpec, pg_cfg, evolution,
+                 before_commit: Callable[[psycopg.Connection], None] | None = None) -> None:
         self.endpoint, self.spec, self.pg = endpoint, spec, pg_cfg
+        #: runs in each transaction that commits rows, just before the commit (e.g. marking
+        #: the attempt's dead letters committed with the rows)
+        self.before_commit = before_commit
         self.strategy = STRATEGIES[spec.strategy](spec, evolution)
         self.conn: psycopg.Connection | None = None
         self.timings = {"dest_connect_secs": 0.0, "dest_commit_secs": 0.0, "dest_ddl_secs": 0.0}
@@ -114,6 +119,8 @@ class TableLoad:
         t0 = time.perf_counter()
         try:
             self.strategy.checkpoint(self.conn)
+            if self.before_commit is not None:
+                self.before_commit(self.conn)
             faults.hit("dest.checkpoint")
             self.conn.commit()
             self.strategy.stage_committed = True
@@ -166,6 +173,8 @@ class TableLoad:
             self.strategy.finish(conn, self.rows_written)
             if self.spec.ranged is not None:
                 progress.reset(conn, self.spec.schema, self.spec.pipeline, self.spec.stream)
+            if self.before_commit is not None:
+                self.before_commit(conn)
             self.timings["dest_ddl_secs"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             faults.hit("dest.commit")
