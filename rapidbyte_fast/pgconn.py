@@ -16,6 +16,12 @@ from .redact import redact
 SESSION_OPTIONS = ("-c standard_conforming_strings=on -c DateStyle=ISO,MDY "
                    "-c IntervalStyle=postgres -c TimeZone=UTC -c extra_float_digits=3")
 
+#: TCP keepalives (and a cap on unacknowledged sends), unless the conninfo sets its own: a
+#: peer that vanished without closing the connection fails the read or write within about
+#: 2 minutes instead of hanging the run (ignored on Unix sockets).
+KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10",
+              "keepalives_count": "6", "tcp_user_timeout": "120000"}
+
 _PERMANENT_CONNECT_ERRORS = ("password authentication failed", "no pg_hba.conf entry",
                              "does not exist", "permission denied",
                              "invalid connection option", "invalid URI")
@@ -27,9 +33,11 @@ def connect(conninfo: str, what: str) -> psycopg.Connection:
     extra = ({} if "application_name" in conninfo
              else {"application_name": faults.app_name(what)})
     try:
-        user_options = conninfo_to_dict(conninfo).get("options") or ""
+        given = conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError:
-        user_options = ""  # psycopg.connect below reports the malformed conninfo
+        given = {}  # psycopg.connect below reports the malformed conninfo
+    user_options = given.get("options") or ""
+    extra.update({k: v for k, v in KEEPALIVES.items() if k not in given})
     try:
         # text is carried as UTF-8 bytes as sent, so the session encoding must be UTF8
         return psycopg.connect(conninfo, autocommit=True, client_encoding="UTF8",
