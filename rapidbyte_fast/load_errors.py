@@ -117,6 +117,8 @@ def pg_message(exc: psycopg.Error) -> str:
     msg = diag.message_primary or str(exc)
     if diag.message_detail:
         msg += f" ({diag.message_detail})"
+    if exc.sqlstate == "23505":  # only a target with a key refuses a row it has already
+        msg += "; the target has a unique key: write_mode upsert updates rows by key"
     return " ".join(msg.split())
 
 

@@ -6,12 +6,13 @@ import pytest
 from .test_cli_e2e import _cli, _err, _pipeline, _text_rows
 
 
-def _run(pg_dsn, tmp_path, src, dst, streams, write_mode, load_method="copy"):
+def _run(pg_dsn, tmp_path, src, dst, streams, write_mode, load_method="copy", extra_dest=""):
     path = _pipeline(tmp_path, src, dst, streams=streams, write_mode=write_mode,
                      load_method=load_method)
     if write_mode == "upsert":
-        with open(path, "a") as f:
-            f.write("  primary_key: [id]\n")
+        extra_dest += "  primary_key: [id]\n"
+    with open(path, "a") as f:
+        f.write(extra_dest)
     return _cli(pg_dsn, "run", "-q", path)
 
 
@@ -208,3 +209,29 @@ def test_upsert_rewrites_only_changed_rows(pg_dsn, pg_conn, pg_schema, pg_schema
     assert [after[i] != before[i] for i in (1, 2, 3)] == [True, True, False]
     assert _text_rows(pg_conn, pg_schema2, "ev") == [
         ("1", "1.00", '{"a": 1}', "a"), ("2", "2", "[1, 2]", "b"), ("3", "3", None, "c")]
+
+
+def test_full_refresh_append_is_a_log(pg_dsn, pg_conn, pg_schema, pg_schema2, tmp_path):
+    """Two appends of 3 rows give 6 rows: a target created by append has no key unless
+    ``primary_key`` is configured; appending a duplicate into a keyed target is an error
+    that names the key and suggests upsert."""
+    s = f'"{pg_schema}"'
+    pg_conn.execute(f"CREATE TABLE {s}.users (id int PRIMARY KEY, name text)")
+    pg_conn.execute(f"INSERT INTO {s}.users VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+    for _ in range(2):
+        proc = _run(pg_dsn, tmp_path, pg_schema, pg_schema2, "- name: users\n", "append")
+        assert proc.returncode == 0, proc.stderr
+    assert pg_conn.execute(f'SELECT count(*), count(DISTINCT id) FROM "{pg_schema2}".users'
+                           ).fetchone() == (6, 3)
+    assert pg_conn.execute("SELECT count(*) FROM pg_constraint WHERE conrelid = %s::regclass",
+                           (f'"{pg_schema2}".users',)).fetchone() == (0,)
+    pg_conn.execute(f'DROP TABLE "{pg_schema2}".users')
+    proc = _run(pg_dsn, tmp_path, pg_schema, pg_schema2, "- name: users\n", "append",
+                extra_dest="  primary_key: [id]\n")
+    assert proc.returncode == 0, proc.stderr
+    proc = _run(pg_dsn, tmp_path, pg_schema, pg_schema2, "- name: users\n", "append",
+                extra_dest="  primary_key: [id]\n")
+    assert proc.returncode == 1
+    assert 'duplicate key value violates unique constraint "users_pkey" (Key (id)=(1) ' \
+           "already exists.); the target has a unique key: write_mode upsert updates rows " \
+           "by key" in proc.stderr

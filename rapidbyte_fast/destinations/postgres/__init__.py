@@ -97,8 +97,12 @@ class PostgresDestinationConnector:
         return None
 
     def primary_key(self, schema: pa.Schema) -> tuple[str, ...]:
-        """The key of the target: configured, else the source's."""
-        return tuple(self.config.primary_key or ()) or primary_key_of(schema)
+        """The key of a target the load creates: configured, else the source's; an append
+        target is a log, keyed only when ``primary_key`` is configured."""
+        configured = tuple(self.config.primary_key or ())
+        if configured or self.config.write_mode == "append":
+            return configured
+        return primary_key_of(schema)
 
     def plan_write(self, pipeline: str, stream: str, schema: pa.Schema, state: TargetState,
                    reads: RangePlan, raw: bool, cursor: CursorPlan | None,
