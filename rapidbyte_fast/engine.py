@@ -1,6 +1,6 @@
 """Runs a pipeline: plan every stream (nothing is written until every stream resolves),
-then execute each plan, retrying transient failures from the last commit, and record the
-run in the history."""
+lock every target against other runs, then execute each plan, retrying transient failures
+from the last commit, and record the run in the history."""
 from __future__ import annotations
 
 import logging
@@ -8,7 +8,7 @@ import resource
 import time
 import uuid
 
-from . import _impl, faults, retry
+from . import _impl, faults, registry, retry
 from .config import PipelineConfig
 from .errors import RapidbyteError
 from .executors.local import run_task
@@ -56,9 +56,24 @@ def run_pipeline(cfg: PipelineConfig, on_rows: OnRows | None = None) -> RunResul
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     plans = make_plans(cfg)
-    history = RunHistory(cfg.state.backend, cfg.state.resolved_connection())
     run_id = uuid.uuid4().hex
     result.run_id = run_id
+    dest = registry.destination(cfg.destination.use)(cfg.destination, plans[0].dest_endpoint)
+    lock = dest.lock(cfg.pipeline, run_id, [p.stream.name for p in plans])
+    try:
+        _run_plans(cfg, plans, on_rows, result)
+    finally:
+        lock.close()
+    result.duration_secs = time.perf_counter() - t0
+    result.process_cpu_secs = time.process_time() - cpu0
+    result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return result
+
+
+def _run_plans(cfg: PipelineConfig, plans: list[TaskPlan], on_rows: OnRows | None,
+               result: RunResult) -> None:
+    history = RunHistory(cfg.state.backend, cfg.state.resolved_connection())
+    run_id = result.run_id
     for plan in plans:
         history.started(run_id, cfg.pipeline, plan.stream.name)
         try:
@@ -70,10 +85,6 @@ def run_pipeline(cfg: PipelineConfig, on_rows: OnRows | None = None) -> RunResul
         history.finished(run_id, plan.stream.name, "succeeded", sr.records_written,
                          sr.bytes_written, sr.path, None)
         result.streams.append(sr)
-    result.duration_secs = time.perf_counter() - t0
-    result.process_cpu_secs = time.process_time() - cpu0
-    result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    return result
 
 
 def run(path_or_config, env=None, on_rows: OnRows | None = None) -> RunResult:

@@ -6,6 +6,7 @@
     │   ├── EmbeddedError                 the embedded PostgreSQL cannot be started
     │   └── ImplementationError           the requested kernels are not importable
     ├── ConnectionLost (ConnectionError)  a database could not be reached, or dropped us
+    ├── LockedError                       another run writes the same table (exit 75)
     ├── SourceError                       the source failed while reading
     ├── DataError (ValueError)            a value cannot be carried or loaded
     ├── CodecError (ValueError)           a compressed inter-stage frame is corrupt
@@ -76,6 +77,13 @@ class ConnectionLost(RapidbyteError, ConnectionError):
     """A database could not be reached or dropped the connection."""
 
     retryable = True
+
+
+class LockedError(RapidbyteError):
+    """Another run is writing the same destination table; the message names it."""
+
+    #: EX_TEMPFAIL: try again later
+    exit_code = 75
 
 
 class SourceError(RapidbyteError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -213,3 +214,25 @@ def test_third_party_source_installed_in_a_venv_runs_end_to_end(pg_dsn, pg_conn,
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("config error: source.config.rows: ")
+
+
+def test_two_runs_writing_one_table_refuse_each_other(pg_dsn, pg_conn, seeded, pg_schema2,
+                                                      tmp_path):
+    from rapidbyte_fast.destinations.postgres import PostgresDestinationConnector
+
+    path = _pipeline(tmp_path, seeded, pg_schema2, streams="- name: users\n")
+    cfg = load_config(path, {"TEST_DSN": pg_dsn})
+    holder = PostgresDestinationConnector(cfg.destination, pg_dsn).lock(
+        "nightly", "0123456789abcdef", ["users"])
+    try:
+        proc = _cli(pg_dsn, "run", "-q", path)
+    finally:
+        holder.close()
+    assert proc.returncode == 75
+    err = proc.stderr.strip().splitlines()[-1]
+    assert err.startswith(f"error: {pg_schema2}.users is being written by another run "
+                          "(pipeline nightly, run 0123456789ab, host ")
+    assert f", pid {os.getpid()}, started 20" in err and err.endswith("this run wrote nothing")
+    assert pg_conn.execute("SELECT to_regclass(%s)", (f'"{pg_schema2}".users',)
+                           ).fetchone() == (None,)
+    assert _cli(pg_dsn, "run", "-q", path).returncode == 0  # released with its session

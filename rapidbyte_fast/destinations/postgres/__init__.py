@@ -18,6 +18,7 @@ from ...pgtypes import primary_key_of, split_table, table_exists
 from ...state import cursors, progress
 from .ddl import stage_name
 from .loader import adaptive_flush_bytes
+from .run_lock import RunLock
 from .spec import WriteSpec
 from .table_load import TableLoad
 
@@ -140,6 +141,12 @@ class PostgresDestinationConnector:
             return earlier, None
         return progress.RangedLoad(mode, cuts.key, cuts.key_types, cuts.cuts,
                                    cuts.has_null), earlier
+
+    def lock(self, pipeline: str, run_id: str, streams: list[str]) -> RunLock:
+        """Hold every stream's target against other runs until ``close``; LockedError
+        naming the holder when another run holds one."""
+        return RunLock(self.endpoint, pipeline, run_id,
+                       sorted({self.target_of(s) for s in streams}))
 
     def open_load(self, spec: WriteSpec, before_commit=None) -> TableLoad:
         """The load of one planned stream (call ``open`` on it); ``before_commit(conn)`` runs
