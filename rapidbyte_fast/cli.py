@@ -55,8 +55,9 @@ def _fail(exc: BaseException) -> None:
             click.echo(f"config error: {redact(line)}", err=True)
         sys.exit(exc.exit_code)
     if isinstance(exc, KeyboardInterrupt):
-        click.echo("interrupted: the current stream was rolled back", err=True)
-        sys.exit(130)
+        click.echo("stopped: the work in flight was rolled back; committed ranges, "
+                   "checkpoints and streams are kept", err=True)
+        sys.exit(128 + getattr(exc, "signum", 2))
     if isinstance(exc, RapidbyteError):
         click.echo(f"error: {redact(' '.join(str(exc).split()))}", err=True)
         sys.exit(exc.exit_code)
@@ -131,6 +132,7 @@ def run(pipeline: str, quiet: bool, verbose: int, log_format: str, dry_run: bool
         return
     from .engine import run_pipeline
 
+    _stop_on_signals()
     progress = _Progress(not quiet, log_format)
     try:
         cfg = _load(pipeline)
@@ -145,6 +147,26 @@ def run(pipeline: str, quiet: bool, verbose: int, log_format: str, dry_run: bool
     elif not quiet:
         click.echo(result.summary())
     click.echo(result.bench_line())
+
+
+def _stop_on_signals() -> None:
+    """The first SIGTERM or SIGINT stops the run gracefully (StopRequested in the main
+    thread: the work in flight rolls back, the rest stays committed); a second one ends
+    the process at once."""
+    import os
+    import signal
+
+    from .errors import StopRequested
+
+    def handler(signum: int, frame) -> None:
+        if getattr(handler, "fired", False):
+            os._exit(128 + signum)
+        handler.fired = True  # type: ignore[attr-defined]
+        _log.warning("stopping on signal %d (a second one stops at once)", signum)
+        raise StopRequested(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
 
 
 def _dry_run(pipeline: str, as_json: bool) -> None:

@@ -117,5 +117,14 @@ class DestinationError(RapidbyteError):
     """The destination failed while writing (SQL error, permission, type clash)."""
 
 
+class StopRequested(KeyboardInterrupt):
+    """A first SIGTERM or SIGINT asked the run to stop: the work in flight is rolled back,
+    what is committed stays, and the process exits with ``128 + signum``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
 class StageStopped(Exception):
     """Internal: a stage stopped because another stage failed first (never shown)."""

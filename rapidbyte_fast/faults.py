@@ -7,6 +7,7 @@ commit, before and after the final commit. ``RAPIDBYTE_FAULTS`` arms some of the
 (1 when ``#n`` is left out) ``action`` happens once:
 
 - ``kill``: SIGKILL this process (nothing is cleaned up, as in a real crash);
+- ``term``: SIGTERM this process (the graceful stop: work in flight is rolled back);
 - ``terminate-source`` / ``terminate-dest``: ``pg_terminate_backend`` on this process's
   source or destination connections, from a side connection (as a DBA or a failover would).
 
@@ -28,7 +29,7 @@ POINTS = frozenset({
     "source.batch", "dest.batch", "dest.checkpoint", "dest.checkpointed",
     "dest.range_commit", "dest.range_committed", "dest.commit", "dest.committed",
 })
-ACTIONS = frozenset({"kill", "terminate-source", "terminate-dest"})
+ACTIONS = frozenset({"kill", "term", "terminate-source", "terminate-dest"})
 
 _log = logging.getLogger("rapidbyte_fast")
 _lock = threading.Lock()
@@ -75,8 +76,9 @@ def hit(point: str) -> None:
         if n != nth:
             return
     _log.warning("fault injection: %s at %s #%d", action, point, n)
-    if action == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
+    if action in ("kill", "term"):
+        os.kill(os.getpid(), signal.SIGKILL if action == "kill" else signal.SIGTERM)
+        return
     side_of = action.removeprefix("terminate-")  # "source" or "dest"
     role = "source" if side_of == "source" else "destination"  # as app_name() names them
     with psycopg.connect(_conninfo[side_of], autocommit=True) as side:

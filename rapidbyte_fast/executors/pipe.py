@@ -93,20 +93,30 @@ class Pipe:
         self.times = {"source_emit_wait_secs": 0.0, "dest_recv_wait_secs": 0.0,
                       "source_duration_secs": 0.0, "dest_duration_secs": 0.0,
                       "transform_wait_secs": 0.0}
-        self.threads = [threading.Thread(target=self._read, name=f"rbf-src-{name}", daemon=True),
-                        threading.Thread(target=self._write, name=f"rbf-dst-{name}", daemon=True)]
-        if chain:
-            self.threads.append(threading.Thread(target=self._transform,
-                                                 name=f"rbf-xf-{name}", daemon=True))
+        stages = [(self._read, "src"), (self._write, "dst")] + (
+            [(self._transform, "xf")] if chain else [])
+        #: set when each stage's thread has ended (Thread.join is not used: a join that a
+        #: signal handler interrupts marks a running thread as stopped, CPython gh-90882)
+        self._ended = [threading.Event() for _ in stages]
+        self.threads = [threading.Thread(target=self._stage, args=(fn, ended),
+                                         name=f"rbf-{tag}-{name}", daemon=True)
+                        for (fn, tag), ended in zip(stages, self._ended)]
+
+    @staticmethod
+    def _stage(fn: Callable[[], None], ended: threading.Event) -> None:
+        try:
+            fn()
+        finally:
+            ended.set()
 
     def start(self) -> None:
         for t in self.threads:
             t.start()
 
     def join(self, timeout: float | None = None) -> None:
-        for t in self.threads:
-            if t.is_alive() or timeout is None:
-                t.join(timeout)
+        """Wait until every stage has ended (each for at most ``timeout``)."""
+        for ended in self._ended:
+            ended.wait(timeout)
 
     def _put(self, item, q: queue.Queue | None = None,
              wait_key: str = "source_emit_wait_secs") -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from ..pgtypes import qualified, quote_ident, table_exists
+from ..pgtypes import qualified, table_exists
 
 STATE_TABLE = "rbf_state"
 
@@ -29,7 +29,6 @@ def _table(schema: str) -> str:
 
 def ensure_table(conn: psycopg.Connection, schema: str) -> None:
     """Create the state table in ``schema`` if missing."""
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
     conn.execute(
         f"CREATE TABLE IF NOT EXISTS {_table(schema)} (pipeline text NOT NULL, "
         "stream text NOT NULL, cursor_value text NOT NULL, tie_value text, "

@@ -172,3 +172,32 @@ def test_bad_fault_spec_is_a_clear_error(monkeypatch, pg_dsn, pg_schema, pg_sche
     monkeypatch.setenv("RAPIDBYTE_FAULTS", "dest.nowhere#2=kill")
     with pytest.raises(RapidbyteError, match=r"RAPIDBYTE_FAULTS: bad item 'dest.nowhere#2=kill'"):
         rapidbyte_fast.run(_config(pg_dsn, pg_schema, pg_schema2, "append"))
+
+
+# (mode, point): a first SIGTERM at each, then a clean run
+STOP = [("append", "source.batch#2"), ("append", "dest.range_committed#1"),
+        ("replace", "dest.batch#3"), ("replace", "dest.range_commit#2"),
+        ("replace", "dest.commit#1"), ("upsert", "dest.checkpoint#1"),
+        ("incremental", "dest.checkpointed#1"), ("incremental", "dest.commit#1")]
+
+
+@pytest.mark.parametrize("mode,point", STOP)
+def test_sigterm_stops_gracefully_then_next_run_is_exact(pg_dsn, pg_conn, pg_schema, pg_schema2,
+                                                         tmp_path, monkeypatch, mode, point):
+    before = _before(pg_conn, pg_dsn, pg_schema, pg_schema2, mode)
+    path = tmp_path / "stop.json"
+    passthrough = "auto" if mode in ("append", "replace") and "batch" not in point else "off"
+    path.write_text(json.dumps(_config(pg_dsn, pg_schema, pg_schema2, mode, passthrough)))
+    monkeypatch.setenv("RAPIDBYTE_FAULTS", f"{point}=term")
+    stopped = _cli(pg_dsn, "run", "-q", str(path))
+    assert stopped.returncode == 143, stopped.stderr
+    assert stopped.stderr.strip().splitlines()[-1] == (
+        "stopped: the work in flight was rolled back; committed ranges, checkpoints and "
+        "streams are kept")
+    assert "Traceback" not in stopped.stderr
+    if mode == "replace":
+        assert _text_rows(pg_conn, pg_schema2, "ev") == before  # old table intact
+    monkeypatch.delenv("RAPIDBYTE_FAULTS")
+    proc = _cli(pg_dsn, "run", "-q", str(path))
+    assert proc.returncode == 0, proc.stderr
+    _check_after(pg_conn, pg_schema, pg_schema2, mode, before)

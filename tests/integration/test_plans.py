@@ -236,3 +236,45 @@ def test_two_runs_writing_one_table_refuse_each_other(pg_dsn, pg_conn, seeded, p
     assert pg_conn.execute("SELECT to_regclass(%s)", (f'"{pg_schema2}".users',)
                            ).fetchone() == (None,)
     assert _cli(pg_dsn, "run", "-q", path).returncode == 0  # released with its session
+
+
+def test_missing_privileges_fail_before_anything_is_written(pg_dsn, pg_conn, seeded,
+                                                            pg_schema2):
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from rapidbyte_fast.errors import DestinationError
+
+    role = f"r_{pg_schema2}"
+    pg_conn.execute(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        params = {**conninfo_to_dict(pg_dsn), "user": role}
+        params.pop("password", None)
+        dsn = make_conninfo(**params)
+        cfg = {"version": "1.0", "pipeline": "p",
+               "source": {"use": "postgres", "config": {"url": dsn, "schema": seeded},
+                          "streams": [{"name": "users"}, {"name": "orders"}]},
+               "destination": {"use": "postgres", "config": {"url": dsn, "schema": pg_schema2},
+                               "write_mode": "append"}}
+        pg_conn.execute(f'GRANT USAGE ON SCHEMA "{seeded}" TO "{role}"')
+        pg_conn.execute(f'GRANT SELECT ON "{seeded}".users TO "{role}"')
+        pg_conn.execute(f'GRANT SELECT (id, status) ON "{seeded}".orders TO "{role}"')
+        for grant, problem in [
+                ("USAGE", f"may not use schema {pg_schema2} (GRANT USAGE ON SCHEMA)"),
+                ("CREATE", f"may not create tables in schema {pg_schema2} (GRANT CREATE ON "
+                           "SCHEMA)")]:
+            with pytest.raises(DestinationError) as err:
+                rapidbyte_fast.run(cfg)
+            assert str(err.value) == (f"stream users → {pg_schema2}.users: the destination "
+                                      f"role {problem}; nothing was written")
+            pg_conn.execute(f'GRANT {grant} ON SCHEMA "{pg_schema2}" TO "{role}"')
+        with pytest.raises(SourceError, match=(
+                rf"^stream orders: the source role may not read {seeded}.orders \(no SELECT "
+                r"on user_id, amount, created_at, notes\)$")):
+            rapidbyte_fast.run(cfg)
+        assert pg_conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = %s",
+                               (pg_schema2,)).fetchone() == (0,)
+        pg_conn.execute(f'GRANT SELECT ON "{seeded}".orders TO "{role}"')
+        assert rapidbyte_fast.run(cfg).records_written == 6
+    finally:
+        pg_conn.execute(f'DROP OWNED BY "{role}"')
+        pg_conn.execute(f'DROP ROLE "{role}"')

@@ -14,7 +14,8 @@ from ... import passthrough
 from ...config import PostgresDestinationConfig
 from ...connector import Capabilities, CursorPlan, KeyCuts, RangePlan, StreamInfo
 from ...pgconn import connect, resolve_conninfo
-from ...pgtypes import primary_key_of, split_table, table_exists
+from ...errors import DestinationError
+from ...pgtypes import primary_key_of, qualified, quote_ident, split_table, table_exists
 from ...state import cursors, progress
 from .ddl import stage_name
 from .loader import adaptive_flush_bytes
@@ -38,6 +39,32 @@ class TargetState:
     earlier: progress.RangedLoad | None
     earlier_usable: bool
     cursor: cursors.Cursor | None
+
+
+def _denied(conn, schema: str, table: str, mode: str) -> str | None:
+    """What the destination role may not do that the load needs, or None."""
+    has_schema = conn.execute("SELECT to_regnamespace(%s) IS NOT NULL",
+                              (quote_ident(schema),)).fetchone()[0]
+    if not has_schema:
+        ok = conn.execute("SELECT has_database_privilege(current_database(), 'CREATE')"
+                          ).fetchone()[0]
+        return None if ok else f"may not create schema {schema} (GRANT CREATE ON DATABASE)"
+    if not conn.execute("SELECT has_schema_privilege(%s, 'USAGE')", (schema,)).fetchone()[0]:
+        return f"may not use schema {schema} (GRANT USAGE ON SCHEMA)"
+    exists = table_exists(conn, schema, table)
+    # a new target, a replace's staging table and the state tables are made in the schema
+    if (not exists or mode == "replace") and not conn.execute(
+            "SELECT has_schema_privilege(%s, 'CREATE')", (schema,)).fetchone()[0]:
+        return f"may not create tables in schema {schema} (GRANT CREATE ON SCHEMA)"
+    if exists:
+        rel = qualified(schema, table)
+        if not conn.execute("SELECT has_table_privilege(%s, 'INSERT')", (rel,)).fetchone()[0]:
+            return f"may not insert into {schema}.{table} (GRANT INSERT)"
+        if mode == "replace" and not conn.execute(
+                "SELECT pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = %s::regclass",
+                (rel,)).fetchone()[0]:
+            return f"does not own {schema}.{table}, which a replace swaps out"
+    return None
 
 
 class PostgresDestinationConnector:
@@ -68,6 +95,10 @@ class PostgresDestinationConnector:
         dest_schema, table = self.target_of(stream)
         mode = self.config.write_mode
         with connect(self.endpoint, f"destination for stream {stream}") as conn:
+            denied = _denied(conn, dest_schema, table, mode)
+            if denied:
+                raise DestinationError(f"stream {stream} → {dest_schema}.{table}: the "
+                                       f"destination role {denied}; nothing was written")
             exists = table_exists(conn, dest_schema, table)
             types = passthrough.column_types(conn, dest_schema, table) if exists else None
             earlier = progress.load(conn, dest_schema, pipeline, stream)

@@ -56,7 +56,10 @@ class Strategy:
         """DDL before the load: returns the columns to load, and the target's types when
         rows load into an existing target."""
         spec = self.spec
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(spec.schema)}")
+        # (only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database)
+        if conn.execute("SELECT to_regnamespace(%s) IS NULL",
+                        (quote_ident(spec.schema),)).fetchone()[0]:
+            conn.execute(f"CREATE SCHEMA {quote_ident(spec.schema)}")
         schema = ensure_types(conn, spec.schema, schema)
         if spec.discard is not None:
             progress.reset(conn, spec.schema, spec.pipeline, spec.stream)

@@ -44,7 +44,15 @@ class PostgresSourceConnector:
 
     def describe(self, stream: Any) -> StreamInfo:
         schema, table = split_table(stream.name, self.config.schema_name)
-        return self._info(stream.name, schema, table, stream.columns)
+        info = self._info(stream.name, schema, table, stream.columns)
+        rel = qualified(schema, table)
+        denied = [c for (c,) in self.catalog.execute(
+            "SELECT c FROM unnest(%s::text[]) c WHERE NOT has_table_privilege(%s, 'SELECT') "
+            "AND NOT has_column_privilege(%s, c, 'SELECT')", (info.schema.names, rel, rel))]
+        if denied:
+            raise SourceError(f"stream {stream.name}: the source role may not read "
+                              f"{schema}.{table} (no SELECT on {', '.join(denied)})")
+        return info
 
     def _info(self, name: str, schema: str, table: str,
               columns: tuple[str, ...] | None) -> StreamInfo:
