@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping, Optional, Union
 import pyarrow as pa
 import wasmtime
 
+from rapidbyte_fast.config import parse_size
 from rapidbyte_fast.errors import ConfigError, PluginError
 from rapidbyte_fast.plugins import abi, cache
 
@@ -38,7 +39,6 @@ EPOCH_TICK = 0.01
 #: engine options; they are part of the AOT cache key
 _ENGINE_OPTIONS = {"epoch_interruption": True, "cranelift_opt_level": "speed"}
 _PAGE = 65536
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 #: what the plugin reads: an encapsulated IPC message, or a record batch, which the host
 #: serializes straight into guest memory (sparing a copy of every batch)
@@ -109,12 +109,10 @@ class Limits:
 
 
 def _size(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?\s*", str(value).lower())
-    if not isinstance(value, str) or match is None:
+    try:
+        return parse_size(value)
+    except ValueError:
         return None
-    return int(float(match[1]) * _UNITS[match[2]])
 
 
 def encode_config(config: Mapping[str, Any], plugin: str) -> bytes:

@@ -21,7 +21,9 @@ def build(transforms, on_data_error: str, reject: RejectSink | None) -> list[Tra
         else:
             from .wasm import WasmTransform
 
-            out.append(WasmTransform(t.use, t.config, t.limits))
+            # Only the limits the pipeline sets: the host fills in its defaults.
+            limits = t.limits.model_dump(exclude_unset=True) if t.limits else None
+            out.append(WasmTransform(t.use, t.config, limits))
     return out
 
 

@@ -12,14 +12,16 @@ Arrow type is still the input's; computed columns get the destination's default 
 """
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import pyarrow as pa
 from datafusion import DataFrame, SessionConfig, SessionContext, SQLOptions
 
+from ..config import SqlConfig, transform_config
 from ..errors import ConfigError, DataError
 from ..pgtypes import PRIMARY_KEY_KEY, quote_ident, split_table
 
@@ -177,18 +179,8 @@ class SqlTransform:
 
     name = "sql"
 
-    def __init__(self, config: dict, index: int | None = None) -> None:
-        where = _query_location(index).removesuffix(".query")
-        problems = [f"{where}.{key}: unknown key"
-                    + (" (did you mean 'query'?)" if difflib.get_close_matches(key, ["query"])
-                       else "")
-                    for key in map(str, config) if key != "query"]
-        query = config.get("query")
-        if not isinstance(query, str) or not query.strip():
-            problems.append(f"{where}.query: the sql transform needs a non-empty query")
-        if problems:
-            raise ConfigError(problems)
-        self.query = query
+    def __init__(self, config: SqlConfig | Mapping[str, Any], index: int | None = None) -> None:
+        self.query = transform_config(SqlConfig, config, index).query
         self.index = index
         self.stats: dict[str, float] = {"seconds": 0.0, "rows_in": 0.0, "rows_out": 0.0}
         self._bound: _Query | None = None

@@ -17,10 +17,10 @@ the reject sink as JSON with its failed rules (category ``validation``).
 """
 from __future__ import annotations
 
-import difflib
 import functools
 import itertools
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -28,13 +28,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..config import ValidateConfig, ValidateRule, did_you_mean, transform_config
 from ..errors import ConfigError, DataError
 from ..state.dlq import records_json
 from . import RejectSink
-
-_RULES = ("not_null", "regex", "range", "accepted_values", "unique")
-_KEYS = {"regex": ("column", "pattern"), "range": ("column", "min", "max"),
-         "accepted_values": ("column", "values")}
 
 Evaluate = Callable[[pa.RecordBatch], pa.BooleanArray]
 
@@ -49,6 +46,21 @@ class _Rule:
     columns: tuple[tuple[str, str], ...]
     params: dict[str, Any]
 
+    @classmethod
+    def of(cls, item: ValidateRule, path: str) -> _Rule:
+        """``item``, the rule at ``path`` (e.g. ``transforms[1].config.rules[0]``)."""
+        kind = item.kind
+        value = getattr(item, kind)
+        path = f"{path}.{kind}"
+        if kind in ("not_null", "unique"):
+            if isinstance(value, str):
+                return cls(path, kind, ((value, path),), {})
+            return cls(path, kind, tuple((c, f"{path}[{k}]") for k, c in enumerate(value)), {})
+        params = {k: v for k, v in value.model_dump().items() if k != "column"}
+        if kind == "accepted_values":
+            params["values"] = list(value.values)
+        return cls(path, kind, ((value.column, f"{path}.column"),), params)
+
 
 @dataclass(frozen=True)
 class _Check:
@@ -56,79 +68,6 @@ class _Check:
 
     message: str
     evaluate: Evaluate
-
-
-def _suggest(word: str, choices: list[str]) -> str:
-    near = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {near[0]!r}?)" if near else ""
-
-
-def _is_scalar(value: Any) -> bool:
-    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
-
-
-def _column_list(value: Any, path: str, problems: list[str]) -> tuple[tuple[str, str], ...]:
-    if isinstance(value, str):
-        return ((value, path),)
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return tuple((v, f"{path}[{k}]") for k, v in enumerate(value))
-    problems.append(f"{path}: must be a column name or a non-empty list of column names")
-    return ()
-
-
-def _parse_rule(item: Any, path: str, problems: list[str]) -> _Rule | None:
-    if not isinstance(item, dict) or len(item) != 1:
-        got = f"keys {', '.join(map(str, item))}" if isinstance(item, dict) else repr(item)
-        problems.append(f"{path}: must be a mapping with exactly one rule, e.g. "
-                        f"{{not_null: [id]}} (got {got})")
-        return None
-    ((kind, value),) = item.items()
-    if kind not in _RULES:
-        problems.append(f"{path}: unknown rule {kind!r}{_suggest(str(kind), list(_RULES))}; "
-                        f"rules are {', '.join(_RULES)}")
-        return None
-    path = f"{path}.{kind}"
-    if kind in ("not_null", "unique"):
-        columns = _column_list(value, path, problems)
-        return _Rule(path, kind, columns, {}) if columns else None
-    if not isinstance(value, dict):
-        problems.append(f"{path}: must be a mapping with keys {', '.join(_KEYS[kind])}")
-        return None
-    count = len(problems)
-    for key in value:
-        if key not in _KEYS[kind]:
-            problems.append(f"{path}.{key}: unknown key{_suggest(str(key), list(_KEYS[kind]))}")
-    column = value.get("column")
-    if not isinstance(column, str) or not column:
-        problems.append(f"{path}.column: must be a column name")
-    params = {k: value.get(k) for k in _KEYS[kind] if k != "column"}
-    if kind == "regex":
-        _check_pattern(params["pattern"], f"{path}.pattern", problems)
-    elif kind == "range":
-        if params["min"] is None and params["max"] is None:
-            problems.append(f"{path}: needs min, max or both")
-        for bound in ("min", "max"):
-            if params[bound] is not None and not _is_scalar(params[bound]):
-                problems.append(f"{path}.{bound}: must be a number (or a date/time as text)")
-    elif kind == "accepted_values":
-        values = params["values"]
-        if not (isinstance(values, list) and values
-                and all(isinstance(v, (str, int, float)) for v in values)):
-            problems.append(f"{path}.values: must be a non-empty list of values")
-    if len(problems) > count:
-        return None
-    return _Rule(path, kind, ((column, f"{path}.column"),), params)
-
-
-def _check_pattern(pattern: Any, path: str, problems: list[str]) -> None:
-    if not isinstance(pattern, str) or not pattern:
-        problems.append(f"{path}: must be a regular expression")
-        return
-    try:
-        # RE2 (what pyarrow runs), not Python's re: the syntaxes differ.
-        pc.match_substring_regex(pa.array([""]), pattern)
-    except pa.ArrowInvalid as exc:
-        problems.append(f"{path}: {str(exc)[0].lower()}{str(exc)[1:]}")
 
 
 def _fails_where_false(ok: pa.Array) -> pa.BooleanArray:
@@ -247,7 +186,7 @@ def _bind(rule: _Rule, schema: pa.Schema, stream: str, problems: list[str]) -> l
     for column, path in rule.columns:
         if column not in schema.names:
             problems.append(f"{path}: stream {stream} has no column {column!r}"
-                            f"{_suggest(column, schema.names)}")
+                            f"{did_you_mean(column, schema.names)}")
     if len(problems) > count:
         return []
     names = [c for c, _ in rule.columns]
@@ -312,27 +251,16 @@ class ValidateTransform:
 
     name = "validate"
 
-    def __init__(self, config: dict, on_data_error: str, reject: RejectSink | None,
-                 index: int | None = None) -> None:
+    def __init__(self, config: ValidateConfig | Mapping[str, Any], on_data_error: str,
+                 reject: RejectSink | None, index: int | None = None) -> None:
         if on_data_error not in ("fail", "skip", "dlq"):
             raise ValueError(f"on_data_error must be fail, skip or dlq, not {on_data_error!r}")
         if on_data_error == "dlq" and reject is None:
             raise ValueError("on_data_error 'dlq' needs a reject sink")
         self.on_data_error, self.reject, self.index = on_data_error, reject, index
         where = f"transforms[{index}].config" if index is not None else "config"
-        problems: list[str] = []
-        for key in config:
-            if key != "rules":
-                problems.append(f"{where}.{key}: unknown key{_suggest(str(key), ['rules'])}")
-        rules = config.get("rules")
-        if not isinstance(rules, list) or not rules:
-            problems.append(f"{where}.rules: must be a non-empty list of rules")
-            rules = []
-        parsed = [_parse_rule(item, f"{where}.rules[{j}]", problems)
-                  for j, item in enumerate(rules)]
-        if problems:
-            raise ConfigError(problems)
-        self._rules = [r for r in parsed if r is not None]
+        rules = transform_config(ValidateConfig, config, index).rules
+        self._rules = [_Rule.of(item, f"{where}.rules[{j}]") for j, item in enumerate(rules)]
         self._checks: list[_Check] = []
         self._stream = ""
         self._row = 0

@@ -15,10 +15,12 @@ from rapidbyte_fast.config import (
     DestinationConfig,
     GenerateConfig,
     PipelineConfig,
+    PluginLimits,
     PostgresDestinationConfig,
     PostgresSourceConfig,
     ResourcesConfig,
     SchemaEvolution,
+    SqlConfig,
     StateConfig,
     StreamConfig,
     load_config,
@@ -123,9 +125,9 @@ def test_design_example_loads_with_expected_values_and_defaults(tmp_path: Path) 
     )
     assert len(cfg.transforms) == 1
     assert cfg.transforms[0].use == "sql"
-    assert cfg.transforms[0].config == {
-        "query": "SELECT id, upper(status) AS status, updated_at FROM orders"
-    }
+    assert cfg.transforms[0].config == SqlConfig(
+        query="SELECT id, upper(status) AS status, updated_at FROM orders")
+    assert cfg.transforms[0].limits is None
 
     dst = cfg.destination
     assert type(dst.config) is PostgresDestinationConfig
@@ -184,14 +186,17 @@ def test_plugin_and_http_configs_stay_free_dicts() -> None:
         (("source", "config"), {"anything": [1, 2], "nested": {"k": "v"}}),
         (("destination", "use"), "http"),
         (("destination", "config"), {"endpoint": "https://x"}),
-        (("transforms",), [{"use": "validate", "config": {"rules": ["id > 0"]}},
+        (("transforms",), [{"use": "transform-filter", "config": {"rules": ["id > 0"]}},
                            {"use": "mask.wasm"}]),
     )
     cfg = load_config(data, env={})
     assert cfg.source.config == {"anything": [1, 2], "nested": {"k": "v"}}
     assert cfg.destination.config == {"endpoint": "https://x"}
-    assert [t.use for t in cfg.transforms] == ["validate", "mask.wasm"]
+    assert [t.use for t in cfg.transforms] == ["transform-filter", "mask.wasm"]
+    assert cfg.transforms[0].config == {"rules": ["id > 0"]}
     assert cfg.transforms[1].config == {}
+    assert cfg.transforms[1].limits == PluginLimits(
+        max_memory=256 << 20, timeout_seconds=30.0, max_output_bytes_per_batch=64 << 20)
 
 
 def test_generate_source() -> None:
@@ -337,9 +342,13 @@ def test_values_from_the_environment_are_never_echoed() -> None:
     (("resources", "compression"), "gzip",
      "resources.compression: must be one of none, lz4, zstd (got 'gzip')"),
     (("resources", "parallelism"), "many",
-     "resources.parallelism: must be 'auto' or an integer >= 1 (got 'many')"),
+     "resources.parallelism: must be 'auto' or an integer from 1 to 64 (got 'many')"),
     (("resources", "parallelism"), 0,
-     "resources.parallelism: must be 'auto' or an integer >= 1 (got 0)"),
+     "resources.parallelism: must be 'auto' or an integer from 1 to 64 (got 0)"),
+    (("resources", "parallelism"), 65,
+     "resources.parallelism: must be 'auto' or an integer from 1 to 64 (got 65)"),
+    (("resources", "parallelism"), "65",
+     "resources.parallelism: must be 'auto' or an integer from 1 to 64 (got '65')"),
     (("resources", "max_inflight_batches"), 0,
      "resources.max_inflight_batches: must be >= 1 (got 0)"),
     (("resources", "max_inflight_batches"), 1025,
@@ -531,7 +540,7 @@ def test_sql_transform_needs_a_query() -> None:
     assert problems(data) == [
         f"transforms[{i}].config.query: the sql transform needs a non-empty query"
         for i in range(3)
-    ]
+    ] + ["transforms[3].config.rules: must be a non-empty list of rules"]
 
 
 def test_generate_streams_must_name_a_dataset() -> None:
@@ -749,6 +758,7 @@ def test_state_resolved_connection(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     ("512kb", 524_288), ("512KB", 524_288), ("64mb", 67_108_864), ("64 MB", 67_108_864),
     ("1gb", 1_073_741_824), ("1.5mb", 1_572_864), ("0.5kb", 512), ("1.1kb", 1126),
     ("2tb", 2 * 1024**4), ("8MiB", 8 * 1024**2), (" 3gib ", 3 * 1024**3), (".5mb", 524_288),
+    ("64m", 64 * 1024**2), ("512k", 524_288), ("1GiB", 1024**3), ("2 g", 2 * 1024**3),
 ])
 def test_parse_size(value: Any, expected: int) -> None:
     assert parse_size(value) == expected
@@ -756,7 +766,8 @@ def test_parse_size(value: Any, expected: int) -> None:
 
 
 @pytest.mark.parametrize("value", [
-    "64 parsecs", "mb", "", "-1", -1, "1.5.5mb", "1e6", True, 1.5, "64m", None, [64]])
+    "64 parsecs", "mb", "", "-1", -1, "1.5.5mb", "1e6", True, 1.5, "64x", "1ib", "64mbb",
+    None, [64]])
 def test_parse_size_rejects(value: Any) -> None:
     with pytest.raises(ValueError) as info:
         parse_size(value)
