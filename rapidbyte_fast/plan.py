@@ -101,8 +101,7 @@ class Planner:
 
     def __init__(self, cfg: PipelineConfig) -> None:
         self.cfg = cfg
-        source = registry.source(cfg.source.use)
-        self.source = source(registry.typed_config(source, cfg.source.config, "source.config"))
+        self.source = registry.source(cfg.source.use)(cfg.source.config)
         self.dest = registry.destination(cfg.destination.use)(cfg.destination)
 
     def close(self) -> None:

@@ -43,8 +43,9 @@ class Entry:
     target: str
 
 
-def _load(target: str):
-    module, _, attr = target.partition(":")
+def load(entry: Entry):
+    """The class an entry names (imports its module)."""
+    module, _, attr = entry.target.partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
@@ -70,7 +71,7 @@ def _connector(kind: str, use: str, key: str):
         raise ConfigError(f"{key}: {use!r} is not a known {kind[:-1]} "
                           f"(available: {', '.join(known)})")
     try:
-        return _load(entry.target)
+        return load(entry)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"{key}: {use!r} ({entry.origin}) cannot be loaded: {exc}") from None
 
@@ -88,22 +89,7 @@ def destination(use: str):
 def transform(use: str):
     """The transform class of a built-in or installed ``use``; None for a WASM plugin."""
     entry = find("transforms", use)
-    return None if entry is None else _load(entry.target)
-
-
-def typed_config(connector, config, key: str):
-    """``config`` validated by the connector's ``config_model`` when it is still a plain
-    mapping (a third-party connector's); ConfigError lines name ``key`` and the field."""
-    model = getattr(connector, "config_model", None)
-    if not isinstance(config, dict) or model is None:
-        return config
-    from pydantic import ValidationError
-
-    try:
-        return model.model_validate(config)
-    except ValidationError as exc:
-        raise ConfigError([f"{key}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                           for e in exc.errors()]) from None
+    return None if entry is None else load(entry)
 
 
 def entries() -> list[Entry]:

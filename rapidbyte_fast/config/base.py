@@ -99,12 +99,14 @@ M = TypeVar("M", bound=ConfigModel)
 
 #: the ``config`` of a connector or a transform: its model, or a plain dict when it has none
 #: (plugins); dumped as what it is, not as the base class
-TypedConfig = SerializeAsAny[dict[str, Any] | ConfigModel]
+#: a connector's config: its model (ours, or a third-party connector's pydantic model), or
+#: a plain dict for plugins
+TypedConfig = SerializeAsAny[dict[str, Any] | BaseModel]
 
 
 def typed_config(value: Any, model: type[ConfigModel] | None) -> Any:
     """A ``config`` mapping validated by ``model``; with no model, a plain dict."""
-    if isinstance(value, ConfigModel):
+    if isinstance(value, BaseModel):
         return value
     if not isinstance(value, Mapping):
         fail("must be a mapping", value)

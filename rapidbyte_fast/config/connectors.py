@@ -167,7 +167,18 @@ def connector_config_model(kind: str, use: str) -> type[ConfigModel] | None:
     by ``use``, or None when ``config`` stays a plain dict (plugins, connectors without a
     model).
 
-    Today the built-in connectors' models; the connector registry will supply those of
-    third-party connectors (their ``config_model``) through this same function.
+    The built-in connectors' models, else the ``config_model`` of a connector installed
+    through an entry point (see ``registry``).
     """
-    return _BUILTINS.get((kind, use))
+    model = _BUILTINS.get((kind, use))
+    if model is not None:
+        return model
+    from .. import registry
+
+    entry = registry.find(f"{kind}s", use)
+    if entry is None or entry.origin == "built-in":
+        return None
+    try:
+        return getattr(registry.load(entry), "config_model", None)
+    except (ImportError, AttributeError):
+        return None  # the planner reports a connector that cannot be loaded
