@@ -1,0 +1,140 @@
+"""`rapidbyte-fast init` starter pipelines: they load, show every key of the config models
+with its model default, keep secrets in ${VAR}, never overwrite a file unasked; and the
+quickstart pipeline is examples/quickstart.yaml."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rapidbyte_fast import starter
+from rapidbyte_fast.cli import main
+from rapidbyte_fast.config import (
+    DestinationConfig,
+    GenerateConfig,
+    PipelineConfig,
+    PostgresDestinationConfig,
+    PostgresSourceConfig,
+    ResourcesConfig,
+    SchemaEvolution,
+    SourceConfig,
+    StateConfig,
+    StreamConfig,
+    TransformConfig,
+    load_config,
+)
+from rapidbyte_fast.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {"SRC_URL": "postgresql://app@src.example.com/shop",
+       "DST_URL": "postgresql://app@dst.example.com/warehouse", "API_TOKEN": "t0ken"}
+#: the config models each starter shows, every field of them
+MODELS = {
+    "postgres": (PipelineConfig, SourceConfig, PostgresSourceConfig, StreamConfig,
+                 TransformConfig, DestinationConfig, PostgresDestinationConfig,
+                 SchemaEvolution, StateConfig, ResourcesConfig),
+    "generate": (PipelineConfig, SourceConfig, GenerateConfig, TransformConfig,
+                 DestinationConfig, PostgresDestinationConfig, SchemaEvolution, StateConfig,
+                 ResourcesConfig),
+}
+
+
+def _write(tmp_path: Path, source: str, name: str = "pipeline.yaml") -> Path:
+    path = tmp_path / name
+    starter.write_pipeline(str(path), source, "postgres")
+    return path
+
+
+@pytest.mark.parametrize("source", ["postgres", "generate"])
+def test_starter_loads_with_model_defaults(tmp_path, source):
+    cfg = load_config(_write(tmp_path, source, "orders sync.yaml"), env=ENV)
+    assert cfg.pipeline == "orders_sync"
+    assert cfg.transforms == ()
+    assert cfg.state == StateConfig() and cfg.resources == ResourcesConfig()
+    dest = cfg.destination
+    assert dest.model_dump(exclude={"use", "config"}) == DestinationConfig(use="x").model_dump(
+        exclude={"use", "config"})
+    assert dest.config.url == ENV["DST_URL"]
+    assert dest.config.schema_name == ("raw" if source == "postgres" else "public")
+    defaults = PostgresDestinationConfig(url="embedded")
+    assert dest.config.model_dump(exclude={"url", "schema_name"}) == defaults.model_dump(
+        exclude={"url", "schema_name"})
+    if source == "postgres":
+        assert cfg.source.config == PostgresSourceConfig(url=ENV["SRC_URL"])
+        assert cfg.source.streams == (StreamConfig(name="orders"),)
+    else:
+        assert cfg.source.config == GenerateConfig()
+        assert cfg.source.streams == (StreamConfig(name="bench_events"),)
+
+
+@pytest.mark.parametrize("source", sorted(MODELS))
+def test_starter_shows_every_key(source):
+    text = starter.pipeline_yaml(source, "postgres", "p.yaml")
+    keys = {f.alias or name for model in MODELS[source]
+            for name, f in model.model_fields.items()}
+    missing = sorted(k for k in keys if not re.search(rf"(^|[\s{{,#-]){k}:", text, re.M))
+    assert missing == []
+
+
+@pytest.mark.parametrize("source", starter.SOURCES)
+def test_starter_keeps_secrets_in_variables(source):
+    text = starter.pipeline_yaml(source, "postgres", "p.yaml")
+    secret_lines = [line for line in text.splitlines()
+                    if re.search(r"\b(password|token|url):\s", line)]
+    assert secret_lines
+    for line in secret_lines:
+        value = re.search(r"\b(?:password|token|url):\s*(\S+)", line).group(1)
+        assert value.startswith("${"), line
+    assert all(len(line) <= 100 for line in text.splitlines())
+
+
+@pytest.mark.xfail(raises=ConfigError, strict=False,
+                   reason="the http source (its config keys) is being built: HTTP issue")
+def test_http_starter_loads(tmp_path):
+    cfg = load_config(_write(tmp_path, "http"), env=ENV)
+    assert cfg.source.use == "http"
+    assert [s.name for s in cfg.source.streams] == ["users"]
+
+
+def test_init_cli_writes_refuses_overwrite_and_prints(tmp_path):
+    runner = CliRunner()
+    path = tmp_path / "nightly.yaml"
+    done = runner.invoke(main, ["init", "--source", "generate", str(path)])
+    assert done.exit_code == 0, done.output
+    assert done.output.splitlines() == [
+        f"wrote {path} (generate → postgres, pipeline nightly); edit it, then:",
+        f"  rapidbyte-fast check {path}",
+        f"  rapidbyte-fast run {path}",
+    ]
+    assert path.read_text() == starter.pipeline_yaml("generate", "postgres", str(path))
+    path.write_text("mine")
+    again = runner.invoke(main, ["init", str(path)])
+    assert again.exit_code == 1
+    assert again.output == f"error: {path} already exists (use --force to overwrite it)\n"
+    assert path.read_text() == "mine"
+    forced = runner.invoke(main, ["init", "--force", str(path)])
+    assert forced.exit_code == 0
+    assert path.read_text() == starter.pipeline_yaml("postgres", "postgres", str(path))
+    shown = runner.invoke(main, ["init", "-", "--source", "http"])
+    assert shown.exit_code == 0
+    assert shown.output == starter.pipeline_yaml("http", "postgres", "-")
+    bad = runner.invoke(main, ["init", "--source", "mysql", str(tmp_path / "x.yaml")])
+    assert bad.exit_code == 2 and "'mysql' is not one of" in bad.output
+    missing_dir = runner.invoke(main, ["init", str(tmp_path / "no" / "x.yaml")])
+    assert missing_dir.exit_code == 1
+    assert missing_dir.output.startswith(f"error: cannot write {tmp_path / 'no' / 'x.yaml'}: ")
+
+
+@pytest.mark.parametrize("path,name", [("pipeline.yaml", "pipeline"), ("-", "my_pipeline"),
+                                       ("a/My Orders!.yml", "My_Orders"), ("ü.yaml", "my_pipeline")])
+def test_pipeline_name_from_path(path, name):
+    assert starter.pipeline_name(path) == name
+
+
+def test_quickstart_pipeline_is_the_example():
+    example = load_config(ROOT / "examples" / "quickstart.yaml", env={})
+    assert load_config(starter.quickstart_pipeline()) == example
+    assert load_config(starter.quickstart_pipeline(5000)).source.config.rows == 5000
+
