@@ -27,9 +27,8 @@ def zero(tmp_path):
     work.mkdir()
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "RAPIDBYTE_DATA_DIR": str(tmp_path / "data"),
-           "RAPIDBYTE_EMBEDDED_DIR": str(tmp_path / "data" / "embedded"),
            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    for var in ("SRC_URL", "DST_URL", "ROWS"):
+    for var in ("SRC_URL", "DST_URL", "ROWS", "RAPIDBYTE_EMBEDDED_DIR"):
         env.pop(var, None)
     yield work, env
     _cli(work, env, "embedded", "stop")
@@ -50,6 +49,8 @@ def test_quickstart_prints_a_working_psql_command(zero):
     work, env = zero
     proc = _cli(work, env, "quickstart", "--rows", str(ROWS))
     assert proc.returncode == 0, proc.stderr
+    # the embedded server's data is in the data dir
+    assert (Path(env["RAPIDBYTE_DATA_DIR"]) / "embedded" / "default" / "PG_VERSION").is_file()
     out = proc.stdout.splitlines()
     assert re.fullmatch(rf"pipeline quickstart: {ROWS:,} rows written \({ROWS:,} read\) in "
                         r"[\d.]+s — [\d,]+ rows/s, [\d,.]+ MB/s \[path=arrow, impl=(c|python)\]",
@@ -131,10 +132,46 @@ def test_init_starters_check_and_run(zero):
 
     made = _cli(work, env, "init", "--source", "generate", "events.yaml")
     assert made.returncode == 0, made.stderr
+    check = _cli(work, env, "check", "events.yaml", DST_URL="embedded")
+    assert check.returncode == 0, check.stderr
+    lines = check.stdout.splitlines()
+    assert lines[:10] == [
+        "config: ok (pipeline events, 1 stream(s))",
+        "source: generate",
+        "  stream bench_events: 7 columns",
+        "    id: integer → int32",
+        "    event_type: text → string",
+        "    user_id: integer → int32",
+        "    amount: integer → int32",
+        "    is_active: boolean → bool",
+        "    payload: text → string",
+        "    created_at: timestamp without time zone → timestamp[us]",
+    ]
+    assert re.fullmatch(r"destination: connected \(embedded server 'default' \(schema public\), "
+                        r"PostgreSQL [\d.]+\), schema public, write_mode append, "
+                        r"load_method copy", lines[10]), lines[10]
+    assert len(lines) == 11
+    refused = _cli(work, env, "check", "events.yaml",
+                   DST_URL="postgresql://nobody@127.0.0.1:1/none?connect_timeout=3")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: ") and refused.stderr.count("\n") == 1, \
+        refused.stderr
+
     path = work / "events.yaml"
     path.write_text(path.read_text().replace("rows: 1000000 ", f"rows: {ROWS} "))
-    run = _cli(work, env, "run", "events.yaml", DST_URL="embedded")
-    assert run.returncode == 0, run.stderr
-    assert _bench(run.stdout)["records_written"] == ROWS
+    quiet = _cli(work, env, "run", "-q", "events.yaml", DST_URL="embedded")
+    assert quiet.returncode == 0, quiet.stderr
+    assert len(quiet.stdout.splitlines()) == 1
+    assert _bench(quiet.stdout)["records_written"] == ROWS
+    # append again: the generated ids are the table's primary key
+    again = _cli(work, env, "run", "events.yaml", DST_URL="embedded")
+    assert again.returncode == 1
+    assert again.stderr.splitlines()[-1].startswith(
+        "error: stream bench_events → public.bench_events: row 0: duplicate key value")
+    path.write_text(path.read_text().replace("schema: public ", "schema: events "))
+    as_json = _cli(work, env, "run", "--log-format", "json", "events.yaml", DST_URL="embedded")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout.splitlines()[0])["records_written"] == ROWS
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM public.bench_events").fetchone() == (ROWS,)
+        assert conn.execute("SELECT count(*) FROM events.bench_events").fetchone() == (ROWS,)

@@ -138,3 +138,14 @@ def test_quickstart_pipeline_is_the_example():
     assert load_config(starter.quickstart_pipeline()) == example
     assert load_config(starter.quickstart_pipeline(5000)).source.config.rows == 5000
 
+
+
+def test_psql_hint_falls_back_to_pgservers_psql(monkeypatch):
+    sql = "SELECT 1"
+    monkeypatch.setattr(starter.shutil, "which", lambda name: "/usr/bin/psql")
+    assert starter.psql_hint(sql) == 'psql "$(rapidbyte-fast embedded url)" -c \'SELECT 1\''
+    pgserver = pytest.importorskip("pgserver._commands")
+    monkeypatch.setattr(starter.shutil, "which", lambda name: None)
+    shipped = pgserver.POSTGRES_BIN_PATH / "psql"
+    assert shipped.is_file()
+    assert starter.psql_hint(sql) == f'{shipped} "$(rapidbyte-fast embedded url)" -c \'SELECT 1\''
