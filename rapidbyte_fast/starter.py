@@ -68,31 +68,41 @@ source:
   config:
     base_url: https://api.example.com/v1   # stream paths are relative to it
     headers: {}                      # sent with every request, e.g. {Accept: application/json}
-    params: {}                       # query parameters added to every request
-    timeout: 30                      # seconds per request
-    auth:
-      type: bearer                   # bearer: sends "Authorization: Bearer <token>"
-      token: ${API_TOKEN}            # from the environment, never written here
-    retry:
-      max_attempts: 3                # tries per request (timeouts, 429, 5xx)
-      min_delay_secs: 1              # first backoff; doubles per retry, with jitter
+    params: {}                       # query parameters of every request
+    timeout: 30                      # seconds to connect, and between bytes of a response
+    auth:                            # null: none; or {type: basic, username, password},
+      type: bearer                   #   {type: api_key, name, value, in: header|query}
+      token: ${API_TOKEN}            # "Authorization: Bearer <token>", from the environment
+    retry:                           # 429, 5xx, timeouts: backoff with jitter
+      max_attempts: 5                # tries per request
+      min_delay_secs: 0.5            # first backoff
       max_delay_secs: 30             # backoff cap (a Retry-After header wins)
-    rate_limit:
-      requests_per_second: null      # null: unlimited
-    concurrency: 1                   # requests in flight per stream
+    rate_limit: null                 # e.g. {requests_per_second: 10}; null: unlimited
+    concurrency: 4                   # requests in flight (pages when the total is known)
   streams:
     - name: users                    # the destination table
       path: /users                   # appended to base_url
       method: GET                    # GET | POST
       params: {}                     # this stream's query parameters
-      data_path: data                # where the records are in the response (dotted path)
-      format: json                   # json (an array at data_path) | jsonl
-      pagination:
-        type: page_number            # page_number: ?page=1, ?page=2, ... until a short page
-        page_param: page             # the page query parameter
+      body: null                     # JSON body of a POST
+      data_path: data                # dotted path to the record list; "": the whole response
+      format: json                   # json | ndjson (one record per line)
+      pagination:                    # none | limit_offset | page_number | page_only | cursor
+        type: page_number            #   | link_header | next_url
+        page_param: page             # ?page=1, ?page=2, ... until an empty page
         start: 1                     # first page number
-      incremental: null              # {cursor_field: updated_at, param: since}: only newer
+        total_pages_path: null       # where the page count is: pages are then fetched at once
+        page_size_param: null        # e.g. per_page, with page_size
+        page_size: null
+        max_pages: null              # stop after this many pages; null: the API's end
+      schema: {}                     # Postgres types by field, e.g. {amount: numeric(12,2)}
+      flatten: false                 # nested objects as parent__child columns (else jsonb)
+      infer_pages: 8                 # the column types are inferred from the first pages
+      sync_mode: full_refresh        # full_refresh | incremental (set with incremental)
+      incremental: null              # {cursor_field: updated_at, param: since,
+                                     #   initial_value: null, format: auto}: only newer rows
 """,
+
 }
 
 _DESTINATIONS = {

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from pydantic import BaseModel
 
 from rapidbyte_fast import starter
 from rapidbyte_fast.cli import main
@@ -39,6 +40,11 @@ MODELS = {
                  DestinationConfig, PostgresDestinationConfig, SchemaEvolution, StateConfig,
                  ResourcesConfig),
 }
+
+
+def _not_shown(text: str, keys: set[str]) -> list[str]:
+    """The keys that appear in ``text`` neither as a key nor in a comment."""
+    return sorted(k for k in keys if not re.search(rf"(^|[\s{{,#-]){k}:", text, re.M))
 
 
 def _write(tmp_path: Path, source: str, name: str = "pipeline.yaml") -> Path:
@@ -74,8 +80,7 @@ def test_starter_shows_every_key(source):
     text = starter.pipeline_yaml(source, "postgres", "p.yaml")
     keys = {f.alias or name for model in MODELS[source]
             for name, f in model.model_fields.items()}
-    missing = sorted(k for k in keys if not re.search(rf"(^|[\s{{,#-]){k}:", text, re.M))
-    assert missing == []
+    assert _not_shown(text, keys) == []
 
 
 @pytest.mark.parametrize("source", starter.SOURCES)
@@ -90,12 +95,40 @@ def test_starter_keeps_secrets_in_variables(source):
     assert all(len(line) <= 100 for line in text.splitlines())
 
 
-@pytest.mark.xfail(raises=ConfigError, strict=False,
-                   reason="the http source (its config keys) is being built: HTTP issue")
-def test_http_starter_loads(tmp_path):
+def _http_wired() -> bool:
+    try:
+        load_config({"pipeline": "p", "source": {"use": "http",
+                     "config": {"base_url": "https://x"}, "streams": [{"name": "a", "path": "/a"}]},
+                     "destination": {"use": "postgres", "config": {"url": "embedded"}}})
+    except ConfigError:
+        return False
+    return True
+
+
+def _model_keys(model: BaseModel) -> set[str]:
+    keys = set()
+    for name, field in type(model).model_fields.items():
+        keys.add(field.alias or name)
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            keys |= _model_keys(value)
+    return keys
+
+
+def test_http_starter_loads_with_model_defaults(tmp_path):
+    if not _http_wired():
+        pytest.skip("the http source is not wired into the config yet (HTTP issue)")
+    text = starter.pipeline_yaml("http", "postgres", "p.yaml")
     cfg = load_config(_write(tmp_path, "http"), env=ENV)
-    assert cfg.source.use == "http"
-    assert [s.name for s in cfg.source.streams] == ["users"]
+    source, stream = cfg.source.config, cfg.source.streams[0]
+    assert source.auth.token.get_secret_value() == ENV["API_TOKEN"]
+    assert source.model_dump(exclude={"base_url", "auth"}) == type(source).model_validate(
+        {"base_url": source.base_url}).model_dump(exclude={"base_url", "auth"})
+    examples = {"path", "data_path", "pagination"}
+    assert stream.model_dump(exclude=examples) == type(stream).model_validate(
+        {"name": stream.name}).model_dump(exclude=examples)
+    keys = _model_keys(source) | _model_keys(stream) | {"requests_per_second", "cursor_field"}
+    assert _not_shown(text, keys) == []
 
 
 def test_init_cli_writes_refuses_overwrite_and_prints(tmp_path):
