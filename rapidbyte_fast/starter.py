@@ -143,6 +143,10 @@ destination:
 """,
 }
 
+#: the destination schema each source's starter writes to: a database source's not "public",
+#: so a copy within one server (SRC_URL = DST_URL) never writes onto its own tables
+_DESTINATION_SCHEMA = {"postgres": "raw", "generate": "public", "http": "public"}
+
 _TAIL = """\
 state:
   backend: sqlite                    # run history: sqlite | postgres
@@ -176,8 +180,7 @@ def pipeline_yaml(source: str, destination: str, path: str) -> str:
     pad = " " * max(1, 27 - len(name))  # comments start in column 37
     shown = path if path != "-" else "pipeline.yaml"
     header = _HEADER.format(name=name, pad=pad, path=shown)
-    # Postgres to Postgres: not the source's own schema, should both URLs name one server
-    schema = "raw" if source == "postgres" else "public"
+    schema = _DESTINATION_SCHEMA[source]
     sink = _DESTINATIONS[destination].replace("@schema@", f"{schema:<24}")
     return header + _SOURCES[source] + sink + _TAIL
 
