@@ -41,9 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", dest="json_path", help="write results with an environment header")
     args = ap.parse_args(argv)
     import rapidbyte_fast
-    from rapidbyte_fast import _impl
+    from rapidbyte_fast.errors import ImplementationError
 
-    uncompiled = [name for name in args.only or KERNELS if "c" not in _impl.twins(name)]
+    try:
+        from rapidbyte_fast import _impl
+
+        uncompiled = [name for name in args.only or KERNELS if "c" not in _impl.twins(name)]
+    except ImplementationError:  # RAPIDBYTE_IMPL=c, and they do not import
+        uncompiled = list(args.only or KERNELS)
     if uncompiled:
         # From the repo root `rapidbyte_fast` is the checkout's, so a non-editable install's
         # compiled modules are not the ones imported.

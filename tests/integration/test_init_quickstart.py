@@ -39,6 +39,12 @@ def _cli(work, env, *args, **extra_env):
                           text=True, env={**env, **extra_env}, timeout=300, cwd=work)
 
 
+def _url(work, env) -> str:
+    proc = _cli(work, env, "embedded", "url")
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
 def _bench(stdout: str) -> dict:
     lines = [line for line in stdout.splitlines() if line.startswith(BENCH_PREFIX)]
     assert len(lines) == 1, stdout
@@ -77,14 +83,14 @@ def test_quickstart_prints_a_working_psql_command(zero):
     # a second quickstart replaces the table: still ROWS rows
     again = _cli(work, env, "quickstart", "--rows", "100")
     assert again.returncode == 0, again.stderr
-    url = _cli(work, env, "embedded", "url").stdout.strip()
+    url = _url(work, env)
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM public.bench_events").fetchone() == (100,)
 
 
 def test_init_starters_check_and_run(zero):
     work, env = zero
-    url = _cli(work, env, "embedded", "url").stdout.strip()
+    url = _url(work, env)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE public.orders (id bigint PRIMARY KEY, "
                      "amount numeric(10,2) NOT NULL, note text)")
@@ -138,7 +144,7 @@ def test_init_starters_check_and_run(zero):
     assert lines[:10] == [
         "config: ok (pipeline events, 1 stream(s))",
         "source: generate",
-        "  stream bench_events: 7 columns",
+        "  stream bench_events: 7 columns, primary key id",
         "    id: integer → int32",
         "    event_type: text → string",
         "    user_id: integer → int32",

@@ -2,20 +2,25 @@
 kernels are not built (as after a non-editable install), it exits 2 and says why."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_refuses_without_compiled_kernels(tmp_path):
+@pytest.mark.parametrize("impl", ["", "c", "python"])
+def test_refuses_without_compiled_kernels(tmp_path, impl):
     skip = shutil.ignore_patterns("*.so", "*.pyd", "__pycache__")
     for folder in ("rapidbyte_fast", "bench"):
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=skip)
     proc = subprocess.run([sys.executable, "-m", "bench.micro", "--only", "codec", "--rows", "10"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env={**os.environ, "RAPIDBYTE_IMPL": impl})
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
     assert proc.stderr == (
