@@ -132,7 +132,8 @@ destination:
     insert_batch_rows: 5000          # load_method insert: rows per INSERT statement
     insert_batch_bytes: 4mb          # load_method insert: bytes per INSERT statement
   write_mode: append                 # append | replace (staging table + swap) | upsert
-  primary_key: []                    # upsert key columns; []: the source table's primary key
+  primary_key: []                    # key of a created table (upsert needs it); []: the
+                                     #   source's key, none for append (a log)
   on_data_error: fail                # fail | skip | dlq (rejected rows: rbf_dead_letters)
   allow_empty_replace: false         # true: an empty source may empty the table on replace
   schema_evolution:                  # when the source columns drift from an existing table
