@@ -442,5 +442,61 @@ def embedded_stop(name: str) -> None:
     click.echo(f"{name}: {'stopped' if embedded.stop(name) else 'was not running'}")
 
 
+from .starter import DESTINATIONS, QUICKSTART_ROWS, SOURCES  # noqa: E402  (init's choices)
+
+
+@main.command()
+@click.argument("path", default="pipeline.yaml",
+                type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--source", type=click.Choice(SOURCES), default="postgres", show_default=True,
+              help="Where rows come from.")
+@click.option("--destination", type=click.Choice(DESTINATIONS), default="postgres",
+              show_default=True, help="Where rows go.")
+@click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
+def init(path: str, source: str, destination: str, force: bool) -> None:
+    """Write a starter pipeline to PATH ('-' prints it): every key with its default and a
+    comment, secrets as ${VAR}."""
+    from . import starter
+
+    if path == "-":
+        click.echo(starter.pipeline_yaml(source, destination, path), nl=False)
+        return
+    try:
+        starter.write_pipeline(path, source, destination, force)
+    except BaseException as exc:
+        _fail(exc)
+        return
+    click.echo(f"wrote {path} ({source} → {destination}, pipeline "
+               f"{starter.pipeline_name(path)}); edit it, then:")
+    click.echo(f"  rapidbyte-fast check {path}")
+    click.echo(f"  rapidbyte-fast run {path}")
+
+
+@main.command()
+@click.option("--rows", type=click.IntRange(min=0), default=QUICKSTART_ROWS,
+              show_default=True, help="bench_events rows to generate.")
+def quickstart(rows: int) -> None:
+    """Load generated bench_events rows into the embedded PostgreSQL (public.bench_events,
+    replaced) with no pipeline file, then print the psql command to look at them."""
+    _setup_logging(0, False, "text")
+    from .config import load_config
+    from .engine import run_pipeline
+    from .starter import psql_hint, quickstart_pipeline
+
+    progress = _Progress(True, "text")
+    try:
+        result = run_pipeline(load_config(quickstart_pipeline(rows)), progress)
+    except BaseException as exc:
+        progress.close()
+        _fail(exc)
+        return
+    progress.close()
+    click.echo(result.summary())
+    click.echo(result.bench_line())
+    click.echo("look at the table with psql:")
+    click.echo("  " + psql_hint("SELECT event_type, count(*), sum(amount) FROM bench_events "
+                                "GROUP BY 1 ORDER BY 1"))
+
+
 if __name__ == "__main__":
     main()

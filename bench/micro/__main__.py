@@ -1,7 +1,8 @@
 """Time every kernel with both twins against the obvious alternative and print a table.
 
 Speedups are computed against the baseline measured in the same run (machines are shared
-and noisy: absolute numbers move, same-run ratios are what to quote).
+and noisy: absolute numbers move, same-run ratios are what to quote). Refuses to run when the
+compiled kernels do not import, rather than time only the Python twins.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import argparse
 import importlib
 import json
 import sys
+from pathlib import Path
 
 from .harness import environment
 
@@ -38,8 +40,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", choices=KERNELS, help="run only these kernels")
     ap.add_argument("--json", dest="json_path", help="write results with an environment header")
     args = ap.parse_args(argv)
-    from rapidbyte_fast import _impl
+    import rapidbyte_fast
+    from rapidbyte_fast.errors import ImplementationError
 
+    try:
+        from rapidbyte_fast import _impl
+
+        uncompiled = [name for name in args.only or KERNELS if "c" not in _impl.twins(name)]
+    except ImplementationError:  # RAPIDBYTE_IMPL=c, and they do not import
+        uncompiled = list(args.only or KERNELS)
+    if uncompiled:
+        # From the repo root `rapidbyte_fast` is the checkout's, so a non-editable install's
+        # compiled modules are not the ones imported.
+        where = Path(rapidbyte_fast.__file__).parent
+        print(f"python -m bench.micro: the compiled kernels ({', '.join(uncompiled)}) do not "
+              f"import from {where}, so only the Python twins would be timed. Build them "
+              "there: `pip install -e .` (or `python setup.py build_ext --inplace`).",
+              file=sys.stderr)
+        return 2
     results: list[dict] = []
     for name in args.only or KERNELS:
         mod = importlib.import_module(f"bench.micro.{name}")

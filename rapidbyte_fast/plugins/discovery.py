@@ -1,6 +1,8 @@
 """Finds plugins: ``use:`` is a path to a .wasm file or a plugin name looked up as
 ``<name>.wasm`` in, in order, the directories of ``RAPIDBYTE_PLUGIN_PATH`` (os.pathsep
-separated), ``<user data dir>/plugins``, and the bundled ``connectors/dist`` build outputs.
+separated), ``<user data dir>/plugins``, and the bundled plugins: the copy of
+``connectors/dist`` that an installed package carries (setup.py puts it in ``bundled/``), or
+``connectors/dist`` itself in a source checkout (an editable install).
 """
 from __future__ import annotations
 
@@ -12,8 +14,15 @@ from rapidbyte_fast import paths
 from rapidbyte_fast.errors import ConfigError, PluginError
 from rapidbyte_fast.plugins import abi
 
-#: the committed builds of connectors/ (present in a source checkout)
-BUNDLED_DIR = Path(__file__).resolve().parents[2] / "connectors" / "dist"
+#: the plugins an installed package carries (package data written by setup.py)
+PACKAGED_DIR = Path(__file__).resolve().parent / "bundled"
+#: the committed builds of connectors/, present in a source checkout
+CHECKOUT_DIR = Path(__file__).resolve().parents[2] / "connectors" / "dist"
+
+
+def bundled_dir() -> Path:
+    """The built-in plugins: the installed copy, else the checkout's connectors/dist."""
+    return PACKAGED_DIR if PACKAGED_DIR.is_dir() else CHECKOUT_DIR
 
 
 def plugin_dirs() -> list[Path]:
@@ -21,7 +30,7 @@ def plugin_dirs() -> list[Path]:
     env = os.environ.get("RAPIDBYTE_PLUGIN_PATH", "")
     dirs = [Path(p).expanduser() for p in env.split(os.pathsep) if p.strip()]
     dirs.append(paths.data_dir() / "plugins")
-    dirs.append(BUNDLED_DIR)
+    dirs.append(bundled_dir())
     return dirs
 
 
