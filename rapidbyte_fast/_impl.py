@@ -13,7 +13,7 @@ from types import ModuleType
 
 from .errors import ImplementationError
 
-STEMS = ("copy_decode", "copy_encode", "insert_sql", "codec", "copy_scan")
+STEMS = ("copy_decode", "copy_encode", "insert_sql", "codec", "copy_scan", "json_decode")
 _log = logging.getLogger("rapidbyte_fast")
 
 
@@ -46,6 +46,7 @@ copy_encode = _MODULES["copy_encode"]
 insert_sql = _MODULES["insert_sql"]
 codec = _MODULES["codec"]
 copy_scan = _MODULES["copy_scan"]
+json_decode = _MODULES["json_decode"]
 
 _warned = False
 
