@@ -1,0 +1,239 @@
+"""Reading one HTTP stream: pages fetched by a thread pool, decoded in the caller's thread
+into Arrow record batches of the stream's fixed schema.
+
+Without a schema from the planner (``StreamInfo.schema`` empty), ``open`` infers it from
+the first ``infer_pages`` pages (at most ``INFER_MAX_BYTES`` of them), which are kept and
+become the first batches: nothing is fetched twice and nothing is yielded before the
+schema is known. Batches gather whole pages until ``max_rows`` or ``max_bytes``, then are
+cut to fit both. Memory: the fetch window (``concurrency`` pages), the page being decoded
+and the batch being built.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
+
+import pyarrow as pa
+
+from ...column_plan import ColumnSinks
+from ...connector import CursorPlan, KeyRange, StreamInfo
+from ...errors import DataError, PipelineAborted, RapidbyteError
+from . import cursor as cursors
+from .auth import Masker, auth_headers, auth_params
+from .client import HttpClient
+from .config import HttpSourceConfig, HttpStream
+from .decode import KeyTable, Page, fill, path_keys, survey
+from .pagination import Paging, Request, fetch_pages, with_params
+from .schema import KERNEL_TYPES, FieldPlan, arrow_schema, fields_of, kernel_plan, plan_fields
+from .templates import render
+
+#: The inference window stops early past this many response bytes (bounds memory when
+#: pages are large).
+INFER_MAX_BYTES = 32 << 20
+
+
+def endpoint_url(cfg: HttpSourceConfig, stream: HttpStream) -> str:
+    """The stream's URL: ``path`` joined to ``base_url`` (or ``path`` if absolute)."""
+    if stream.path.startswith(("http://", "https://")):
+        return stream.path
+    if not stream.path:
+        return cfg.base_url
+    return cfg.base_url.rstrip("/") + "/" + stream.path.lstrip("/")
+
+
+def _param_text(value: object, now: dt.datetime) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return render(value, now) if isinstance(value, str) else str(value)
+
+
+class HttpReader:
+    """Reads one HTTP stream (a ``SourceReader``)."""
+
+    def __init__(self, cfg: HttpSourceConfig, stream: HttpStream, info: StreamInfo,
+                 cursor: CursorPlan | None = None) -> None:
+        self.cfg, self.stream, self.cursor = cfg, stream, cursor
+        self.timings = {"source_connect_secs": 0.0, "source_fetch_secs": 0.0,
+                        "source_decode_secs": 0.0}
+        self.bytes_read = 0
+        self.pages_read = 0
+        self.mask = Masker(cfg)
+        self.stop = threading.Event()
+        self.keys = KeyTable()
+        self.fields: list[FieldPlan] | None = None
+        self.inferred_pages = 0
+        if len(info.schema):
+            self.fields = fields_of(info.schema)
+            self.keys = KeyTable([f.name for f in self.fields], info.extra["paths"])
+        self._lock = threading.Lock()
+        self._client: HttpClient | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pages: Iterator[Page] | None = None
+        self._held: list[Page] = []
+        self._last: pa.Scalar | None = None
+
+    # -- SourceReader ----------------------------------------------------------------------
+    def open(self) -> pa.Schema:
+        t0 = time.perf_counter()
+        self._client = HttpClient(self.cfg, {**self.cfg.headers, **auth_headers(self.cfg)},
+                                  self.mask, self.stop)
+        self._pool = ThreadPoolExecutor(self.cfg.concurrency,
+                                        thread_name_prefix=f"rbf-http-{self.stream.name}")
+        self.timings["source_connect_secs"] += time.perf_counter() - t0
+        try:
+            if self.fields is None:
+                self._infer()
+            schema = self.schema()
+            if self.cursor is not None and self.cursor.value is not None:
+                where = f"stream {self.stream.name}"
+                t = schema.field(self.cursor.field).type
+                self._last = cursors.last_scalar(self.cursor.value, t, where)
+        except RapidbyteError as exc:
+            raise type(exc)(self.mask(str(exc))) from None
+        return schema
+
+    def schema(self) -> pa.Schema:
+        return arrow_schema(self.fields or [])
+
+    def batches(self, max_bytes: int, max_rows: int,
+                key_range: KeyRange | None = None) -> Iterator[pa.RecordBatch]:
+        try:
+            yield from self._batches(max_bytes, max_rows)
+        except RapidbyteError as exc:
+            if isinstance(exc, PipelineAborted):
+                raise
+            raise type(exc)(self.mask(str(exc))) from None
+
+    def cancel(self) -> None:
+        self.stop.set()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self._pages is not None:
+            self._pages.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._client is not None:
+            self._client.close()
+
+    @property
+    def retry_count(self) -> int:
+        return self._client.retry_count if self._client else 0
+
+    # -- reading ---------------------------------------------------------------------------
+    def _page_stream(self) -> Iterator[Page]:
+        if self._pages is None:
+            self._pages = fetch_pages(self._paging(), self._fetch, self.cfg.concurrency,
+                                      self._pool)
+        return self._pages
+
+    def _paging(self) -> Paging:
+        now = dt.datetime.now(dt.timezone.utc)
+        params = {k: _param_text(v, now) for k, v in {**self.cfg.params, **self.stream.params}.items()}
+        inc, cur = self.stream.incremental, self.cursor
+        if inc is not None and cur is not None:
+            value = None
+            if cur.value is not None:
+                known = self.fields is not None and cur.field in self.schema().names
+                t = self.schema().field(cur.field).type if known else None
+                value = cursors.param_value(inc, cur.value, t, f"stream {self.stream.name}")
+            elif inc.initial_value is not None:
+                value = render(inc.initial_value, now)
+            if value is not None:
+                params[inc.param] = value
+        secret = auth_params(self.cfg)
+        url = with_params(endpoint_url(self.cfg, self.stream), {**params, **secret})
+        return Paging(self.stream, url, secret)
+
+    def _fetch(self, request: Request) -> Page:
+        """Runs in a pool thread: one page, located."""
+        t0 = time.perf_counter()
+        body = None if self.stream.body is None else json.dumps(self.stream.body).encode()
+        resp = self._client.request(self.stream.method, request.url, body)
+        page = Page(self.stream.name, request.index, self.mask(request.url), resp.body,
+                    resp.headers, path_keys(self.stream.data_path), self.stream.format == "ndjson")
+        with self._lock:
+            self.timings["source_fetch_secs"] += time.perf_counter() - t0
+        return page
+
+    def _infer(self) -> None:
+        """Learn the fields from the first pages (kept for ``batches``)."""
+        masks, seen = bytearray(), 0
+        for page in self._page_stream():
+            self._held.append(page)
+            if not page.empty:
+                survey(page, self.keys, self.stream.flatten, masks, None)
+            seen += len(page.body)
+            if len(self._held) >= self.stream.infer_pages or seen >= INFER_MAX_BYTES:
+                break
+        self.inferred_pages = len(self._held)
+        self.fields = plan_fields(self.keys.names, masks, self.stream.schema_)
+        self.keys.names = [f.name for f in self.fields]   # declared, unseen fields last
+        if self.stream.incremental is not None:
+            cursors.check_cursor_field(self.stream.name, self.stream.incremental, self.schema())
+
+    def _unknown(self, name: str) -> str:
+        how = (f"the schema was inferred from the first {self.inferred_pages} page(s)"
+               if self.inferred_pages else "the schema was inferred when the run was planned")
+        return (f"field {name!r} is not in the stream's schema ({how}); declare it under "
+                f"schema: (e.g. {name}: text) or raise infer_pages")
+
+    def _batches(self, max_bytes: int, max_rows: int) -> Iterator[pa.RecordBatch]:
+        fields = self.fields
+        plan = kernel_plan(fields)
+        kinds = bytes(f.kind for f in fields)
+        sinks = ColumnSinks(plan)
+        masks = bytearray(2 * len(self.keys.names))
+        held, self._held = self._held, []
+        for page in self._chain(held):
+            if self.stop.is_set():
+                raise PipelineAborted("the read was cancelled")
+            self.pages_read += 1
+            self.bytes_read += len(page.body)
+            if page.empty:
+                continue
+            t0 = time.perf_counter()
+            records, sizes = survey(page, self.keys, self.stream.flatten, masks, self._unknown)
+            fill(page, self.keys, self.stream.flatten, kinds, records, sizes, sinks,
+                 lambda col: fields[col].describe())
+            self.timings["source_decode_secs"] += time.perf_counter() - t0
+            if sinks.rows >= max_rows or sinks.nbytes() >= max_bytes:
+                yield from self._emit(sinks, max_bytes, max_rows)
+        if sinks.rows:
+            yield from self._emit(sinks, max_bytes, max_rows)
+
+    def _chain(self, held: list[Page]) -> Iterator[Page]:
+        yield from held
+        yield from self._page_stream()
+
+    def _emit(self, sinks: ColumnSinks, max_bytes: int,
+              max_rows: int) -> Iterator[pa.RecordBatch]:
+        t0 = time.perf_counter()
+        arrays = sinks.finish()
+        for i, f in enumerate(self.fields):
+            arr = arrays[i]
+            if arr.type == pa.utf8():
+                try:
+                    arr.validate(full=True)
+                except pa.ArrowInvalid:
+                    raise DataError(f"stream {self.stream.name}: field {f.name!r} has invalid "
+                                    "UTF-8 in a response") from None
+            if f.arrow_type != KERNEL_TYPES[f.kind]:
+                try:
+                    arrays[i] = arr.cast(f.arrow_type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise DataError(f"stream {self.stream.name}: field {f.name!r} does not fit "
+                                    f"{f.pg_type}: {exc}") from None
+        batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema())
+        if self._last is not None:
+            batch = cursors.newer(batch, self.cursor.field, self._last)
+        self.timings["source_decode_secs"] += time.perf_counter() - t0
+        if batch.num_rows == 0:
+            return
+        rows = min(max_rows, max(1, batch.num_rows * max_bytes // max(batch.nbytes, 1)))
+        for start in range(0, batch.num_rows, rows):
+            yield batch.slice(start, rows)
