@@ -56,6 +56,11 @@ cdef enum:
     C_MAX_DEPTH = 1024
     C_MAX_FLATTEN_DEPTH = 64
 
+cdef unsigned char STR_STOP[256]   # bytes a string scan must look at: '"', '\\', controls
+cdef int _c
+for _c in range(256):
+    STR_STOP[_c] = 1 if _c < 32 or _c == 34 or _c == 92 else 0
+
 cdef int DAYS_IN_MONTH[12]
 DAYS_IN_MONTH[:] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 
@@ -143,6 +148,8 @@ cdef Py_ssize_t string_end(Scan *s, Py_ssize_t i, bint *escaped) noexcept nogil:
     cdef int cp, low
     escaped[0] = False
     while True:
+        while j < s.end and not STR_STOP[b[j]]:
+            j += 1
         if j >= s.end:
             return fail(s, S_MALFORMED, j)
         c = b[j]
@@ -626,30 +633,22 @@ cdef Py_ssize_t record(Scan *s, Py_ssize_t i) noexcept nogil:
 
 
 cdef Py_ssize_t records(Scan *s, Py_ssize_t pos, bint ndjson) noexcept nogil:
-    """Visit every record; the record count, or -1."""
+    """Visit every record; where the records end (a JSON array or object ends before
+    ``s.end``: what follows is not read), or -1."""
     cdef const unsigned char *b = s.b
     cdef Py_ssize_t i = ws(s, pos)
     cdef int ignored
     if not ndjson:
         if i < s.end and b[i] == 123:
-            i = record(s, i)
-            if i < 0:
-                return -1
-            i = ws(s, i)
-            if i != s.end:
-                return fail(s, S_MALFORMED, i)
-            return 1
+            return record(s, i)
         if i >= s.end or b[i] != 91:
             return fail(s, S_MALFORMED, i)
         i = ws(s, i + 1)
         if i < s.end and b[i] == 93:
-            i = ws(s, i + 1)
-            if i != s.end:
-                return fail(s, S_MALFORMED, i)
-            return 0
+            return i + 1
     while True:
         if ndjson and i >= s.end:
-            return s.row
+            return i
         if i >= s.end:
             return fail(s, S_MALFORMED, i)
         if b[i] != 123:
@@ -667,10 +666,7 @@ cdef Py_ssize_t records(Scan *s, Py_ssize_t pos, bint ndjson) noexcept nogil:
             continue
         if i >= s.end or b[i] != 93:
             return fail(s, S_MALFORMED, i)
-        i = ws(s, i + 1)
-        if i != s.end:
-            return fail(s, S_MALFORMED, i)
-        return s.row
+        return i + 1
 
 
 cdef int init(Scan *s, const unsigned char[::1] buf, Py_ssize_t end,
@@ -702,11 +698,11 @@ cdef int check_cols(Scan *s, Py_ssize_t ncols) except -1:
     return 0
 
 
-def locate(buf, Py_ssize_t pos, Py_ssize_t end, tuple path):
-    """(OK, start, end) of the value at ``path`` (raw keys) in the document ``buf[pos:end]``;
-    (UNKNOWN_KEY, depth of the missing key, 0) when a key is missing or its parent is not
-    an object; (MALFORMED | TOO_DEEP, byte offset, 0) for a bad document up to the value.
-    An empty path is the whole document."""
+def locate(buf, Py_ssize_t pos, Py_ssize_t end, tuple path, bint measure=True):
+    """(OK, start, end) of the value at ``path`` (raw keys) in the document ``buf[pos:end]``
+    (end -1 unless ``measure``: the value is not read); (UNKNOWN_KEY, depth of the missing
+    key, 0) when a key is missing or its parent is not an object; (MALFORMED | TOO_DEEP,
+    byte offset, 0) for a bad document up to the value. An empty path is the document."""
     cdef const unsigned char[::1] view = memoryview(buf).cast("B")
     cdef Scan s
     cdef Py_ssize_t i, j, found, depth = 0, kend, klen
@@ -765,6 +761,8 @@ def locate(buf, Py_ssize_t pos, Py_ssize_t end, tuple path):
                 return s.status, s.err_pos, 0
             i = found
             depth += 1
+        if not measure:
+            return OK, i, -1
         with nogil:
             j = skip(&s, i, &cls)
         if j < 0:
@@ -776,7 +774,8 @@ def locate(buf, Py_ssize_t pos, Py_ssize_t end, tuple path):
 
 def survey(buf, Py_ssize_t pos, Py_ssize_t end, bint ndjson, blob, offs, cols, bint flatten,
            bytearray masks, bytearray sizes, bytearray unknown):
-    """Check the page ``buf[pos:end]``: (status, records, byte offset).
+    """Check the records at ``buf[pos:end]``: (status, records, byte offset); on OK the
+    offset is where the records end (a JSON array or object ends before ``end``).
 
     ORs each column's value classes into ``masks`` (uint16 per column) and writes each
     column's raw value bytes to ``sizes`` (int64 per column). On UNKNOWN_KEY ``unknown``
@@ -808,7 +807,7 @@ def survey(buf, Py_ssize_t pos, Py_ssize_t end, bint ndjson, blob, offs, cols, b
             out_masks[c] |= s.masks[c]
         PyByteArray_Resize(sizes, 8 * ncols)
         memcpy(PyByteArray_AS_STRING(sizes), s.sizes, 8 * ncols)
-        return OK, n, 0
+        return OK, s.row, n
     finally:
         free(s.path)
         free(s.masks)
@@ -828,8 +827,9 @@ cdef inline int width_of(int kind) noexcept nogil:
 def fill(buf, Py_ssize_t pos, Py_ssize_t end, bint ndjson, blob, offs, cols, bint flatten,
          bytes kinds, Py_ssize_t records_, sizes, list valid, list offsets, list data):
     """Append the surveyed page ``buf[pos:end]`` (``records`` records, ``sizes`` from its
-    survey) to the sinks: (status, rows appended or the failing row, byte offset, column).
-    Keys not in the table are skipped. Sinks are restored on MISMATCH and DUP_KEY."""
+    survey) to the sinks: (status, rows appended or the failing row, byte offset, column);
+    on OK the offset is where the records end. Keys not in the table are skipped. Sinks are
+    restored on MISMATCH and DUP_KEY."""
     cdef const unsigned char[::1] view = memoryview(buf).cast("B")
     cdef const unsigned char[::1] size_view = memoryview(sizes).cast("B")
     cdef Scan s
@@ -897,7 +897,7 @@ def fill(buf, Py_ssize_t pos, Py_ssize_t end, bint ndjson, blob, offs, cols, bin
         for c in range(ncols):
             if s.offsets[c] != NULL:
                 PyByteArray_Resize(data[c], s.dlen[c])
-        return OK, n, 0, -1
+        return OK, s.row, n, -1
     finally:
         free(s.path)
         free(s.seen)

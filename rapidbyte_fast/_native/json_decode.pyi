@@ -31,15 +31,17 @@ MAX_DEPTH: int
 MAX_FLATTEN_DEPTH: int
 
 def locate(buf: bytes | bytearray | memoryview, pos: int, end: int,
-           path: tuple[bytes, ...]) -> tuple[int, int, int]:
+           path: tuple[bytes, ...], measure: bool = True) -> tuple[int, int, int]:
     """(OK, start, end) of the value at ``path`` (raw keys) in the document ``buf[pos:end]``;
     (UNKNOWN_KEY, depth of the missing key, 0) when a key is missing or its parent is not
-    an object; (MALFORMED | TOO_DEEP, byte offset, 0) for a bad document up to the value."""
+    an object; (MALFORMED | TOO_DEEP, byte offset, 0) for a bad document up to the value;
+    the end is -1 unless ``measure``."""
 
 def survey(buf: bytes | bytearray | memoryview, pos: int, end: int, ndjson: bool,
            blob: bytes, offs: bytes, cols: bytes, flatten: bool, masks: bytearray,
            sizes: bytearray, unknown: bytearray) -> tuple[int, int, int]:
-    """Check the page ``buf[pos:end]``: (status, records, byte offset); ORs value classes
+    """Check the records at ``buf[pos:end]``: (status, records, byte offset or, on OK,
+    where the records end); ORs value classes
     into ``masks``, writes raw value bytes per column to ``sizes``, the unknown key path to
     ``unknown``."""
 
@@ -47,4 +49,5 @@ def fill(buf: bytes | bytearray | memoryview, pos: int, end: int, ndjson: bool, 
          offs: bytes, cols: bytes, flatten: bool, kinds: bytes, records: int, sizes: bytes,
          valid: list[bytearray], offsets: list[bytearray], data: list[bytearray],
          ) -> tuple[int, int, int, int]:
-    """Append the surveyed page to the sinks: (status, rows or failing row, offset, column)."""
+    """Append the surveyed page to the sinks: (status, rows or failing row, offset or, on
+    OK, where the records end, column)."""

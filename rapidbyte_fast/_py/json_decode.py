@@ -344,26 +344,21 @@ class _Scan:
                 raise _Fail(MALFORMED, j)
 
     def records(self, pos: int, ndjson: bool) -> int:
-        """Visit every record of the page; returns the record count."""
+        """Visit every record of the page; returns where the records end (the end of the
+        array or object; anything after it is not read)."""
         b, end = self.b, self.end
         i = _ws(b, pos, end)
         if not ndjson:
             if i < end and b[i] == 0x7B:  # a single object is one record
-                i = _ws(b, self.record(i), end)
-                if i != end:
-                    raise _Fail(MALFORMED, i)
-                return 1
+                return self.record(i)
             if i >= end or b[i] != 0x5B:
                 raise _Fail(MALFORMED, i)
             i = _ws(b, i + 1, end)
             if i < end and b[i] == 0x5D:
-                i = _ws(b, i + 1, end)
-                if i != end:
-                    raise _Fail(MALFORMED, i)
-                return 0
+                return i + 1
         while True:
             if ndjson and i >= end:
-                return self.row
+                return i
             if i >= end:
                 raise _Fail(MALFORMED, i)
             if b[i] != 0x7B:
@@ -377,10 +372,7 @@ class _Scan:
                 continue
             if i >= end or b[i] != 0x5D:
                 raise _Fail(MALFORMED, i)
-            i = _ws(b, i + 1, end)
-            if i != end:
-                raise _Fail(MALFORMED, i)
-            return self.row
+            return i + 1
 
     def record(self, i: int) -> int:
         j = self.object(i, b"", 0)
@@ -472,11 +464,12 @@ def _bytes(buf) -> bytes:
     return buf if type(buf) is bytes else bytes(buf)
 
 
-def locate(buf, pos: int, end: int, path: tuple[bytes, ...]) -> tuple[int, int, int]:
-    """(OK, start, end) of the value at ``path`` (raw keys) in the document ``buf[pos:end]``;
-    (UNKNOWN_KEY, depth of the missing key, 0) when a key is missing or its parent is not
-    an object; (MALFORMED | TOO_DEEP, byte offset, 0) for a bad document up to the value.
-    An empty path is the whole document."""
+def locate(buf, pos: int, end: int, path: tuple[bytes, ...],
+           measure: bool = True) -> tuple[int, int, int]:
+    """(OK, start, end) of the value at ``path`` (raw keys) in the document ``buf[pos:end]``
+    (end -1 unless ``measure``: the value is not read); (UNKNOWN_KEY, depth of the missing
+    key, 0) when a key is missing or its parent is not an object; (MALFORMED | TOO_DEEP,
+    byte offset, 0) for a bad document up to the value. An empty path is the document."""
     b = _bytes(buf)
     scan = _Scan(b, end, _Keys(b"", b"", b""), False, 0)
     try:
@@ -511,7 +504,7 @@ def locate(buf, pos: int, end: int, path: tuple[bytes, ...]) -> tuple[int, int, 
                     return UNKNOWN_KEY, depth, 0
                 raise _Fail(MALFORMED, j)
             i = found
-        return OK, i, scan.skip(i)[0]
+        return OK, i, scan.skip(i)[0] if measure else -1
     except _Fail as f:
         return f.status, f.pos, 0
 
@@ -519,7 +512,8 @@ def locate(buf, pos: int, end: int, path: tuple[bytes, ...]) -> tuple[int, int, 
 def survey(buf, pos: int, end: int, ndjson: bool, blob: bytes, offs: bytes, cols: bytes,
            flatten: bool, masks: bytearray, sizes: bytearray, unknown: bytearray,
            ) -> tuple[int, int, int]:
-    """Check the page ``buf[pos:end]``: (status, records, byte offset).
+    """Check the records at ``buf[pos:end]``: (status, records, byte offset); on OK the
+    offset is where the records end (a JSON array or object ends before ``end``).
 
     ORs each column's value classes into ``masks`` (uint16 per column) and writes each
     column's raw value bytes to ``sizes`` (int64 per column). On UNKNOWN_KEY ``unknown``
@@ -531,28 +525,29 @@ def survey(buf, pos: int, end: int, ndjson: bool, blob: bytes, offs: bytes, cols
     scan = _Scan(b, end, _Keys(blob, offs, cols), flatten, ncols)
     del unknown[:]
     try:
-        records = scan.records(pos, ndjson)
+        stop = scan.records(pos, ndjson)
     except _Fail as f:
         unknown += scan.unknown
         return f.status, scan.row, f.pos
     old = struct.unpack(f"<{ncols}H", masks)
     masks[:] = struct.pack(f"<{ncols}H", *(m | n for m, n in zip(old, scan.masks)))
     sizes[:] = struct.pack(f"<{ncols}q", *scan.sizes)
-    return OK, records, 0
+    return OK, scan.row, stop
 
 
 def fill(buf, pos: int, end: int, ndjson: bool, blob: bytes, offs: bytes, cols: bytes,
          flatten: bool, kinds: bytes, records: int, sizes: bytes, valid: list,
          offsets: list, data: list) -> tuple[int, int, int, int]:
     """Append the surveyed page ``buf[pos:end]`` (``records`` records, ``sizes`` from its
-    survey) to the sinks: (status, rows appended or the failing row, byte offset, column).
+    survey) to the sinks: (status, rows appended or the failing row, byte offset, column);
+    on OK the offset is where the records end.
     Keys not in the table are skipped. Sinks are restored on MISMATCH and DUP_KEY."""
     b = _bytes(buf)
     ncols = len(kinds)
     scan = _Scan(b, end, _Keys(blob, offs, cols), flatten, ncols)
     scan.filling, scan.kinds = True, kinds
     try:
-        scan.records(pos, ndjson)
+        stop = scan.records(pos, ndjson)
     except _Fail as f:
         return f.status, scan.row, f.pos, f.col
     for c, kind in enumerate(kinds):
@@ -570,5 +565,5 @@ def fill(buf, pos: int, end: int, ndjson: bool, blob: bytes, offs: bytes, cols: 
                 data[c] += v
             ends.append(last)
         offsets[c] += struct.pack(f"<{len(ends)}i", *ends)
-    return OK, records, 0, -1
+    return OK, records, stop, -1
 

@@ -9,6 +9,7 @@ stream, the page, its (masked) URL, the byte offset and, for a value, the record
 from __future__ import annotations
 
 import json
+import re
 import struct
 from typing import Any, Callable, Mapping
 
@@ -19,6 +20,7 @@ from ...errors import DataError
 #: Flattened key paths become column names joined by this (``address__city``).
 FLATTEN_JOIN = "__"
 _EXCERPT = 40
+_EMPTY_LIST = re.compile(rb"\[\s*\]")
 
 
 def raw_key(name: str) -> bytes:
@@ -40,26 +42,28 @@ def column_name(raw_path: bytes) -> str:
 class Page:
     """One response: its body, where its records are, and lookups of other values."""
 
-    __slots__ = ("stream", "index", "url", "body", "headers", "start", "end", "ndjson")
+    __slots__ = ("stream", "index", "url", "body", "headers", "start", "end", "ndjson", "whole")
 
     def __init__(self, stream: str, index: int, url: str, body: bytes,
                  headers: Mapping[str, str], data_path: tuple[bytes, ...], ndjson: bool) -> None:
         self.stream, self.index, self.url, self.body = stream, index, url, body
         self.headers, self.ndjson = headers, ndjson
         self.start, self.end = 0, len(body)
+        #: the records are the whole document: nothing but whitespace may follow them
+        self.whole = not data_path
         if ndjson:
             return
-        status, a, b = jd.locate(body, 0, len(body), data_path)
+        # the record list's end is found by survey: locating it would read it once more
+        status, a, _ = jd.locate(body, 0, len(body), data_path, False)
         if status == jd.UNKNOWN_KEY:
             where = ".".join(k.decode() for k in data_path[:a + 1])
             raise DataError(f"{self.where()}: data_path {where!r} is not in the response "
                             f"(starts {self.excerpt(0)})")
         if status != jd.OK:
             raise self.malformed(status, a)
-        if body[a:b] == b"null":
-            self.start = self.end = a
-        else:
-            self.start, self.end = a, b
+        self.start = a
+        if body.startswith(b"null", a):
+            self.end = a
 
     def where(self) -> str:
         return f"stream {self.stream}: page {self.index} ({self.url})"
@@ -67,9 +71,9 @@ class Page:
     @property
     def empty(self) -> bool:
         """True when the page holds no records."""
-        inner = self.body[self.start:self.end].strip()
-        return not inner or (not self.ndjson and inner[:1] == b"["
-                             and not inner[1:-1].strip())
+        if self.ndjson:
+            return not self.body.strip()
+        return self.start == self.end or _EMPTY_LIST.match(self.body, self.start) is not None
 
     def value(self, dotted: str) -> Any:
         """The value at a dotted path of the body (None when absent)."""
@@ -134,6 +138,9 @@ def survey(page: Page, keys: KeyTable, flatten: bool, masks: bytearray,
         status, records, offset = jd.survey(page.body, page.start, page.end, page.ndjson,
                                             *keys.packed, flatten, masks, sizes, unknown)
         if status == jd.OK:
+            if page.whole and page.body[offset:].strip():
+                raise page.malformed(jd.MALFORMED, offset + len(page.body[offset:]) -
+                                     len(page.body[offset:].lstrip()))
             return records, sizes
         if status == jd.UNKNOWN_KEY:
             if on_unknown is not None:
