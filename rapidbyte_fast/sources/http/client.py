@@ -14,15 +14,17 @@ other statuses fail at once. Every URL and body excerpt in an error is masked.
 from __future__ import annotations
 
 import email.utils
+import logging
 import random
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import urllib3
 from urllib3.exceptions import HTTPError as TransportError
-from urllib3.exceptions import MaxRetryError
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 from urllib3.exceptions import TimeoutError as TransportTimeout
 
 from ... import __version__
@@ -74,12 +76,36 @@ def retry_after_secs(value: str | None, now: float | None = None) -> float | Non
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+class _MaskingFilter(logging.Filter):
+    """Masks the secrets of every live client in urllib3's own log lines (its debug lines
+    print request URLs, query parameters included)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.masks: weakref.WeakSet = weakref.WeakSet()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.masks:
+            text = record.getMessage()
+            for mask in list(self.masks):
+                text = mask(text)
+            record.msg, record.args = text, ()
+        return True
+
+
+_LOG_MASKING = _MaskingFilter()
+for _name in ("urllib3", "urllib3.connectionpool", "urllib3.connection", "urllib3.poolmanager",
+              "urllib3.response", "urllib3.util.retry"):
+    logging.getLogger(_name).addFilter(_LOG_MASKING)
+
+
 class HttpClient:
     """Sends one reader's requests (thread-safe)."""
 
     def __init__(self, cfg: HttpSourceConfig, headers: Mapping[str, str],
                  mask: Callable[[str], str], stop: threading.Event) -> None:
         self.cfg, self.mask, self.stop = cfg, mask, stop
+        _LOG_MASKING.masks.add(mask)
         self.retry_count = 0
         self.limiter = (RateLimiter(cfg.rate_limit.requests_per_second)
                         if cfg.rate_limit else None)
@@ -132,7 +158,8 @@ class HttpClient:
 
     def _transport_problem(self, exc: TransportError) -> str:
         reason = exc.reason if isinstance(exc, MaxRetryError) and exc.reason else exc
-        if isinstance(reason, TransportTimeout):
+        # (a refused connection is a NewConnectionError, itself a ConnectTimeoutError)
+        if isinstance(reason, TransportTimeout) and not isinstance(reason, NewConnectionError):
             return f"timed out (timeout {self.cfg.timeout:g} s)"
         return f"connection error: {' '.join(str(reason).split())[:160]}"
 

@@ -18,6 +18,7 @@ after it, and any other type (``uuid``, ``inet``, ...) travels as text for Postg
 """
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 
@@ -54,11 +55,30 @@ KERNEL_TYPES: dict[int, pa.DataType] = {
     jd.K_DATE: pa.date32(), jd.K_TIMESTAMPTZ: pa.timestamp("us", tz="UTC"),
     jd.K_TEXT: pa.utf8(), jd.K_NUMERIC_TEXT: pa.utf8(), jd.K_JSONB: pa.utf8(),
 }
+#: Short names users write → the names ``format_type`` prints (which the destination reads)
+_ALIASES = {
+    "int": "integer", "int4": "integer", "int2": "smallint", "int8": "bigint",
+    "float": "double precision", "float8": "double precision", "float4": "real",
+    "bool": "boolean", "decimal": "numeric", "varchar": "character varying",
+    "char": "character", "timestamp": "timestamp without time zone",
+    "timestamptz": "timestamp with time zone", "time": "time without time zone",
+    "timetz": "time with time zone",
+}
+_TYPMOD = re.compile(r"^([a-z0-9_ ]+?)\s*(\(.*\))?$")
 _KIND_WORDS = {
     jd.K_BOOL: "a boolean", jd.K_INT8: "an integer", jd.K_FLOAT8: "a number",
     jd.K_DATE: "a YYYY-MM-DD date", jd.K_TIMESTAMPTZ: "an ISO 8601 date-time",
     jd.K_NUMERIC_TEXT: "a number",
 }
+
+
+def canonical(pg_type: str) -> str:
+    """``pg_type`` with a short built-in name spelled as Postgres prints it
+    (``decimal(12,2)`` → ``numeric(12,2)``, ``timestamptz`` → ``timestamp with time zone``)."""
+    m = _TYPMOD.match(pg_type.strip().lower())
+    if m is None or m.group(1) not in _ALIASES:
+        return pg_type
+    return _ALIASES[m.group(1)] + (m.group(2) or "")
 
 
 def inferred_type(mask: int) -> str:
@@ -90,6 +110,7 @@ class FieldPlan:
 
     @classmethod
     def of(cls, name: str, pg_type: str) -> "FieldPlan":
+        pg_type = canonical(pg_type)
         kind, arrow_type = _PHYSICAL.get(declared_base(pg_type), (jd.K_TEXT, pa.utf8()))
         return cls(name, pg_type, kind, arrow_type)
 

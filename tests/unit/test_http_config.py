@@ -1,0 +1,98 @@
+"""The http source's config and stream models: what they accept, what they refuse (naming
+the key), and that secrets never show in their repr or dump."""
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from rapidbyte_fast.sources.http import HttpConnector, HttpSourceConfig, HttpStream
+from rapidbyte_fast.sources.http.auth import Masker
+from rapidbyte_fast.sources.http.pagination import next_link, with_params
+
+
+def _errors(model, data) -> list[tuple[str, str]]:
+    with pytest.raises(ValidationError) as err:
+        model.model_validate(data)
+    return [(".".join(map(str, e["loc"])), e["msg"]) for e in err.value.errors()]
+
+
+def test_defaults():
+    cfg = HttpSourceConfig.model_validate({"base_url": "https://api.example.com/v1"})
+    assert (cfg.timeout, cfg.concurrency, cfg.retry.max_attempts, cfg.auth) == (30.0, 4, 5, None)
+    st = HttpStream.model_validate({"name": "users"})
+    assert (st.method, st.format, st.pagination.type, st.sync_mode, st.cursor_field,
+            st.columns, st.partition_key, st.tie_breaker_field) == (
+        "GET", "json", "none", "full_refresh", None, None, None, None)
+
+
+def test_connector_declares_its_models():
+    assert HttpConnector.name == "http"
+    assert HttpConnector.config_model is HttpSourceConfig
+    assert HttpConnector.stream_model is HttpStream
+    assert HttpConnector.capabilities.incremental
+
+
+def test_incremental_sets_the_sync_mode():
+    st = HttpStream.model_validate({"name": "e", "incremental": {"cursor_field": "u",
+                                                                 "param": "since"}})
+    assert (st.sync_mode, st.cursor_field) == ("incremental", "u")
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({"base_url": "ftp://x"}, [("base_url", "Value error, must start with http:// or https://")]),
+    ({"base_url": "http://x", "auth": {"type": "oauth"}}, [("auth", "Input tag 'oauth' found "
+      "using 'type' does not match any of the expected tags: 'bearer', 'basic', 'api_key'")]),
+    ({"base_url": "http://x", "auth": {"type": "bearer"}}, [("auth.bearer.token",
+                                                             "Field required")]),
+    ({"base_url": "http://x", "concurency": 2}, [("concurency", "Extra inputs are not "
+                                                                "permitted")]),
+    ({"base_url": "http://x", "params": {"d": "{{ tomorrow }}"}},
+     [("params", "Value error, unknown template '{{ tomorrow }}' (use today, yesterday, now, "
+                 "days_ago(N), hours_ago(N))")]),
+])
+def test_source_config_errors(data, expected):
+    assert _errors(HttpSourceConfig, data) == expected
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({"name": "s", "pagination": {"type": "pages"}}, "pagination"),
+    ({"name": "s", "pagination": {"type": "cursor", "cursor_param": "c"}},
+     "pagination.cursor.cursor_path"),
+    ({"name": "s", "pagination": {"type": "page_only", "total_pages_path": "n"}},
+     "pagination.page_only"),
+    ({"name": "s", "schema": {"a": "text; drop table x"}}, "schema"),
+    ({"name": "s", "sync_mode": "incremental"}, ""),
+    ({"name": "s", "format": "ndjson", "data_path": "d"}, ""),
+    ({"name": "s", "incremental": {"cursor_field": "u", "param": "p", "format": "epoch"}},
+     "incremental.format"),
+])
+def test_stream_errors_name_the_key(data, expected):
+    assert [loc for loc, _ in _errors(HttpStream, data)] == [expected]
+
+
+def test_secrets_are_hidden_in_repr_and_dump():
+    cfg = HttpSourceConfig.model_validate({"base_url": "http://x", "auth": {
+        "type": "basic", "username": "u", "password": "hunter2-secret"}})
+    assert "hunter2-secret" not in repr(cfg)
+    assert "hunter2-secret" not in str(cfg.model_dump(mode="json"))
+
+
+def test_masker():
+    cfg = HttpSourceConfig.model_validate({
+        "base_url": "http://x", "auth": {"type": "api_key", "name": "k", "value": "s3cr3t/+&v",
+                                         "in": "query"},
+        "headers": {"X-Api-Token": "hdr-secret", "Accept": "json"},
+        "params": {"access_token": "prm-secret", "page": "1"}})
+    mask = Masker(cfg)
+    text = ("GET http://x/a?k=s3cr3t%2F%2B%26v&page=1&access_token=zzz&format=json "
+            "hdr-secret prm-secret s3cr3t/+&v postgresql://u:pw@h/db")
+    assert mask(text) == ("GET http://x/a?k=***&page=1&access_token=***&format=json "
+                          "*** *** *** postgresql://u:***@h/db")
+
+
+def test_url_helpers():
+    assert with_params("http://x/a?b=1&c=2", {"c": "3", "d": "a b"}) == "http://x/a?b=1&c=3&d=a+b"
+    assert next_link('<http://x/?p=1>; rel="prev", <http://x/?p=3>; rel="next last"') == (
+        "http://x/?p=3")
+    assert next_link('<http://x/?p=1>; rel="prev"') is None
+    assert next_link(None) is None
