@@ -75,6 +75,9 @@ cdef struct Scan:
     Py_ssize_t hint
     bint flatten
     bint filling
+    bint classify           # survey: tell date and date-time strings from other strings
+    bint dates              # the value being scanned: classify its strings
+    int64_t dt              # the date (days) or date-time (µs) the last classified string held
     char *path              # the flattened key prefix (joined raw keys + separators)
     Py_ssize_t path_cap
     uint16_t *masks
@@ -380,7 +383,7 @@ cdef Py_ssize_t scalar(Scan *s, Py_ssize_t i, int *cls) noexcept nogil:
         j = string_end(s, i, &escaped)
         if j < 0:
             return -1
-        cls[0] = 0 if escaped else parse_datetime(b + i + 1, j - i - 2, &ignored)
+        cls[0] = 0 if escaped or not s.dates else parse_datetime(b + i + 1, j - i - 2, &s.dt)
         if cls[0] == 0:
             cls[0] = C_STR
         return j
@@ -421,6 +424,7 @@ cdef Py_ssize_t skip(Scan *s, Py_ssize_t i, int *cls) noexcept nogil:
     if i >= s.end or not (b[i] == 91 or b[i] == 123):
         return scalar(s, i, cls)
     cls[0] = C_ARR if b[i] == 91 else C_OBJ
+    s.dates = False   # strings inside a container are never classified
     while True:
         if j < s.end and (b[j] == 91 or b[j] == 123):
             if depth >= C_MAX_DEPTH:
@@ -535,10 +539,9 @@ cdef int convert(Scan *s, Py_ssize_t col, Py_ssize_t i, Py_ssize_t j, int cls) n
             free(tmp)
         memcpy(s.data[col] + 8 * r, &fv, 8)
     elif kind == KB_DATE and cls == C_DATE:
-        parse_datetime(b + i + 1, j - i - 2, &iv)
-        store32(s.data[col] + 4 * r, iv)
+        store32(s.data[col] + 4 * r, s.dt)
     elif kind == KB_TIMESTAMPTZ and (cls == C_DATE or cls == C_TS):
-        parse_datetime(b + i + 1, j - i - 2, &iv)
+        iv = s.dt
         if cls == C_DATE:
             iv = iv * 86400 * 1000000
         memcpy(s.data[col] + 8 * r, &iv, 8)
@@ -550,27 +553,33 @@ cdef int convert(Scan *s, Py_ssize_t col, Py_ssize_t i, Py_ssize_t j, int cls) n
 
 cdef Py_ssize_t member(Scan *s, Py_ssize_t plen, Py_ssize_t kstart, Py_ssize_t klen,
                        Py_ssize_t kend, Py_ssize_t i) noexcept nogil:
-    cdef int cls
-    cdef Py_ssize_t j = skip(s, i, &cls)
-    cdef Py_ssize_t col
-    if j < 0:
-        return -1
-    col = lookup(s, plen, s.b + kstart, klen)
+    cdef int cls, kind
+    cdef Py_ssize_t j
+    cdef Py_ssize_t col = lookup(s, plen, s.b + kstart, klen)
     if col < 0:
         if not s.filling:
             s.unk_plen = plen
             s.unk_key = kstart
             s.unk_klen = klen
             return fail(s, S_UNKNOWN_KEY, kend)
-        return j
+        s.dates = False
+        return skip(s, i, &cls)
     if not s.filling:
-        s.masks[col] |= <uint16_t>cls
-        s.sizes[col] += j - i
+        s.dates = s.classify
+        j = skip(s, i, &cls)
+        if j >= 0:
+            s.masks[col] |= <uint16_t>cls
+            s.sizes[col] += j - i
         return j
     if s.seen[col] == s.row:
         s.err_col = col
         return fail(s, S_DUP_KEY, i)
     s.seen[col] = s.row
+    kind = s.kinds[col]
+    s.dates = kind == KB_DATE or kind == KB_TIMESTAMPTZ   # only they care what a string holds
+    j = skip(s, i, &cls)
+    if j < 0:
+        return -1
     if convert(s, col, i, j, cls) < 0:
         s.err_col = col
         return fail(s, S_MISMATCH, i)
@@ -773,7 +782,7 @@ def locate(buf, Py_ssize_t pos, Py_ssize_t end, tuple path, bint measure=True):
 
 
 def survey(buf, Py_ssize_t pos, Py_ssize_t end, bint ndjson, blob, offs, cols, bint flatten,
-           bytearray masks, bytearray sizes, bytearray unknown):
+           bytearray masks, bytearray sizes, bytearray unknown, bint classify=True):
     """Check the records at ``buf[pos:end]``: (status, records, byte offset); on OK the
     offset is where the records end (a JSON array or object ends before ``end``).
 
@@ -781,12 +790,14 @@ def survey(buf, Py_ssize_t pos, Py_ssize_t end, bint ndjson, blob, offs, cols, b
     column's raw value bytes to ``sizes`` (int64 per column). On UNKNOWN_KEY ``unknown``
     holds the raw key path and the offset is the key's end; on NOT_OBJECT, MALFORMED or
     TOO_DEEP it is where the fault is. ``masks`` and ``sizes`` are untouched on error.
+    Without ``classify`` every string counts as V_STR (dates are not told apart).
     """
     cdef const unsigned char[::1] view = memoryview(buf).cast("B")
     cdef Scan s
     cdef Py_ssize_t ncols = PyByteArray_GET_SIZE(masks) // 2, n, c
     cdef uint16_t *out_masks = <uint16_t *>PyByteArray_AS_STRING(masks)
     init(&s, view, end, blob, offs, cols, flatten)
+    s.classify = classify
     check_cols(&s, ncols)
     s.masks = <uint16_t *>malloc(2 * ncols + 2)
     s.sizes = <int64_t *>malloc(8 * ncols + 8)

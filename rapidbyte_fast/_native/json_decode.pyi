@@ -39,11 +39,11 @@ def locate(buf: bytes | bytearray | memoryview, pos: int, end: int,
 
 def survey(buf: bytes | bytearray | memoryview, pos: int, end: int, ndjson: bool,
            blob: bytes, offs: bytes, cols: bytes, flatten: bool, masks: bytearray,
-           sizes: bytearray, unknown: bytearray) -> tuple[int, int, int]:
+           sizes: bytearray, unknown: bytearray, classify: bool = True) -> tuple[int, int, int]:
     """Check the records at ``buf[pos:end]``: (status, records, byte offset or, on OK,
     where the records end); ORs value classes
     into ``masks``, writes raw value bytes per column to ``sizes``, the unknown key path to
-    ``unknown``."""
+    ``unknown``; without ``classify`` strings are all V_STR."""
 
 def fill(buf: bytes | bytearray | memoryview, pos: int, end: int, ndjson: bool, blob: bytes,
          offs: bytes, cols: bytes, flatten: bool, kinds: bytes, records: int, sizes: bytes,

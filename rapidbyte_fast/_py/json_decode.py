@@ -275,6 +275,8 @@ class _Scan:
         self.seen = [-1] * ncols
         self.cells: list[list] = [[] for _ in range(ncols)]
         self.filling = False
+        self.classify = True
+        self.dates = False
 
     # -- structure -----------------------------------------------------------------------
     def scalar(self, i: int) -> tuple[int, int]:
@@ -285,7 +287,7 @@ class _Scan:
         c = b[i]
         if c == 0x22:
             j = _string_end(b, i, end)
-            if 0x5C in b[i + 1:j - 1]:
+            if not self.dates or 0x5C in b[i + 1:j - 1]:
                 return j, V_STR
             return j, parse_datetime(b[i + 1:j - 1])[0] or V_STR
         if c == 0x2D or 0x30 <= c <= 0x39:
@@ -311,6 +313,7 @@ class _Scan:
         if i >= end or b[i] not in b"[{":
             return self.scalar(i)
         cls = V_ARR if b[i] == 0x5B else V_OBJ
+        self.dates = False   # strings inside a container are never classified
         stack: list[int] = []
         j = i
         while True:
@@ -410,20 +413,24 @@ class _Scan:
             raise _Fail(MALFORMED, j)
 
     def member(self, path: bytes, key_end: int, i: int) -> int:
-        j, cls = self.skip(i)
         col = self.keys.by_path.get(path)
         if col is None:
-            if not self.filling and not self.unknown:
+            if not self.filling:
                 self.unknown = path
                 raise _Fail(UNKNOWN_KEY, key_end)
-            return j
+            self.dates = False
+            return self.skip(i)[0]
         if not self.filling:
+            self.dates = self.classify
+            j, cls = self.skip(i)
             self.masks[col] |= cls
             self.sizes[col] += j - i
             return j
         if self.seen[col] == self.row:
             raise _Fail(DUP_KEY, i, col)
         self.seen[col] = self.row
+        self.dates = self.kinds[col] in (K_DATE, K_TIMESTAMPTZ)
+        j, cls = self.skip(i)
         cell = self.convert(col, i, j, cls)
         if cell is _MISMATCH:
             raise _Fail(MISMATCH, i, col)
@@ -511,7 +518,7 @@ def locate(buf, pos: int, end: int, path: tuple[bytes, ...],
 
 def survey(buf, pos: int, end: int, ndjson: bool, blob: bytes, offs: bytes, cols: bytes,
            flatten: bool, masks: bytearray, sizes: bytearray, unknown: bytearray,
-           ) -> tuple[int, int, int]:
+           classify: bool = True) -> tuple[int, int, int]:
     """Check the records at ``buf[pos:end]``: (status, records, byte offset); on OK the
     offset is where the records end (a JSON array or object ends before ``end``).
 
@@ -519,10 +526,12 @@ def survey(buf, pos: int, end: int, ndjson: bool, blob: bytes, offs: bytes, cols
     column's raw value bytes to ``sizes`` (int64 per column). On UNKNOWN_KEY ``unknown``
     holds the raw key path and the offset is the key's end; on NOT_OBJECT, MALFORMED or
     TOO_DEEP it is where the fault is. ``masks`` and ``sizes`` are untouched on error.
+    Without ``classify`` every string counts as V_STR (dates are not told apart).
     """
     b = _bytes(buf)
     ncols = len(masks) // 2
     scan = _Scan(b, end, _Keys(blob, offs, cols), flatten, ncols)
+    scan.classify = classify
     del unknown[:]
     try:
         stop = scan.records(pos, ndjson)

@@ -56,7 +56,8 @@ def _run(mod, doc: bytes, ndjson: bool, flatten: bool, kind_seed: int):
     masks, sizes, unknown = bytearray(), bytearray(), bytearray()
     while True:
         masks += bytes(2 * len(paths) - len(masks))
-        r = mod.survey(doc, 0, len(doc), ndjson, *_table(paths), flatten, masks, sizes, unknown)
+        r = mod.survey(doc, 0, len(doc), ndjson, *_table(paths), flatten, masks, sizes, unknown,
+                       kind_seed % 3 != 0)
         out.append((r, bytes(unknown)))
         if r[0] != mod.UNKNOWN_KEY:
             break

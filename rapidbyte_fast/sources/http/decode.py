@@ -136,7 +136,8 @@ def survey(page: Page, keys: KeyTable, flatten: bool, masks: bytearray,
         if len(masks) < 2 * len(keys.names):
             masks += bytes(2 * len(keys.names) - len(masks))
         status, records, offset = jd.survey(page.body, page.start, page.end, page.ndjson,
-                                            *keys.packed, flatten, masks, sizes, unknown)
+                                            *keys.packed, flatten, masks, sizes, unknown,
+                                            on_unknown is None)
         if status == jd.OK:
             if page.whole and page.body[offset:].strip():
                 raise page.malformed(jd.MALFORMED, offset + len(page.body[offset:]) -
