@@ -159,7 +159,7 @@ def test_known_totals_fetch_concurrently_and_keep_order(server):
         with lock:
             active[0] += 1
             peak[0] = max(peak[0], active[0])
-        time.sleep(0.05 if page % 2 else 0.01)   # odd pages answer late
+        time.sleep(0.2 if page % 2 else 0.1)   # odd pages answer late
         with lock:
             active[0] -= 1
         return Reply(body={"data": paged(records, 4, r), "pages": 10})
