@@ -27,7 +27,7 @@ class HttpConnector:
 
     def describe(self, config: HttpSourceConfig, stream: HttpStream) -> StreamInfo:
         empty = StreamInfo(stream.name, pa.schema([]))
-        reader = HttpReader(config, stream, empty)
+        reader = HttpReader(config, stream, empty, schema_only=True)
         try:
             schema = reader.open()
         finally:

@@ -61,8 +61,10 @@ class HttpReader:
     """Reads one HTTP stream (a ``SourceReader``)."""
 
     def __init__(self, cfg: HttpSourceConfig, stream: HttpStream, info: StreamInfo,
-                 cursor: CursorPlan | None = None) -> None:
+                 cursor: CursorPlan | None = None, schema_only: bool = False) -> None:
         self.cfg, self.stream, self.cursor = cfg, stream, cursor
+        #: only the schema is wanted: fetch no page past the inference window
+        self.schema_only = schema_only
         self.timings = {"source_connect_secs": 0.0, "source_fetch_secs": 0.0,
                         "source_decode_secs": 0.0}
         self.bytes_read = 0
@@ -154,7 +156,11 @@ class HttpReader:
                 params[inc.param] = value
         secret = auth_params(self.cfg)
         url = with_params(endpoint_url(self.cfg, self.stream), {**params, **secret})
-        return Paging(self.stream, url, secret)
+        paging = Paging(self.stream, url, secret)
+        if self.schema_only:
+            paging.max_pages = min(paging.max_pages or self.stream.infer_pages,
+                                   self.stream.infer_pages)
+        return paging
 
     def _fetch(self, request: Request) -> Page:
         """Runs in a pool thread: one page, located."""
