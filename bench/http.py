@@ -114,9 +114,9 @@ import json, os, resource
 from rapidbyte_fast.sources.http import HttpConnector, HttpSourceConfig, HttpStream
 cfg = HttpSourceConfig.model_validate(json.loads(os.environ["RBF_CONFIG"]))
 stream = HttpStream.model_validate(json.loads(os.environ["RBF_STREAM"]))
-conn = HttpConnector()
-info = conn.describe(cfg, stream)
-reader = conn.reader(cfg, stream, info)
+conn = HttpConnector(cfg)
+info = conn.describe(stream)
+reader = conn.reader(info)
 reader.open()
 rows = sum(b.num_rows for b in reader.batches(64 << 20, 100_000))
 reader.close()

@@ -20,6 +20,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
     "sources": {
         "postgres": "rapidbyte_fast.sources.postgres:PostgresSourceConnector",
         "generate": "rapidbyte_fast.sources.generate:GenerateConnector",
+        "http": "rapidbyte_fast.sources.http:HttpConnector",
     },
     "destinations": {
         "postgres": "rapidbyte_fast.destinations.postgres:PostgresDestinationConnector",

@@ -19,9 +19,9 @@ def read(server: ApiServer, stream: dict, cursor: CursorPlan | None = None,
          max_rows: int = 100_000, **config) -> pa.Table:
     cfg = HttpSourceConfig.model_validate({"base_url": server.url, **config})
     st = HttpStream.model_validate({"name": "items", **stream})
-    conn = HttpConnector()
-    info = conn.describe(cfg, st)
-    reader = conn.reader(cfg, st, info, cursor)
+    conn = HttpConnector(cfg)
+    info = conn.describe(st)
+    reader = conn.reader(info, cursor)
     try:
         schema = reader.open()
         batches = list(reader.batches(64 << 20, max_rows))

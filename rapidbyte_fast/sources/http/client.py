@@ -28,7 +28,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 from urllib3.exceptions import TimeoutError as TransportTimeout
 
 from ... import __version__
-from ...errors import PipelineAborted, SourceError
+from ...errors import SourceError, StageStopped
 from .config import HttpSourceConfig
 
 #: The longest Retry-After we wait for (a server asking for more is an outage).
@@ -128,7 +128,7 @@ class HttpClient:
         while True:
             attempt += 1
             if self.stop.is_set():
-                raise PipelineAborted("the read was cancelled")
+                raise StageStopped("the read was cancelled")
             if self.limiter is not None:
                 self.limiter.wait(self.stop)
             wait = None

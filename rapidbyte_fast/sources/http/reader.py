@@ -10,6 +10,7 @@ and the batch being built.
 """
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import threading
@@ -21,7 +22,7 @@ import pyarrow as pa
 
 from ...column_plan import ColumnSinks
 from ...connector import CursorPlan, KeyRange, StreamInfo
-from ...errors import DataError, PipelineAborted, RapidbyteError
+from ...errors import ConfigError, DataError, RapidbyteError, StageStopped
 from . import cursor as cursors
 from .auth import Masker, auth_headers, auth_params
 from .client import HttpClient
@@ -101,7 +102,7 @@ class HttpReader:
                 t = schema.field(self.cursor.field).type
                 self._last = cursors.last_scalar(self.cursor.value, t, where)
         except RapidbyteError as exc:
-            raise type(exc)(self.mask(str(exc))) from None
+            raise self._masked(exc) from None
         return schema
 
     def schema(self) -> pa.Schema:
@@ -112,12 +113,19 @@ class HttpReader:
         try:
             yield from self._batches(max_bytes, max_rows)
         except RapidbyteError as exc:
-            if isinstance(exc, PipelineAborted):
-                raise
-            raise type(exc)(self.mask(str(exc))) from None
+            raise self._masked(exc) from None
 
     def cancel(self) -> None:
         self.stop.set()
+
+    def _masked(self, exc: RapidbyteError) -> RapidbyteError:
+        """The same error with the source's secrets masked in its message (a response body
+        quoted in it may echo them)."""
+        err = copy.copy(exc)
+        err.args = tuple(self.mask(a) if isinstance(a, str) else a for a in exc.args)
+        if isinstance(err, ConfigError):
+            err.problems = [self.mask(p) for p in err.problems]
+        return err
 
     def close(self) -> None:
         self.stop.set()
@@ -205,7 +213,7 @@ class HttpReader:
         held, self._held = self._held, []
         for page in self._chain(held):
             if self.stop.is_set():
-                raise PipelineAborted("the read was cancelled")
+                raise StageStopped("the read was cancelled")
             self.pages_read += 1
             self.bytes_read += len(page.body)
             if page.empty:
