@@ -135,8 +135,16 @@ source = rest_api_source({
         "paginator": {"type": "page_number", "base_page": 1, "page_param": "page",
                       "total_path": "total_pages"}}}],
 })
+from urllib.parse import quote
+from psycopg.conninfo import conninfo_to_dict
+dsn = conninfo_to_dict(os.environ["RBF_DSN"])
+# dlt wants a host name; a socket directory (pgserver's) goes in the query, as libpq allows
+host = dsn.get("host", "localhost")
+credentials = (f"postgresql://{quote(dsn.get('user', ''))}:{quote(dsn.get('password') or '')}"
+               f"@localhost:{dsn.get('port') or 5432}/{dsn.get('dbname', 'postgres')}"
+               + (f"?host={quote(host)}" if host.startswith("/") else ""))
 pipeline = dlt.pipeline(pipeline_name="bench_http", pipelines_dir=os.environ["RBF_TMP"],
-                        destination=dlt.destinations.postgres(credentials=os.environ["RBF_DSN"]),
+                        destination=dlt.destinations.postgres(credentials=credentials),
                         dataset_name=os.environ["RBF_SCHEMA"])
 pipeline.run(source)
 print("@@RESULT@@" + json.dumps({"rows": None,
