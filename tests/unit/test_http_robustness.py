@@ -3,6 +3,7 @@ and secrets kept out of every message and log line."""
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import time
 
@@ -167,3 +168,28 @@ def test_retry_after_forms():
     assert retry_after_secs(None) is None
     assert retry_after_secs("soon") is None
     assert retry_after_secs("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+
+
+def test_rate_limit_spaces_requests(server):
+    stamps = []
+
+    def route(r):
+        stamps.append(time.monotonic())
+        page = int(r.query["page"])
+        return Reply(body=[{"id": page}] if page <= 5 else [])
+    server.routes["/items"] = route
+    t = read(server, {"path": "/items", "infer_pages": 1, "pagination": {"type": "page_only"}},
+             rate_limit={"requests_per_second": 20})
+    assert ids(t) == [1, 2, 3, 4, 5]
+    run = stamps[-6:]   # the read: pages 1-5 and the empty page 6
+    assert all(b - a >= 0.045 for a, b in zip(run, run[1:]))
+
+
+def test_post_with_a_json_body(server):
+    server.routes["/search"] = lambda r: (
+        Reply(body={"hits": [{"id": 7, "q": json.loads(r.body)["query"]}]})
+        if r.method == "POST" else Reply(405, {}))
+    t = read(server, {"path": "/search", "method": "POST", "body": {"query": "shoes"},
+                      "data_path": "hits"})
+    assert t.to_pylist() == [{"id": 7, "q": "shoes"}]
+    assert server.hits("/search")[-1].headers["content-type"] == "application/json"
