@@ -7,7 +7,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from rapidbyte_fast.errors import DataError
+from rapidbyte_fast.errors import DataError, SourceError
 from rapidbyte_fast.pgtypes import field_pg_type
 from tests.http_api import ApiServer, Reply
 from tests.unit.test_http_pagination import read
@@ -149,3 +149,12 @@ def test_batches_respect_max_rows(server):
     t = read(server, stream, max_rows=4)
     assert t.column("id").to_pylist() == list(range(25))
     assert max(len(b) for b in t.to_batches()) <= 4
+
+
+def test_no_records_and_no_declared_fields(server):
+    server.routes["/e"] = lambda r: Reply(body={"data": []})
+    with pytest.raises(SourceError, match=r"stream items: the first 1 page\(s\) hold no records "
+                                          r"to infer the fields from"):
+        read(server, {"path": "/e", "data_path": "data"})
+    t = read(server, {"path": "/e", "data_path": "data", "schema": {"id": "bigint"}})
+    assert (t.num_rows, t.column_names) == (0, ["id"])

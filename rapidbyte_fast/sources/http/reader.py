@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from ...column_plan import ColumnSinks
 from ...connector import CursorPlan, KeyRange, StreamInfo
-from ...errors import ConfigError, DataError, RapidbyteError, StageStopped
+from ...errors import ConfigError, DataError, RapidbyteError, SourceError, StageStopped
 from . import cursor as cursors
 from .auth import Masker, auth_headers, auth_params
 from .client import HttpClient
@@ -193,6 +193,10 @@ class HttpReader:
                 break
         self.inferred_pages = len(self._held)
         self.fields = plan_fields(self.keys.names, masks, self.stream.schema_)
+        if not self.fields:
+            raise SourceError(f"stream {self.stream.name}: the first {len(self._held)} page(s) "
+                              "hold no records to infer the fields from (declare them under "
+                              "schema:, e.g. id: bigint)")
         self.keys.names = [f.name for f in self.fields]   # declared, unseen fields last
         if self.stream.incremental is not None:
             cursors.check_cursor_field(self.stream.name, self.stream.incremental, self.schema())
