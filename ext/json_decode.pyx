@@ -263,21 +263,23 @@ cdef Py_ssize_t number_end(Scan *s, Py_ssize_t i, int *cls) noexcept nogil:
             j += 1
     cls[0] = C_BIGINT if big else C_INT
     if j < s.end and b[j] == 46:
-        j += 1
-        if j >= s.end or not is_digit(b[j]):
-            return fail(s, S_MALFORMED, j)
-        while j < s.end and is_digit(b[j]):
-            j += 1
+        j = digit_run(s, j + 1)
         cls[0] = C_FLOAT
-    if j < s.end and (b[j] == 101 or b[j] == 69):
+    if j >= 0 and j < s.end and (b[j] == 101 or b[j] == 69):
         j += 1
         if j < s.end and (b[j] == 43 or b[j] == 45):
             j += 1
-        if j >= s.end or not is_digit(b[j]):
-            return fail(s, S_MALFORMED, j)
-        while j < s.end and is_digit(b[j]):
-            j += 1
+        j = digit_run(s, j)
         cls[0] = C_FLOAT
+    return j
+
+
+cdef inline Py_ssize_t digit_run(Scan *s, Py_ssize_t j) noexcept nogil:
+    """The end of the one or more digits at ``b[j]``; -1 (MALFORMED) when there are none."""
+    if j >= s.end or not is_digit(s.b[j]):
+        return fail(s, S_MALFORMED, j)
+    while j < s.end and is_digit(s.b[j]):
+        j += 1
     return j
 
 

@@ -149,24 +149,26 @@ def _number_end(b: bytes, i: int, end: int) -> tuple[int, int]:
             j += 1
     cls = V_INT
     if j < end and b[j] == 0x2E:
-        j += 1
-        if j >= end or b[j] not in _DIGITS:
-            raise _Fail(MALFORMED, j)
-        while j < end and b[j] in _DIGITS:
-            j += 1
+        j = _digit_run(b, j + 1, end)
         cls = V_FLOAT
     if j < end and b[j] in b"eE":
         j += 1
         if j < end and b[j] in b"+-":
             j += 1
-        if j >= end or b[j] not in _DIGITS:
-            raise _Fail(MALFORMED, j)
-        while j < end and b[j] in _DIGITS:
-            j += 1
+        j = _digit_run(b, j, end)
         cls = V_FLOAT
     if cls == V_INT and not -_INT64_MAX - 1 <= int(b[i:j]) <= _INT64_MAX:
         cls = V_BIGINT
     return j, cls
+
+
+def _digit_run(b: bytes, j: int, end: int) -> int:
+    """The end of the one or more digits at ``b[j]`` (MALFORMED when there are none)."""
+    if j >= end or b[j] not in _DIGITS:
+        raise _Fail(MALFORMED, j)
+    while j < end and b[j] in _DIGITS:
+        j += 1
+    return j
 
 
 def _days_from_civil(y: int, m: int, d: int) -> int:
