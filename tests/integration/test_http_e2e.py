@@ -56,7 +56,7 @@ def api():
         yield srv
 
 
-def _pipeline(tmp_path, api, dst_schema, *, stream=None, transforms="", write_mode="replace",
+def _pipeline(tmp_path, api, dst_schema, *, stream=None, transforms=(), write_mode="replace",
               extra_dest=None) -> str:
     stream = stream or {"name": "items", "path": "/items", "data_path": "data",
                         "pagination": {"type": "page_number", "total_pages_path": "pages"},
@@ -73,9 +73,10 @@ def _pipeline(tmp_path, api, dst_schema, *, stream=None, transforms="", write_mo
                                                       "schema": dst_schema},
                         "write_mode": write_mode, **(extra_dest or {})},
         "state": {"backend": "sqlite", "connection": str(tmp_path / "state.db")},
+        "transforms": list(transforms),
     }
     path = tmp_path / "pipeline.yaml"
-    path.write_text(json.dumps(pipeline) + (f"\n{transforms}" if transforms else ""))
+    path.write_text(json.dumps(pipeline))   # JSON is YAML
     return str(path)
 
 
@@ -109,8 +110,8 @@ def test_full_refresh_types_and_rows(pg_dsn, pg_conn, pg_schema2, api, tmp_path)
 
 
 def test_sql_transform_shapes_the_api(pg_dsn, pg_conn, pg_schema2, api, tmp_path):
-    transforms = ("transforms:\n  - use: sql\n    config: {query: \"SELECT id, upper(name) AS "
-                  "name, attrs FROM items WHERE active\"}\n")
+    transforms = [{"use": "sql", "config": {
+        "query": "SELECT id, upper(name) AS name, attrs FROM items WHERE active"}}]
     proc = _run(pg_dsn, "run", _pipeline(tmp_path, api, pg_schema2, transforms=transforms))
     assert proc.returncode == 0, proc.stderr
     assert _text_rows(pg_conn, pg_schema2, "items") == [
@@ -120,8 +121,7 @@ def test_sql_transform_shapes_the_api(pg_dsn, pg_conn, pg_schema2, api, tmp_path
 
 
 def test_validate_into_the_dlq(pg_dsn, pg_conn, pg_schema2, api, tmp_path):
-    transforms = ("transforms:\n  - use: validate\n    config:\n      rules:\n"
-                  "        - {not_null: [email]}\n")
+    transforms = [{"use": "validate", "config": {"rules": [{"not_null": ["email"]}]}}]
     path = _pipeline(tmp_path, api, pg_schema2, transforms=transforms,
                      extra_dest={"on_data_error": "dlq"})
     proc = _run(pg_dsn, "run", path)
