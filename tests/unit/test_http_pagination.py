@@ -169,3 +169,11 @@ def test_known_totals_fetch_concurrently_and_keep_order(server):
              concurrency=3)
     assert ids(t) == list(range(1, 41))
     assert peak[0] == 3
+
+
+@pytest.mark.parametrize("fmt", ["json", "ndjson"])
+def test_a_byte_order_mark_is_skipped(server, fmt):
+    body = (b'\xef\xbb\xbf[{"id": 1}, {"id": 2}]' if fmt == "json"
+            else b'\xef\xbb\xbf{"id": 1}\n{"id": 2}\n')
+    server.routes["/bom"] = lambda r: Reply(body=body)
+    assert ids(read(server, {"path": "/bom", "format": fmt})) == [1, 2]

@@ -8,6 +8,7 @@ stream, the page, its (masked) URL, the byte offset and, for a value, the record
 """
 from __future__ import annotations
 
+import codecs
 import json
 import re
 import struct
@@ -48,13 +49,14 @@ class Page:
                  headers: Mapping[str, str], data_path: tuple[bytes, ...], ndjson: bool) -> None:
         self.stream, self.index, self.url, self.body = stream, index, url, body
         self.headers, self.ndjson = headers, ndjson
-        self.start, self.end = 0, len(body)
+        # a UTF-8 byte order mark (some servers send one) is not part of the JSON text
+        self.start, self.end = (3 if body.startswith(codecs.BOM_UTF8) else 0), len(body)
         #: the records are the whole document: nothing but whitespace may follow them
         self.whole = not data_path
         if ndjson:
             return
         # the record list's end is found by survey: locating it would read it once more
-        status, a, _ = jd.locate(body, 0, len(body), data_path, False)
+        status, a, _ = jd.locate(body, self.start, len(body), data_path, False)
         if status == jd.UNKNOWN_KEY:
             where = ".".join(k.decode() for k in data_path[:a + 1])
             raise DataError(f"{self.where()}: data_path {where!r} is not in the response "
@@ -72,7 +74,7 @@ class Page:
     def empty(self) -> bool:
         """True when the page holds no records."""
         if self.ndjson:
-            return not self.body.strip()
+            return not self.body[self.start:].strip()
         return self.start == self.end or _EMPTY_LIST.match(self.body, self.start) is not None
 
     def value(self, dotted: str) -> Any:
