@@ -3,17 +3,18 @@ the key), and that secrets never show in their repr or dump."""
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
 
+from rapidbyte_fast.config.base import validate_section
+from rapidbyte_fast.errors import ConfigError
 from rapidbyte_fast.sources.http import HttpConnector, HttpSourceConfig, HttpStream
 from rapidbyte_fast.sources.http.auth import Masker
 from rapidbyte_fast.sources.http.pagination import next_link, with_params
 
 
-def _errors(model, data) -> list[tuple[str, str]]:
-    with pytest.raises(ValidationError) as err:
-        model.model_validate(data)
-    return [(".".join(map(str, e["loc"])), e["msg"]) for e in err.value.errors()]
+def _errors(model, data, at) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        validate_section(model, data, at)
+    return err.value.problems
 
 
 def test_defaults():
@@ -39,35 +40,54 @@ def test_incremental_sets_the_sync_mode():
 
 
 @pytest.mark.parametrize("data, expected", [
-    ({"base_url": "ftp://x"}, [("base_url", "Value error, must start with http:// or https://")]),
-    ({"base_url": "http://x", "auth": {"type": "oauth"}}, [("auth", "Input tag 'oauth' found "
-      "using 'type' does not match any of the expected tags: 'bearer', 'basic', 'api_key'")]),
-    ({"base_url": "http://x", "auth": {"type": "bearer"}}, [("auth.bearer.token",
-                                                             "Field required")]),
-    ({"base_url": "http://x", "concurency": 2}, [("concurency", "Extra inputs are not "
-                                                                "permitted")]),
+    ({"base_url": "ftp://x"}, "config.base_url: must start with http:// or https:// "
+                              "(got 'ftp://x')"),
+    ({"base_url": "http://x", "auth": {"type": "oauth"}}, "config.auth: input tag 'oauth' "
+     "found using 'type' does not match any of the expected tags: 'bearer', 'basic', "
+     "'api_key' (got {'type': 'oauth'})"),
+    ({"base_url": "http://x", "auth": {"type": "bearer"}}, "config.auth.bearer.token: is "
+                                                           "required"),
+    ({"base_url": "http://x", "concurency": 2}, "config.concurency: unknown key (did you "
+                                                "mean 'concurrency'?)"),
     ({"base_url": "http://x", "params": {"d": "{{ tomorrow }}"}},
-     [("params", "Value error, unknown template '{{ tomorrow }}' (use today, yesterday, now, "
-                 "days_ago(N), hours_ago(N))")]),
+     "config.params: unknown template '{{ tomorrow }}' (use today, yesterday, now, "
+     "days_ago(N), hours_ago(N)) (got {'d': '{{ tomorrow }}'})"),
+    ({"base_url": "http://x", "retry": {"min_delay_secs": 5, "max_delay_secs": 1}},
+     "config.retry.max_delay_secs: must be >= min_delay_secs"),
 ])
 def test_source_config_errors(data, expected):
-    assert _errors(HttpSourceConfig, data) == expected
+    assert _errors(HttpSourceConfig, data, ("config",)) == [expected]
 
 
 @pytest.mark.parametrize("data, expected", [
-    ({"name": "s", "pagination": {"type": "pages"}}, "pagination"),
+    ({"name": "s", "pagination": {"type": "pages"}}, "s.pagination: input tag 'pages' found "
+     "using 'type' does not match any of the expected tags: 'none', 'limit_offset', "
+     "'page_number', 'page_only', 'cursor', 'link_header', 'next_url' (got {'type': 'pages'})"),
     ({"name": "s", "pagination": {"type": "cursor", "cursor_param": "c"}},
-     "pagination.cursor.cursor_path"),
+     "s.pagination.cursor.cursor_path: is required"),
     ({"name": "s", "pagination": {"type": "page_only", "total_pages_path": "n"}},
-     "pagination.page_only"),
-    ({"name": "s", "schema": {"a": "text; drop table x"}}, "schema"),
-    ({"name": "s", "sync_mode": "incremental"}, ""),
-    ({"name": "s", "format": "ndjson", "data_path": "d"}, ""),
+     "s.pagination.page_only.total_pages_path: page_only has no total (use type: "
+     "page_number)"),
+    ({"name": "s", "schema": {"a": "text; drop table x"}}, "s.schema: field a: 'text; drop "
+     "table x' is not a valid Postgres type name (got {'a': 'text; drop table x'})"),
+    ({"name": "s", "sync_mode": "incremental"}, "s.incremental: required when sync_mode is "
+                                                "incremental ({cursor_field, param})"),
+    ({"name": "s", "format": "ndjson", "data_path": "d"}, "s.data_path: is for format json "
+                                                          "(ndjson lines are the records)"),
     ({"name": "s", "incremental": {"cursor_field": "u", "param": "p", "format": "epoch"}},
-     "incremental.format"),
+     "s.incremental.format: must be one of auto, raw, iso8601, unix, unix_ms, date or a "
+     "strftime pattern (got 'epoch')"),
+    ({"name": "s", "pagnation": {}}, "s.pagnation: unknown key (did you mean 'pagination'?)"),
 ])
 def test_stream_errors_name_the_key(data, expected):
-    assert [loc for loc, _ in _errors(HttpStream, data)] == [expected]
+    assert _errors(HttpStream, data, ("s",)) == [expected]
+
+
+def test_a_plain_config_mapping_is_validated_by_the_connector():
+    conn = HttpConnector({"base_url": "http://x", "timeout": 5})
+    assert (conn.config.timeout, conn.endpoint) == (5.0, "http://x")
+    with pytest.raises(ConfigError, match=r"^source.config.timeout: must be > 0"):
+        HttpConnector({"base_url": "http://x", "timeout": 0})
 
 
 def test_secrets_are_hidden_in_repr_and_dump():

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
+from ...config.base import ConfigModel as _Model
+from ...config.base import Name
+from ...config.problems import Problem, rule
 from ...errors import DataError
 from ...pgtypes import check_type_sql
 from .templates import check_template
 
 Scalar = Union[bool, int, float, str]
-Name = Annotated[str, Field(min_length=1)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # -- auth ----------------------------------------------------------------------------------
@@ -61,11 +59,11 @@ class RetryConfig(_Model):
     min_delay_secs: float = Field(0.5, ge=0)
     max_delay_secs: float = Field(30.0, ge=0)
 
-    @model_validator(mode="after")
-    def _ordered(self) -> "RetryConfig":
+    def _rules(self) -> list[Problem]:
         if self.max_delay_secs < self.min_delay_secs:
-            raise ValueError("max_delay_secs must be >= min_delay_secs")
-        return self
+            return [rule("min_delay_secs max_delay_secs", ("max_delay_secs",),
+                         "must be >= min_delay_secs")]
+        return []
 
 
 class RateLimit(_Model):
@@ -109,13 +107,15 @@ class PageNumber(_Paging):
     page_size_param: Optional[Name] = None
     page_size: Optional[int] = Field(None, ge=1)
 
-    @model_validator(mode="after")
-    def _size_pair(self) -> "PageNumber":
+    def _rules(self) -> list[Problem]:
+        problems = []
         if (self.page_size_param is None) != (self.page_size is None):
-            raise ValueError("page_size_param and page_size go together")
+            problems.append(rule("page_size_param page_size", ("page_size",),
+                                 "page_size_param and page_size go together"))
         if self.type == "page_only" and self.total_pages_path is not None:
-            raise ValueError("page_only has no total_pages_path (use page_number)")
-        return self
+            problems.append(rule("type total_pages_path", ("total_pages_path",),
+                                 "page_only has no total (use type: page_number)"))
+        return problems
 
 
 class CursorPaging(_Model):
@@ -164,13 +164,6 @@ class Incremental(_Model):
         if value in CURSOR_FORMATS or "%" in value:
             return value
         raise ValueError(f"must be one of {', '.join(CURSOR_FORMATS)} or a strftime pattern")
-
-    @field_validator("initial_value", mode="before")
-    @classmethod
-    def _text(cls, value: Any) -> Any:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        return value
 
     @field_validator("initial_value")
     @classmethod
@@ -226,20 +219,24 @@ class HttpStream(_Model):
     def _types(cls, types: dict[str, str]) -> dict[str, str]:
         for field, pg_type in types.items():
             try:
-                check_type_sql(pg_type, f"schema.{field}")
+                check_type_sql(pg_type, f"field {field}")
             except DataError as exc:
                 raise ValueError(str(exc)) from None
         return types
 
-    @model_validator(mode="after")
-    def _rules(self) -> "HttpStream":
+    def _rules(self) -> list[Problem]:
+        problems = []
         if self.sync_mode == "incremental" and self.incremental is None:
-            raise ValueError("sync_mode incremental needs incremental: {cursor_field, param}")
+            problems.append(rule("sync_mode incremental", ("incremental",),
+                                 "required when sync_mode is incremental "
+                                 "({cursor_field, param})"))
         if self.sync_mode == "full_refresh" and self.incremental is not None:
-            raise ValueError("incremental is set but sync_mode is full_refresh")
+            problems.append(rule("sync_mode incremental", ("sync_mode",),
+                                 "is full_refresh but incremental is set"))
         if self.format == "ndjson" and self.data_path:
-            raise ValueError("data_path is for format json (ndjson lines are the records)")
-        return self
+            problems.append(rule("format data_path", ("data_path",),
+                                 "is for format json (ndjson lines are the records)"))
+        return problems
 
     # what the engine asks of every stream
     @property

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 
+from ...config.base import validate_section
 from ...connector import Capabilities, CursorPlan, StreamInfo
 from .auth import Masker
 from .config import HttpSourceConfig, HttpStream
@@ -28,10 +29,11 @@ class HttpConnector:
     #: the model of each ``source.streams[]`` entry (instead of the Postgres StreamConfig)
     stream_model: ClassVar[type] = HttpStream
 
-    def __init__(self, config: HttpSourceConfig, endpoint: str | None = None) -> None:
-        self.config = config
+    def __init__(self, config: HttpSourceConfig | dict, endpoint: str | None = None) -> None:
+        # (a plain mapping when the config package left it untyped)
+        self.config = validate_section(HttpSourceConfig, config, ("source", "config"))
         #: the base URL, masked (everything a worker needs is in ``config``)
-        self.endpoint = endpoint or Masker(config)(config.base_url)
+        self.endpoint = endpoint or Masker(self.config)(self.config.base_url)
 
     def describe(self, stream: HttpStream) -> StreamInfo:
         reader = HttpReader(self.config, stream, StreamInfo(stream.name, pa.schema([])),
