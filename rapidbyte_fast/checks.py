@@ -24,10 +24,12 @@ def _describe(info: StreamInfo) -> dict:
 
 
 def discover_source(cfg: PipelineConfig) -> list[dict]:
-    """Every stream the source offers, with its columns."""
+    """Every stream the source offers, with its columns (a source with no catalog, such as an
+    HTTP API: the configured streams)."""
     src = registry.source(cfg.source.use)(cfg.source.config)
     try:
-        return [_describe(info) for info in src.discover()]
+        infos = src.discover() or [src.describe(s) for s in cfg.source.streams]
+        return [_describe(info) for info in infos]
     finally:
         src.close()
 

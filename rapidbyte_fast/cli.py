@@ -123,14 +123,21 @@ class _Progress:
               help="Plan every stream against the live source and destination, print the "
                    "plans and write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plans as JSON.")
+@click.option("--schedule", metavar="CRON", default=None,
+              help="Run on a cron schedule (local time) until SIGTERM, one run at a time; "
+                   "SIGTERM stops after the run in flight.")
 def run(pipeline: str, quiet: bool, verbose: int, log_format: str, dry_run: bool,
-        as_json: bool) -> None:
+        as_json: bool, schedule: str | None) -> None:
     """Run the pipeline described by PIPELINE (a YAML file)."""
     _setup_logging(verbose, quiet, log_format)
     if dry_run:
         _dry_run(pipeline, as_json)
         return
     from .engine import run_pipeline
+
+    if schedule is not None:
+        _run_on_schedule(pipeline, schedule, quiet)
+        return
 
     _stop_on_signals()
     progress = _Progress(not quiet, log_format)
@@ -147,6 +154,27 @@ def run(pipeline: str, quiet: bool, verbose: int, log_format: str, dry_run: bool
     elif not quiet:
         click.echo(result.summary())
     click.echo(result.bench_line())
+
+
+def _run_on_schedule(pipeline: str, expression: str, quiet: bool) -> None:
+    from .engine import run_pipeline
+    from .schedule import check_schedule, run_on_schedule
+
+    try:
+        check_schedule(expression)
+        _load(pipeline)
+    except BaseException as exc:
+        _fail(exc)
+        return
+
+    def once():
+        result = run_pipeline(_load(pipeline), None)
+        if not quiet:
+            click.echo(result.summary())
+        click.echo(result.bench_line())
+        return result
+
+    sys.exit(1 if run_on_schedule(expression, once) else 0)
 
 
 def _stop_on_signals() -> None:

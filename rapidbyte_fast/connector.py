@@ -29,6 +29,9 @@ class Capabilities:
     change_capture: bool = False
     #: holds one consistent snapshot across readers (exported to range workers)
     snapshots: bool = False
+    #: an incremental read arrives in cursor order (a mid-stream checkpoint may then commit
+    #: the cursor of the rows so far)
+    cursor_ordered: bool = False
 
 
 @dataclass(frozen=True)

@@ -118,10 +118,13 @@ class Planner:
         path, why = self._path(info, state)
         reads = self._reads(stream, info, schema, state)
         res = cfg.resources
+        # mid-stream checkpoints of an incremental read commit the cursor reached so far:
+        # only a read in cursor order has one
+        every = ((res.checkpoint_interval_bytes, res.checkpoint_interval_rows,
+                  res.checkpoint_interval_seconds)
+                 if cursor is None or src.capabilities.cursor_ordered else (0, 0, 0.0))
         write = dest.plan_write(cfg.pipeline, stream.name, schema, state, reads,
-                                path == "passthrough", cursor,
-                                (res.checkpoint_interval_bytes, res.checkpoint_interval_rows,
-                                 res.checkpoint_interval_seconds))
+                                path == "passthrough", cursor, every)
         done = write.ranged.done if write.ranged is not None else frozenset()
         pending = tuple(r for r in reads.ranges if r.index not in done)
         workers = min(reads.workers, len(pending))

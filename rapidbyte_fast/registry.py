@@ -31,6 +31,13 @@ _BUILTIN: dict[str, dict[str, str]] = {
     },
 }
 
+#: the config and stream models of built-ins whose models the config package does not hold,
+#: importable without importing the connector
+_BUILTIN_MODELS: dict[tuple[str, str], tuple[str, str]] = {
+    ("sources", "http"): ("rapidbyte_fast.sources.http.config:HttpSourceConfig",
+                          "rapidbyte_fast.sources.http.config:HttpStream"),
+}
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -46,7 +53,11 @@ class Entry:
 
 def load(entry: Entry):
     """The class an entry names (imports its module)."""
-    module, _, attr = entry.target.partition(":")
+    return _load_target(entry.target)
+
+
+def _load_target(target: str):
+    module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
@@ -63,6 +74,21 @@ def find(kind: str, use: str) -> Entry | None:
     if use in _BUILTIN[kind]:
         return Entry(kind, use, "built-in", _BUILTIN[kind][use])
     return _installed(kind).get(use)
+
+
+def models(kind: str, use: str) -> tuple[type | None, type | None]:
+    """(config model, stream model) a connector declares (None: the defaults); a connector
+    that cannot be loaded declares none (the planner reports it)."""
+    if (kind, use) in _BUILTIN_MODELS:
+        return tuple(_load_target(t) for t in _BUILTIN_MODELS[(kind, use)])  # type: ignore
+    entry = find(kind, use)
+    if entry is None or entry.origin == "built-in":
+        return None, None
+    try:
+        cls = load(entry)
+    except (ImportError, AttributeError):
+        return None, None
+    return getattr(cls, "config_model", None), getattr(cls, "stream_model", None)
 
 
 def _connector(kind: str, use: str, key: str):

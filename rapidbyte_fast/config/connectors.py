@@ -175,10 +175,4 @@ def connector_config_model(kind: str, use: str) -> type[ConfigModel] | None:
         return model
     from .. import registry
 
-    entry = registry.find(f"{kind}s", use)
-    if entry is None or entry.origin == "built-in":
-        return None
-    try:
-        return getattr(registry.load(entry), "config_model", None)
-    except (ImportError, AttributeError):
-        return None  # the planner reports a connector that cannot be loaded
+    return registry.models(f"{kind}s", use)[0]

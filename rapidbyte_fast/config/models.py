@@ -15,7 +15,7 @@ from ..paths import data_dir
 from ..redact import MASK, redact
 from .base import ConfigModel, Name, TypedConfig, typed_config
 from .connectors import DATASETS, GenerateConfig, connector_config_model
-from .problems import SECRET_KEY, LoadContext, Problem, rule
+from .problems import SECRET_KEY, LoadContext, Problem, flatten, problems_error, rule
 from .sizes import BatchBytes, Size
 from .transforms import TransformConfig
 
@@ -66,6 +66,16 @@ class StreamConfig(ConfigModel):
         return problems
 
 
+def _stream_model(use: object) -> type[ConfigModel]:
+    """The model of each ``source.streams[]`` entry: the source connector's ``stream_model``
+    when it declares one (``use: http``), else ``StreamConfig``."""
+    if isinstance(use, str):
+        from .. import registry
+
+        return registry.models("sources", use)[1] or StreamConfig
+    return StreamConfig
+
+
 class SourceConfig(ConfigModel):
     """``source``: a built-in connector (postgres, generate, http) or a plugin, and its streams."""
 
@@ -73,12 +83,29 @@ class SourceConfig(ConfigModel):
     config: TypedConfig = Field(
         default_factory=dict, validate_default=True, union_mode="left_to_right"
     )
-    streams: tuple[StreamConfig, ...] = Field(min_length=1)
+    #: StreamConfig entries, or the source connector's own ``stream_model``
+    streams: tuple[Any, ...] = Field(min_length=1)
 
     @field_validator("config", mode="before")
     @classmethod
     def _config_for_use(cls, value: Any, info: ValidationInfo) -> Any:
         return _connector_config("source", value, info)
+
+    @field_validator("streams", mode="before")
+    @classmethod
+    def _streams_for_use(cls, value: Any, info: ValidationInfo) -> Any:
+        model = _stream_model(info.data.get("use"))
+        if not isinstance(value, (list, tuple)):
+            return value  # (the field's own type reports it)
+        problems, out = [], []
+        for i, item in enumerate(value):
+            try:
+                out.append(item if isinstance(item, model) else model.model_validate(item))
+            except ValidationError as exc:
+                problems += [p.under((i,)) for p in flatten(exc)]
+        if problems:
+            raise problems_error(problems)
+        return out
 
     def _rules(self) -> list[Problem]:
         problems = []

@@ -1,9 +1,5 @@
 """The HTTP source end to end through the CLI into the embedded Postgres: column types, SQL
 transforms, validation into the DLQ, incremental upserts across runs, check, and secrets.
-
-The module skips itself, saying so, while the config package still validates every
-``source.streams[]`` entry as a Postgres ``StreamConfig`` (http streams need the
-connector's ``stream_model``); with that change they all pass.
 """
 from __future__ import annotations
 
@@ -11,27 +7,10 @@ import json
 
 import pytest
 
-from rapidbyte_fast.config import load_config
-from rapidbyte_fast.errors import ConfigError
 from tests.http_api import ApiServer, Reply, paged
 
 from .test_cli_e2e import _cli, _err, _text_rows, _types
 
-
-def _http_wired() -> bool:
-    try:
-        load_config({"pipeline": "p", "source": {
-            "use": "http", "config": {"base_url": "http://127.0.0.1:1"},
-            "streams": [{"name": "s", "path": "/s", "pagination": {"type": "page_only"}}]},
-            "destination": {"use": "postgres", "config": {"url": "embedded"}}})
-    except ConfigError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(
-    not _http_wired(), reason="config does not validate http streams with the connector's "
-                              "stream_model yet")
 
 TOKEN = "e2e-SECRET-token-5150"
 
@@ -181,3 +160,24 @@ def test_secrets_absent_from_all_output(pg_dsn, pg_schema2, api, tmp_path):
     assert "failed after 2 attempts: HTTP 500" in _err(bad)
     for proc in (ok, bad):
         assert TOKEN not in proc.stdout + proc.stderr
+
+
+def test_run_on_a_schedule_from_the_cli(pg_dsn, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "p.yaml"
+    path.write_text(f'version: "1.0"\npipeline: sched\nsource: {{use: generate, config: '
+                    f'{{rows: 10}}, streams: [{{name: small}}]}}\ndestination: {{use: postgres, '
+                    f'config: {{url: "{pg_dsn}", schema: sched}}}}\n')
+    bad = _cli(pg_dsn, "run", "--schedule", "*/5 * *", str(path))
+    assert bad.returncode == 2 and "is not a cron expression" in bad.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "rapidbyte_fast", "run", "--schedule",
+                             "0 0 1 1 *", str(path)], stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "schedule 0 0 1 1 *: next run at" in err and "stopped after 0 run(s)" in err

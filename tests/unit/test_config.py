@@ -680,7 +680,7 @@ def test_secrets_never_appear_in_errors_dumps_or_reprs(tmp_path: Path) -> None:
 
 
 def test_redacted_dict_masks_secret_keys_in_plugin_configs() -> None:
-    data = with_changes((("source", "use"), "http"), (("source", "config"), {
+    data = with_changes((("source", "use"), "restapi"), (("source", "config"), {
         "api_key": "k1", "auth": {"token": "t1", "header": "X"}, "base": "https://u:p@x/"}))
     dumped = load_config(data, env={}).redacted_dict()
     assert dumped["source"]["config"] == {

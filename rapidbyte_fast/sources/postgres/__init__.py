@@ -27,7 +27,7 @@ class PostgresSourceConnector:
 
     name = "postgres"
     capabilities = Capabilities(raw_copy=True, key_ranges=True, incremental=True,
-                                snapshots=True)
+                                snapshots=True, cursor_ordered=True)
     config_model = PostgresSourceConfig
 
     def __init__(self, config: PostgresSourceConfig, endpoint: str | None = None) -> None:
