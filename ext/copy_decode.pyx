@@ -15,7 +15,7 @@ from libc.stdint cimport (
 )
 from libc.string cimport memcpy, memset
 
-from rapidbyte_fast._py.copy_decode import copy_failed, data_error, parse_header  # noqa: F401
+from rapidbyte_fast.copy_format import copy_failed, data_error, parse_header  # noqa: F401
 
 include "kinds.pxi"
 
@@ -192,7 +192,7 @@ cdef extern from *:
                            unsigned char* out) nogil
 
 
-# Mirrors the E_* codes of rapidbyte_fast._py.copy_decode (which formats the messages).
+# Mirrors the E_* codes of rapidbyte_fast.copy_format (which words the messages).
 cdef enum:
     E_FIELD_COUNT = 1
     E_FIELD_LENGTH = 2

@@ -118,7 +118,7 @@ cdef extern from *:
     const uint64_t rb_pow10[20]
     int rb_round_sig(double v, int P, uint64_t* n, int* x) noexcept nogil
 
-# Error codes, mirrored by ERR_* in rapidbyte_fast/_py/value_text.py.
+# Error codes, mirrored by ERR_* in rapidbyte_fast/kernel_inputs.py (which words them).
 cdef enum:
     ERR_NUL = 1
     ERR_DATE_RANGE = 2
