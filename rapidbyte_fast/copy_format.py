@@ -13,6 +13,7 @@ from .errors import DataError, SourceError
 from .kernel_inputs import located_error
 
 _I32 = struct.Struct(">i")
+_PREVIEW = 40  # bytes of a refused value shown in its error
 
 # Decoder error codes (ext/copy_decode.pyx mirrors them in its E_* enum).
 E_FIELD_COUNT = 1
@@ -27,17 +28,19 @@ E_NUMERIC_RANGE = 9
 E_ARRAY_MALFORMED = 10
 E_ARRAY_DIMS = 11
 E_ARRAY_LBOUND = 12
+E_INVALID_UTF8 = 13
 
 _ONE_D_ONLY = ("only 1-D arrays with lower bound 1 become Arrow lists; declare the column "
                "with all its dimensions (e.g. integer[][]) to carry its values as exact text")
 
 
 def data_error(
-    plan: ColumnPlan, code: int, col: int, row: int, value: int = 0, text: str = "",
+    plan: ColumnPlan, code: int, col: int, row: int, value: int = 0, text: str | bytes = "",
     elem: int = -1,
 ) -> DataError:
     """The DataError for decoder problem ``code`` at (column ``col``, stream row ``row``,
-    array element ``elem`` when >= 0)."""
+    array element ``elem`` when >= 0); ``text`` is the numeric's text (E_NUMERIC_RANGE) or
+    the raw bytes (E_INVALID_UTF8)."""
     if code == E_FIELD_COUNT:
         return DataError(
             f"COPY row {row}: expected {len(plan.kinds)} fields, got {value}")
@@ -70,6 +73,10 @@ def data_error(
         what = f"array with {value} dimensions: {_ONE_D_ONLY}"
     elif code == E_ARRAY_LBOUND:
         what = f"array with lower bound {value}: {_ONE_D_ONLY}"
+    elif code == E_INVALID_UTF8:
+        shown = bytes(text[:_PREVIEW]).decode("utf-8", "backslashreplace")
+        more = "..." if len(text) > _PREVIEW else ""
+        what = f"text is not valid UTF-8 (value: {shown + more!r})"
     else:
         raise AssertionError(f"unknown error code {code}")
     return located_error(plan.names[col], row, where + what)

@@ -134,15 +134,18 @@ def _binary_cells(col: tuple, start: int, stop: int,
         cells = [struct.pack(">iq", 8, v if v in (vt.TS_POS_INF, vt.TS_NEG_INF)
                              or vt.timestamp_error(v) else v - PG_EPOCH_OFFSET_US) for v in vals]
     elif kind == Kind.INTERVAL:
-        vals, err = first_bad(ki.interval_values(col, start, stop),
-                              lambda v: ki.ERR_INTERVAL_NANOS if v[2] % 1000 else 0)
-        cells = [struct.pack(">iqii", 16, ns // 1000, d, m) for m, d, ns in vals]
+        vals, err = first_bad(ki.interval_values(col, start, stop), vt.interval_error)
+        cells = [struct.pack(">iqii", 16, ns if (m, d, ns) in vt.INTERVAL_SPECIAL else ns // 1000,
+                             d, m) for m, d, ns in vals]
     elif kind == Kind.UUID:
         cells = [b"\x00\x00\x00\x10" + raw for raw in ki.raw_fixed(col, start, stop)]
     else:  # NUMERIC
         scale = col[1]
         cells = []
         for v in ki.decimal_values(col, start, stop):
+            if v in vt.DECIMAL_SPECIAL:
+                cells.append(numeric_binary(vt.DECIMAL_SPECIAL[v][0], "", "", 0))
+                continue
             neg, ip, fp = vt.decimal_digits(v, scale)
             cells.append(numeric_binary(vt.NUMERIC_NEG if neg else vt.NUMERIC_POS, ip, fp,
                                         max(scale, 0)))

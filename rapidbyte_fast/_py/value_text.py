@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import math
 
-from ..column_plan import VARLENA_KINDS, Kind
+from ..column_plan import (
+    DECIMAL_NAN, DECIMAL_NEG_INF, DECIMAL_POS_INF, INTERVAL_NEG_INF, INTERVAL_POS_INF,
+    VARLENA_KINDS, Kind,
+)
 from ..kernel_inputs import (
     ERR_DATE_RANGE, ERR_INTERVAL_NANOS, ERR_NUL, ERR_NUMERIC_RANGE, ERR_NUMERIC_TEXT,
     ERR_TIME_RANGE, ERR_TIMESTAMP_RANGE, decimal_values, fixed_values, interval_values,
@@ -33,6 +36,11 @@ NUMERIC_INT_DIGITS_MAX = 131_072
 NUMERIC_DSCALE_MAX = 16_383
 
 _NUMERIC_SPECIAL = {b"NaN": NUMERIC_NAN, b"Infinity": NUMERIC_PINF, b"-Infinity": NUMERIC_NINF}
+#: decimal128 sentinel → (numeric sign word, text) of NaN and ±Infinity.
+DECIMAL_SPECIAL = {DECIMAL_NAN: (NUMERIC_NAN, "NaN"), DECIMAL_POS_INF: (NUMERIC_PINF, "Infinity"),
+                   DECIMAL_NEG_INF: (NUMERIC_NINF, "-Infinity")}
+#: Arrow interval sentinel → text of PostgreSQL 17's ±infinity.
+INTERVAL_SPECIAL = {INTERVAL_POS_INF: "infinity", INTERVAL_NEG_INF: "-infinity"}
 _DIGITS = frozenset(b"0123456789")
 
 
@@ -56,6 +64,12 @@ def date_error(d: int) -> int:
 
 def time_error(us: int) -> int:
     return 0 if 0 <= us <= USECS_PER_DAY else ERR_TIME_RANGE
+
+
+def interval_error(value: tuple[int, int, int]) -> int:
+    """Error code of an Arrow interval (months, days, ns): ns must be whole microseconds,
+    unless the value is a ±infinity sentinel."""
+    return ERR_INTERVAL_NANOS if value[2] % 1000 and value not in INTERVAL_SPECIAL else 0
 
 
 def timestamp_error(us: int) -> int:
@@ -137,10 +151,12 @@ def fmt_timestamp(us: int, tz: bool) -> str:
     return f"{ymd} {_clock(rem)}{'+00' if tz else ''}{' BC' if bc else ''}"
 
 
-def fmt_interval(months: int, days: int, us: int) -> str:
+def fmt_interval(months: int, days: int, ns: int) -> str:
+    if (months, days, ns) in INTERVAL_SPECIAL:
+        return INTERVAL_SPECIAL[months, days, ns]
     # Explicit signs on every field: under IntervalStyle=sql_standard a lone leading '-'
     # would otherwise apply to all fields.
-    return f"{months:+d} mons {days:+d} days {us:+d} microseconds"
+    return f"{months:+d} mons {days:+d} days {ns // 1000:+d} microseconds"
 
 
 def fmt_float(v: float, digits: int) -> str:
@@ -170,6 +186,8 @@ def decimal_digits(v: int, scale: int) -> tuple[bool, str, str]:
 
 
 def fmt_decimal(v: int, scale: int) -> str:
+    if v in DECIMAL_SPECIAL:
+        return DECIMAL_SPECIAL[v][1]
     neg, ip, fp = decimal_digits(v, scale)
     return ("-" if neg else "") + (ip or "0") + ("." + fp if fp else "")
 
@@ -217,11 +235,11 @@ def text_cells(col: tuple, start: int, stop: int) -> tuple[list[bytes | None], t
         return _masked(cells, null), None
     if kind == Kind.INTERVAL:
         cells, err = [], None
-        for months, days, ns in interval_values(col, start, stop):
-            if ns % 1000 and (null is None or not null[len(cells)]):
+        for value in interval_values(col, start, stop):
+            if interval_error(value) and (null is None or not null[len(cells)]):
                 err = (start + len(cells), ERR_INTERVAL_NANOS)
                 break
-            cells.append(fmt_interval(months, days, ns // 1000).encode())
+            cells.append(fmt_interval(*value).encode())
         return _masked(cells, null), err
     if kind == Kind.UUID:
         return _masked([fmt_uuid(b).encode() for b in raw_fixed(col, start, stop)], null), None
