@@ -202,20 +202,27 @@ def test_primary_key_of():
 
 
 @pytest.mark.parametrize("row, expected", [
-    (("a", "integer[]", False, "_int4", "b", -1, 1, "int4", 23),
+    (("a", "integer[]", False, "_int4", "b", -1, 1, "int4", 23, 1007),
      ("integer[]", Kind.ARRAY, Kind.INT4, 23, False)),
-    (("a", "integer[]", False, "_int4", "b", -1, 0, "int4", 23),
+    (("a", "integer[]", False, "_int4", "b", -1, 0, "int4", 23, 1007),
      ("integer[]", Kind.ARRAY, Kind.INT4, 23, False)),
-    (("a", "integer[]", False, "_int4", "b", -1, 2, "int4", 23),
+    (("a", "integer[]", False, "_int4", "b", -1, 2, "int4", 23, 1007),
      ("integer[][]", Kind.TEXT, 0, 0, True)),
-    (("a", "numeric(5,2)[]", False, "_numeric", "b", 327686, 1, "numeric", 1700),
+    (("a", "numeric(5,2)[]", False, "_numeric", "b", 327686, 1, "numeric", 1700, 1231),
      ("numeric(5,2)[]", Kind.ARRAY, Kind.NUMERIC, 1700, False)),
-    (("a", "inet[]", False, "_inet", "b", -1, 1, "inet", 869),
+    (("a", "inet[]", False, "_inet", "b", -1, 1, "inet", 869, 1041),
      ("inet[]", Kind.TEXT, 0, 0, True)),
-    (("a", "s.intlist", False, "_int4", "d", -1, 0, "int4", 23),
+    (("a", "s.intlist", False, "_int4", "d", -1, 0, "int4", 23, 1007),
      ("s.intlist", Kind.ARRAY, Kind.INT4, 23, False)),
-    (("a", "s.mood[]", False, "_mood", "b", -1, 1, None, None),
+    (("a", "s.mood[]", False, "_mood", "b", -1, 1, None, None, 16501),
      ("s.mood[]", Kind.TEXT, 0, 0, True)),
+    # user types named like built-ins are decided by OID, not taken for them
+    (("a", "s.text", False, "s.text", "c", -1, 0, None, None, 16400),
+     ("s.text", Kind.TEXT, 0, 0, True)),
+    (("a", "s.int4", False, "s.int4", "e", -1, 0, None, None, 16410),
+     ("s.int4", Kind.TEXT, 0, 0, False)),
+    (("a", "regclass", False, "regclass", "b", -1, 0, None, None, 2205),
+     ("regclass", Kind.TEXT, 0, 0, True)),
 ])
 def test_catalog_rows_to_columns(row, expected):
     col = _column(*row)
