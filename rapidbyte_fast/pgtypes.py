@@ -62,13 +62,20 @@ _BINARY_TARGETS = {
     Kind.NUMERIC_TEXT: {"numeric"}, Kind.JSONB: {"jsonb"},
 }
 
-# format_type() output: optional schema, a (possibly quoted, multi-word) name, typmods,
-# time zone suffix and array brackets. Anything else is refused before it reaches DDL.
+# format_type() output: a one-word (possibly quoted, schema-qualified) name with typmods, or
+# one of the SQL-standard names of several words that format_type prints, then array
+# brackets. Anything else (``integer references t``) is refused before it reaches DDL.
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_TYPMOD = r"\(\s*-?\d+(?:\s*,\s*-?\d+)?\s*\)"
+_INTERVAL_FIELDS = (r"year|month|day|hour|minute|second|year to month|day to hour"
+                    r"|day to minute|day to second|hour to minute|hour to second"
+                    r"|minute to second")
 _TYPE_RE = re.compile(
-    rf"^(?:{_IDENT}\.)?(?:{_IDENT}(?: [A-Za-z_][A-Za-z0-9_]*)*)"
-    r"(?:\(\s*-?\d+(?:\s*,\s*-?\d+)?\s*\))?"
-    r"(?: with(?:out)? time zone)?(?:\[\])*$"
+    rf"^(?:(?:{_IDENT}\.)?{_IDENT}(?:{_TYPMOD})?"
+    rf"|(?:bit varying|character varying|double precision)(?:{_TYPMOD})?"
+    r"|(?:time|timestamp)(?:\(\d+\))? with(?:out)? time zone"
+    rf"|interval (?:{_INTERVAL_FIELDS})(?:\(\d+\))?"
+    r")(?:\[\])*$"
 )
 
 

@@ -21,7 +21,8 @@ import pyarrow as pa
 from datafusion import DataFrame, SessionConfig, SessionContext, SQLOptions
 
 from ..errors import ConfigError, DataError
-from ..pgtypes import PRIMARY_KEY_KEY, quote_ident, split_table
+from ..pgtypes import quote_ident, split_table
+from .output_schema import carried_schema
 
 #: Batches stay whole through DataFusion: its default (8192 rows) slices a 100k-row batch
 #: into 13 and halves throughput (bench.transforms).
@@ -93,27 +94,10 @@ def _message(exc: Exception, query: str) -> str:
     return text
 
 
-def _described(field: pa.Field) -> tuple[pa.DataType, tuple]:
-    return field.type, tuple(sorted((field.metadata or {}).items()))
-
-
-def _output_schema(result: pa.Schema, source: pa.Schema) -> pa.Schema:
-    """``result`` with view types made plain, field metadata kept only where it still
-    describes the column, and the primary key kept only if its columns pass through
-    (same name, type and metadata as in ``source``)."""
-    carried = {_described(f) for f in source if f.metadata}
-    fields = []
-    for f in result:
-        f = f.with_type(_PLAIN_TYPES.get(f.type, f.type))
-        fields.append(f if _described(f) in carried else f.remove_metadata())
-    meta = dict(source.metadata or {})
-    key = meta.pop(PRIMARY_KEY_KEY, None)
-    if key is not None:
-        out = {f.name: _described(f) for f in fields if f.metadata}
-        if all(k in source.names and out.get(k) == _described(source.field(k))
-               for k in key.decode().split(",")):
-            meta[PRIMARY_KEY_KEY] = key
-    return pa.schema(fields, metadata=meta or None)
+def _plain(result: pa.Schema) -> pa.Schema:
+    """``result`` with view types made plain."""
+    return pa.schema([f.with_type(_PLAIN_TYPES.get(f.type, f.type)) for f in result],
+                     metadata=result.metadata)
 
 
 def _table_names(stream: str) -> list[str]:
@@ -162,7 +146,7 @@ class _Query:
             message = (f"column {', '.join(nulls)} has no type (a bare NULL); "
                        "cast it, e.g. CAST(NULL AS TEXT)")
             raise _query_error(message, self.query, index)
-        return _output_schema(result, schema)
+        return carried_schema(_plain(result), schema)
 
 
 def validate_sql(query: str, stream: str, schema: pa.Schema,

@@ -53,13 +53,20 @@ def test_derived_name_stays_within_63_bytes_and_is_unique():
     "integer", "character varying(255)", "numeric(18,6)", "timestamp(3) with time zone",
     "time without time zone", "integer[]", "text[][]", '"MyEnum"', 'public."My Type"',
     "bit varying(10)", "double precision", '"d st"."My ""Mood"""[]', 'ys."My Mood"',
-    "integer[][]",
+    "integer[][]", "interval", "interval(3)", "interval year to month",
+    "interval day to second(6)", "interval minute", "time(0) without time zone",
+    "timestamp without time zone[]", "character(1)", '"char"', "numeric(5,-2)", "bpchar",
+    "tsvector", "public.citext",
 ])
 def test_check_type_sql_accepts_format_type_output(t):
     assert check_type_sql(t, "column x") == t
 
 
-@pytest.mark.parametrize("t", ["integer; DROP TABLE x", "text) --", "int4 DEFAULT 1", ""])
+@pytest.mark.parametrize("t", [
+    "integer; DROP TABLE x", "text) --", "int4 DEFAULT 1", "", "integer references t",
+    "integer not null", "text collate c", "int4 check", "interval year to decade",
+    "double varying", "timestamp with time zone primary key", "a.b.c", "integer[3]",
+])
 def test_check_type_sql_refuses_injection(t):
     with pytest.raises(DataError, match="column x: .* is not a valid Postgres type name"):
         check_type_sql(t, "column x")
