@@ -15,7 +15,7 @@ from libc.stdint cimport (
 )
 from libc.string cimport memcpy, memset
 
-from rapidbyte_fast._py.copy_decode import copy_failed, data_error, parse_header  # noqa: F401
+from rapidbyte_fast.copy_format import copy_failed, data_error, parse_header  # noqa: F401
 
 include "kinds.pxi"
 
@@ -87,6 +87,32 @@ cdef extern from *:
         return n;
     }
 
+    /* Whether n bytes are UTF-8 as Python's strict decoder (RFC 3629) reads it: no overlong
+       forms, surrogates or code points past U+10FFFF; ASCII runs are skipped 8 at a time. */
+    static int rb_utf8_valid(const unsigned char *s, int64_t n) {
+        int64_t i = 0;
+        while (i < n) {
+            if (n - i >= 8) {
+                uint64_t w;
+                memcpy(&w, s + i, 8);
+                if (!(w & 0x8080808080808080ULL)) { i += 8; continue; }
+            }
+            unsigned c = s[i];
+            if (c < 0x80) { i++; continue; }
+            int len = c >= 0xC2 && c < 0xE0 ? 2 : c >= 0xE0 && c < 0xF0 ? 3
+                      : c >= 0xF0 && c < 0xF5 ? 4 : 0;
+            if (len == 0 || n - i < len) return 0;
+            unsigned c1 = s[i + 1];
+            if ((c1 & 0xC0) != 0x80) return 0;
+            if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 >= 0xA0)
+                || (c == 0xF0 && c1 < 0x90) || (c == 0xF4 && c1 >= 0x90)) return 0;
+            for (int k = 2; k < len; k++)
+                if ((s[i + k] & 0xC0) != 0x80) return 0;
+            i += len;
+        }
+        return 1;
+    }
+
     /* numeric_out (get_str_from_var) of a valid numeric; returns the bytes written. */
     static int64_t rb_numeric_text(const unsigned char *p, unsigned char *out) {
         int nd = (int16_t)rb_be16(p), weight = (int16_t)rb_be16(p + 2);
@@ -140,14 +166,20 @@ cdef extern from *:
     }
 
     /* A valid numeric as a little-endian decimal128 (value * 10^scale) with |v| < 10^precision
-       (1..38); returns 0, or 1 when it is NaN/±Infinity, inexact or too large. */
+       (1..38), NaN as 10^38 + 1 and ±Infinity as ±10^38 (column_plan's sentinels, beyond any
+       precision); returns 0, or 1 when it is inexact or too large. */
     static int rb_numeric_decimal(const unsigned char *p, int precision, int scale,
                                   unsigned char *out) {
         int nd = (int16_t)rb_be16(p), weight = (int16_t)rb_be16(p + 2);
         uint16_t sign = rb_be16(p + 4);
         const unsigned char *digits = p + 8;
         rb_u128 acc = 0;
-        if (sign != RB_NUMERIC_POS && sign != RB_NUMERIC_NEG) return 1;
+        if (sign != RB_NUMERIC_POS && sign != RB_NUMERIC_NEG) {
+            acc = rb_pow10(38) + (sign == RB_NUMERIC_NAN);
+            if (sign == RB_NUMERIC_NINF) acc = (rb_u128)0 - acc;
+            memcpy(out, &acc, 16);
+            return 0;
+        }
         /* Trailing zero words would only inflate the accumulator. */
         while (nd > 0 && rb_be16(digits + 2 * (nd - 1)) == 0) nd--;
         if (nd > 0) {
@@ -190,9 +222,10 @@ cdef extern from *:
     int64_t rb_numeric_text(const unsigned char* p, unsigned char* out) nogil
     int rb_numeric_decimal(const unsigned char* p, int precision, int scale,
                            unsigned char* out) nogil
+    bint rb_utf8_valid(const unsigned char* s, int64_t n) nogil
 
 
-# Mirrors the E_* codes of rapidbyte_fast._py.copy_decode (which formats the messages).
+# Mirrors the E_* codes of rapidbyte_fast.copy_format (which words the messages).
 cdef enum:
     E_FIELD_COUNT = 1
     E_FIELD_LENGTH = 2
@@ -206,6 +239,7 @@ cdef enum:
     E_ARRAY_MALFORMED = 10
     E_ARRAY_DIMS = 11
     E_ARRAY_LBOUND = 12
+    E_INVALID_UTF8 = 13
 
 cdef enum:
     DATE_OFFSET = 10957  # days 1970-01-01 → 2000-01-01
@@ -221,6 +255,9 @@ cdef struct Col:
     int width       # bytes per value in the data sink, 0 = varlena (offsets + data) or ARRAY
     int precision
     int scale
+    bint check_utf8     # TEXT / JSONB values must be valid UTF-8 (ColumnPlan.validate_utf8)
+    int64_t room        # data bytes the sink can take before int32 offsets overflow
+    int64_t items_room  # (child) elements the list offsets can still address
     int64_t total   # scan: data bytes the varlena values of the scanned rows need
     int64_t items   # scan (child): elements of the scanned rows
     int64_t off     # fill: length of the data sink so far (ARRAY: child elements so far)
@@ -276,9 +313,11 @@ cdef int _array_scan(const unsigned char* p, int32_t n, Col* ch, int sign, int64
                      int* elem) noexcept nogil:
     """Check the framing of a binary array (as ``array_elements`` of the Python twin does)
     and add (``sign`` 1) or take back (-1) its elements in the child's totals; returns 0 or
-    an E_* code (totals untouched)."""
+    an E_* code (totals untouched): E_TOO_LARGE when adding would pass the child's room
+    (``elem``: the element whose data passes it, -1 for the element count)."""
     cdef int32_t ndim, flags, count, lbound, m, e
     cdef int64_t q = 20, total = 0
+    cdef int over = -1
     if n < 12:
         return E_ARRAY_MALFORMED
     ndim = <int32_t>rb_be32(p)
@@ -314,9 +353,14 @@ cdef int _array_scan(const unsigned char* p, int32_t n, Col* ch, int sign, int64
             return E_FIELD_LENGTH
         if not ch.width:
             total += _varlena_bytes(ch.kind, p + q, m)
+            if over < 0 and ch.total + total > ch.room:
+                over = e
         q += m
     if q != n:
         return E_ARRAY_MALFORMED
+    if sign > 0 and (ch.items + count > ch.items_room or over >= 0):
+        elem[0] = -1 if ch.items + count > ch.items_room else over
+        return E_TOO_LARGE
     ch.total += sign * total
     ch.items += sign * count
     return 0
@@ -326,11 +370,12 @@ cdef Py_ssize_t _scan(
     const unsigned char* s, Py_ssize_t pos, Py_ssize_t end, Col* cols, int ncols,
     Py_ssize_t max_rows, Py_ssize_t* nrows, bint* trailer, Fault* f,
 ) noexcept nogil:
-    """Framing pass: count the complete tuples from ``pos`` and add up varlena bytes."""
+    """Framing pass: count the complete tuples from ``pos`` and add up varlena bytes; stops
+    before a row that would pass a sink's room (a fault if it is the first row)."""
     cdef Py_ssize_t rows = 0, q
     cdef int c, nfields, code, elem
     cdef int32_t n
-    cdef int64_t value
+    cdef int64_t value, add
     cdef Col* col
     while end - pos >= 2:
         nfields = <int16_t>rb_be16(s + pos)
@@ -367,11 +412,17 @@ cdef Py_ssize_t _scan(
                 elem = -1
                 code = _array_scan(s + q, n, col.child, 1, &value, &elem)
                 if code:
-                    _fault(f, code, c, rows, value)
-                    f.elem = elem
+                    if code != E_TOO_LARGE or rows == 0:  # else the caller cuts the batch
+                        _fault(f, code, c, rows, value)
+                        f.elem = elem
                     break
             elif not col.width:
-                col.total += _varlena_bytes(col.kind, s + q, n)
+                add = _varlena_bytes(col.kind, s + q, n)
+                if col.total + add > col.room:
+                    if rows == 0:
+                        _fault(f, E_TOO_LARGE, c, rows, 0)
+                    break
+                col.total += add
             q += n
             c += 1
         if c < ncols:  # incomplete, or a bad field c
@@ -415,10 +466,15 @@ cdef inline int _put(Col* col, const unsigned char* p, int32_t n, Py_ssize_t k, 
     """Convert one non-NULL value into ``col``'s sinks as value ``k`` of this call (row
     ``r``, column ``c``); 1 (and ``f`` set) on a bad value."""
     cdef int kind = col.kind
-    cdef int32_t days
+    cdef int32_t days, months
     cdef int64_t v, us
     col.v[k] = 1
     if kind == K_TEXT or kind == K_BYTEA:
+        if col.check_utf8 and not rb_utf8_valid(p, n):
+            _fault(f, E_INVALID_UTF8, c, r, 0)
+            f.field = p
+            f.len = n
+            return 1
         memcpy(col.d, p, n)
         col.d += n
         col.off += n
@@ -454,12 +510,19 @@ cdef inline int _put(Col* col, const unsigned char* p, int32_t n, Py_ssize_t k, 
         col.d += 4
     elif kind == K_INTERVAL:
         us = <int64_t>rb_be64(p)
-        if us > INT64_MAX // 1000 or us < -(INT64_MAX // 1000):
+        days = <int32_t>rb_be32(p + 8)
+        months = <int32_t>rb_be32(p + 12)
+        if (us == INT64_MAX and days == INT32_MAX and months == INT32_MAX) or (
+                us == INT64_MIN and days == INT32_MIN and months == INT32_MIN):
+            v = us      # PostgreSQL 17's ±infinity: every field at its extreme
+        elif us > INT64_MAX // 1000 or us < -(INT64_MAX // 1000):
             _fault(f, E_INTERVAL_RANGE, c, r, us)
             return 1
-        rb_st32(col.d, rb_be32(p + 12))
-        rb_st32(col.d + 4, rb_be32(p + 8))
-        rb_st64(col.d + 8, <unsigned long long>(us * 1000))
+        else:
+            v = us * 1000
+        rb_st32(col.d, <unsigned int>months)
+        rb_st32(col.d + 4, <unsigned int>days)
+        rb_st64(col.d + 8, <unsigned long long>v)
         col.d += 16
     elif kind == K_UUID:
         memcpy(col.d, p, 16)
@@ -485,13 +548,15 @@ cdef inline int _put(Col* col, const unsigned char* p, int32_t n, Py_ssize_t k, 
         if n == 0 or p[0] != 1:
             _fault(f, E_JSONB_VERSION, c, r, p[0] if n else -1)
             return 1
+        if col.check_utf8 and not rb_utf8_valid(p + 1, n - 1):
+            _fault(f, E_INVALID_UTF8, c, r, 0)
+            f.field = p + 1
+            f.len = n - 1
+            return 1
         memcpy(col.d, p + 1, n - 1)
         col.d += n - 1
         col.off += n - 1
-    if not col.width:
-        if col.off > INT32_MAX:
-            _fault(f, E_TOO_LARGE, c, r, 0)
-            return 1
+    if not col.width:   # the scan kept col.off within INT32_MAX
         rb_st32(col.o + 4 * k, <unsigned int>col.off)
     return 0
 
@@ -557,7 +622,10 @@ cdef unsigned char* _end(bytearray b, Py_ssize_t mark):
     return <unsigned char*>PyByteArray_AS_STRING(b) + mark
 
 
-cdef int _init_col(Col* col, int kind, int precision, int scale, str name) except -1:
+cdef int _init_col(Col* col, int kind, int precision, int scale, bint check_utf8,
+                   Py_ssize_t data_len, Py_ssize_t items, str name) except -1:
+    """Set up ``col`` (``data_len``: its data sink's length, ``items``: a child's elements
+    already in the batch)."""
     if not K_BOOL <= kind <= K_ARRAY:
         raise ValueError(f"{kind} is not a valid Kind")
     col.kind = kind
@@ -565,6 +633,9 @@ cdef int _init_col(Col* col, int kind, int precision, int scale, str name) excep
     col.width = 16 if kind == K_NUMERIC else col.wire
     col.precision = precision
     col.scale = scale
+    col.check_utf8 = check_utf8 and (kind == K_TEXT or kind == K_JSONB)
+    col.room = INT32_MAX - data_len
+    col.items_room = INT32_MAX - items
     col.total = 0
     col.items = 0
     col.n = 0
@@ -588,7 +659,7 @@ def decode(plan, src, Py_ssize_t pos, Py_ssize_t end, sinks, Py_ssize_t max_rows
                         sinks.child_offsets, sinks.child_data)
     cdef list marks = []
     cdef Py_ssize_t nrows = 0, new_pos
-    cdef bint trailer = False
+    cdef bint trailer = False, check_utf8 = plan.validate_utf8
     cdef Fault scan_fault, fill_fault
     cdef const unsigned char* s = &view[0] if view.shape[0] else NULL
     cdef Col* cols = <Col*>PyMem_Malloc(max(2 * ncols, 1) * sizeof(Col))
@@ -603,13 +674,15 @@ def decode(plan, src, Py_ssize_t pos, Py_ssize_t end, sinks, Py_ssize_t max_rows
             for k in range(6):
                 if not PyByteArray_CheckExact(lists[k][c]):
                     raise TypeError("ColumnSinks buffers must be bytearrays")
-            _init_col(&cols[c], kinds[c], plan.precisions[c], plan.scales[c], plan.names[c])
+            _init_col(&cols[c], kinds[c], plan.precisions[c], plan.scales[c], check_utf8,
+                      PyByteArray_GET_SIZE(lists[2][c]), 0, plan.names[c])
             if kinds[c] == K_ARRAY:
                 cols[c].child = &cols[ncols + c]
                 if plan.elem_kinds[c] == K_ARRAY:
                     raise ValueError(f"column {plan.names[c]!r}: arrays of arrays")
                 _init_col(cols[c].child, plan.elem_kinds[c], plan.precisions[c],
-                          plan.scales[c], plan.names[c])
+                          plan.scales[c], check_utf8, PyByteArray_GET_SIZE(lists[5][c]),
+                          PyByteArray_GET_SIZE(lists[3][c]), plan.names[c])
         with nogil:
             new_pos = _scan(s, pos, end, cols, ncols, max_rows, &nrows, &trailer, &scan_fault)
         if nrows:
@@ -674,6 +747,9 @@ cdef object _error(plan, Fault* f, Py_ssize_t row0):
         text = bytearray(rb_numeric_text_len(f.field, f.len))
         rb_numeric_text(f.field, <unsigned char*>PyByteArray_AS_STRING(text))
         return data_error(plan, f.code, f.col, row0 + f.row, 0, text.decode("ascii"), f.elem)
+    if f.code == E_INVALID_UTF8:
+        return data_error(plan, f.code, f.col, row0 + f.row, 0,
+                          (<const char*>f.field)[:f.len], f.elem)
     return data_error(plan, f.code, f.col, row0 + f.row, f.value, "", f.elem)
 
 

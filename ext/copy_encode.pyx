@@ -9,7 +9,7 @@ from libc.stdlib cimport free
 
 from value_text cimport *
 
-from rapidbyte_fast._py.value_text import check_call, data_error, offsets_error
+from rapidbyte_fast.kernel_inputs import check_call, data_error, offsets_error
 
 KINDS = kinds_dict()
 
@@ -185,6 +185,7 @@ cdef inline Py_ssize_t put_binary_field(unsigned char* q, const Col* c, Py_ssize
     cdef int64_t v
     cdef uint64_t hi, lo
     cdef bint neg
+    cdef uint16_t special
     cdef NumText nt
     if is_null(c, i):
         rb_be32(q, 0xFFFFFFFF)
@@ -240,10 +241,14 @@ cdef inline Py_ssize_t put_binary_field(unsigned char* q, const Col* c, Py_ssize
     if kind == K_INTERVAL:
         s = c.data + 16 * j
         v = <int64_t>rb_le64(s + 8)
-        if v % 1000:
+        if interval_special(s):
+            pass                    # ±infinity: interval_send's time part is the extreme too
+        elif v % 1000:
             code[0] = ERR_INTERVAL_NANOS
+        else:
+            v //= 1000
         rb_be32(q, 16)
-        rb_be64(q + 4, <uint64_t>(v // 1000))
+        rb_be64(q + 4, <uint64_t>v)
         rb_be32(q + 12, rb_le32(s + 4))
         rb_be32(q + 16, rb_le32(s))
         return 20
@@ -255,6 +260,9 @@ cdef inline Py_ssize_t put_binary_field(unsigned char* q, const Col* c, Py_ssize
         neg = decimal_magnitude(c.data + 16 * j, &hi, &lo)
         if hi == 0 and lo <= rb_pow10[19] // 1000 and c.scale >= 0:
             return put_numeric_u64(q, neg, lo, c.scale)
+        special = decimal_special(neg, hi, lo)
+        if special:
+            return put_numeric_bin(q, special, NULL, 0, NULL, 0, 0)
         return put_decimal_bin(q, c.data + 16 * j, c.scale)
     if kind == K_NUMERIC_TEXT:
         n = str_at(c, i, &s)

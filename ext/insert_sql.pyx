@@ -9,7 +9,7 @@ from libc.stdlib cimport free
 
 from value_text cimport *
 
-from rapidbyte_fast._py.value_text import check_call, data_error, offsets_error
+from rapidbyte_fast.kernel_inputs import check_call, data_error, offsets_error
 
 KINDS = kinds_dict()
 

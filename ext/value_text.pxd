@@ -118,7 +118,7 @@ cdef extern from *:
     const uint64_t rb_pow10[20]
     int rb_round_sig(double v, int P, uint64_t* n, int* x) noexcept nogil
 
-# Error codes, mirrored by ERR_* in rapidbyte_fast/_py/value_text.py.
+# Error codes, mirrored by ERR_* in rapidbyte_fast/kernel_inputs.py (which words them).
 cdef enum:
     ERR_NUL = 1
     ERR_DATE_RANGE = 2
@@ -151,12 +151,17 @@ cdef extern from *:
     #define RB_PG_EPOCH_OFFSET_US INT64_C(946684800000000)
     #define RB_TS_POS_INF INT64_MAX
     #define RB_TS_NEG_INF INT64_MIN
+    /* 10^38 as hi:lo 64-bit halves: |decimal128 sentinel| of ±Infinity (NaN is 10^38 + 1). */
+    #define RB_DEC_SENTINEL_HI UINT64_C(0x4B3B4CA85A86C47A)
+    #define RB_DEC_SENTINEL_LO UINT64_C(0x098A224000000000)
     """
     const int64_t UNIX_TS_MIN "RB_UNIX_TS_MIN"
     const int64_t USECS_PER_DAY "RB_USECS_PER_DAY"
     const int64_t PG_EPOCH_OFFSET_US "RB_PG_EPOCH_OFFSET_US"
     const int64_t TS_POS_INF "RB_TS_POS_INF"
     const int64_t TS_NEG_INF "RB_TS_NEG_INF"
+    const uint64_t DEC_SENTINEL_HI "RB_DEC_SENTINEL_HI"
+    const uint64_t DEC_SENTINEL_LO "RB_DEC_SENTINEL_LO"
 
 
 # One column of one call, resolved from column_inputs() before the row loop.
@@ -662,6 +667,40 @@ cdef inline bint decimal_magnitude(const unsigned char* v, uint64_t* hi,
     return True
 
 
+cdef inline uint16_t decimal_special(bint neg, uint64_t hi, uint64_t lo) noexcept nogil:
+    """The numeric sign word (NaN, ±Infinity) a decimal128 sentinel stands for (column_plan:
+    NaN = 10^38 + 1, ±Infinity = ±10^38), given its sign and magnitude; 0 for other values."""
+    if hi != DEC_SENTINEL_HI:
+        return 0
+    if lo == DEC_SENTINEL_LO:
+        return NUMERIC_NINF if neg else NUMERIC_PINF
+    return NUMERIC_NAN if lo == DEC_SENTINEL_LO + 1 and not neg else 0
+
+
+cdef inline Py_ssize_t put_special(unsigned char* p, uint16_t sign) noexcept nogil:
+    """The text of a numeric sign word NaN / ±Infinity."""
+    if sign == NUMERIC_NAN:
+        memcpy(p, b"NaN", 3)
+        return 3
+    if sign == NUMERIC_PINF:
+        memcpy(p, b"Infinity", 8)
+        return 8
+    memcpy(p, b"-Infinity", 9)
+    return 9
+
+
+cdef inline int interval_special(const unsigned char* v) noexcept nogil:
+    """1 / -1 when an Arrow interval (16 LE bytes) is the ±infinity sentinel (every field at
+    its max / min, PostgreSQL 17), else 0."""
+    cdef int32_t months = <int32_t>rb_le32(v), days = <int32_t>rb_le32(v + 4)
+    cdef int64_t ns = <int64_t>rb_le64(v + 8)
+    if ns == TS_POS_INF and months == DATE_POS_INF and days == DATE_POS_INF:
+        return 1
+    if ns == TS_NEG_INF and months == DATE_NEG_INF and days == DATE_NEG_INF:
+        return -1
+    return 0
+
+
 cdef inline int decimal_digits(const unsigned char* v, int scale, unsigned char* buf,
                                Py_ssize_t* ni, bint* neg) noexcept nogil:
     """Digits of a decimal128 (16 LE bytes) at ``scale`` as integer digits ++ fraction
@@ -695,7 +734,12 @@ cdef inline Py_ssize_t put_decimal(unsigned char* p, const unsigned char* v,
     cdef unsigned char digits[40 + MAX_DECIMAL_SCALE]
     cdef Py_ssize_t ni, k = 0
     cdef bint neg
-    cdef int n = decimal_digits(v, scale, digits, &ni, &neg)
+    cdef uint64_t hi, lo
+    cdef int n
+    neg = decimal_magnitude(v, &hi, &lo)
+    if hi == DEC_SENTINEL_HI and decimal_special(neg, hi, lo):
+        return put_special(p, decimal_special(neg, hi, lo))
+    n = decimal_digits(v, scale, digits, &ni, &neg)
     if neg:
         p[k] = 45
         k += 1
@@ -779,6 +823,12 @@ cdef inline Py_ssize_t put_fixed_text(unsigned char* p, const Col* c, Py_ssize_t
     elif kind == K_INTERVAL:
         v = c.data + 16 * j
         us = <int64_t>rb_le64(v + 8)         # nanoseconds until checked
+        if interval_special(v):
+            if us > 0:
+                memcpy(p, b"infinity", 8)
+                return 8
+            memcpy(p, b"-infinity", 9)
+            return 9
         if us % 1000:
             err[0] = ERR_INTERVAL_NANOS
             return 0

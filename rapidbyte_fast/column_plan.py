@@ -27,9 +27,11 @@ DATE           date32                                 int32 days since 1970-01-0
 TIME           time64[us]                             int64 µs since midnight
 TIMESTAMP      timestamp[us]                          int64 µs since 1970; ±infinity =
 TIMESTAMPTZ    timestamp[us, UTC]                     INT64_MAX / INT64_MIN
-INTERVAL       month_day_nano_interval                int32 months, int32 days, int64 ns
+INTERVAL       month_day_nano_interval                int32 months, int32 days, int64 ns;
+                                                      ±infinity = all three at max / min
 UUID           fixed_size_binary(16)                  16 raw bytes (network order)
-NUMERIC        decimal128(p, s)                       LE two's-complement int128, scale s
+NUMERIC        decimal128(p, s)                       LE two's-complement int128, scale s;
+                                                      NaN = 10^38 + 1, ±Infinity = ±10^38
 NUMERIC_TEXT   utf8                                   canonical numeric text ('NaN' etc.)
 JSONB          utf8                                   json text (wire: version byte 1 + text)
 ARRAY          list<element kind's type>              see below
@@ -56,6 +58,14 @@ PG_EPOCH_OFFSET_US = 946_684_800_000_000
 PG_EPOCH_OFFSET_DAYS = 10_957
 INT32_MAX, INT32_MIN = 2**31 - 1, -(2**31)
 INT64_MAX, INT64_MIN = 2**63 - 1, -(2**63)
+
+#: decimal128 sentinels for numeric(p,s) NaN and ±Infinity: unscaled values beyond any
+#: precision <= 38 (decimal128 has no NaN), ordered as PostgreSQL orders them.
+DECIMAL_POS_INF, DECIMAL_NEG_INF, DECIMAL_NAN = 10**38, -(10**38), 10**38 + 1
+#: month_day_nano_interval sentinels for PostgreSQL 17's ±infinity intervals (every field
+#: at its extreme, as interval_send writes them).
+INTERVAL_POS_INF = (INT32_MAX, INT32_MAX, INT64_MAX)
+INTERVAL_NEG_INF = (INT32_MIN, INT32_MIN, INT64_MIN)
 
 #: COPY binary framing.
 COPY_BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
@@ -104,6 +114,8 @@ class ColumnPlan:
     precisions: tuple[int, ...]
     elem_kinds: tuple[int, ...] = ()   # ARRAY columns: element kind; 0 elsewhere (or empty)
     elem_oids: tuple[int, ...] = ()    # ARRAY columns: element type OID; 0 elsewhere
+    #: The decoders check that text is UTF-8: the source does not guarantee it (SQL_ASCII).
+    validate_utf8: bool = False
 
     def __post_init__(self) -> None:
         for name in ("elem_kinds", "elem_oids"):

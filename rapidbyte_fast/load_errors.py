@@ -21,15 +21,18 @@ import re
 
 import psycopg
 
-from ._py.value_text import located_error, text_cells
+from ._impl import copy_encode
 from .column_plan import ColumnPlan
 from .errors import DataError
+from .kernel_inputs import located_error
 
 #: SQLSTATE classes of bad values: data exceptions and integrity constraint violations.
 _DATA_CLASSES = ("22", "23")
 _COPY_CONTEXT = re.compile(
     r'^COPY .*?, line (?P<line>\d+)(?:, column (?P<column>.*?))?(?:: "(?P<value>.*)")?$')
 _PREVIEW = 40
+#: The escapes COPY text format gives the bytes it cannot hold as they are.
+_COPY_UNESCAPE = {b"\\": b"\\", b"t": b"\t", b"n": b"\n", b"r": b"\r"}
 
 
 def _stated(err: DataError, sqlstate: str | None) -> DataError:
@@ -93,8 +96,7 @@ def _first_invalid(conn: psycopg.Connection, col: tuple, start: int, stop: int,
     """(row, text, server's reason) of the first value of ``col`` in [start, stop) that
     ``pg_type``'s input function refuses; None when all are accepted or PostgreSQL cannot
     tell (before 16, or a type that vanished with the rollback)."""
-    cells, _ = text_cells(col, start, stop)
-    texts = [None if c is None else c.decode("utf-8", "replace") for c in cells]
+    texts = _text_forms(col, start, stop)
     try:
         found = conn.execute(
             "SELECT i, v, (pg_input_error_info(v, %s)).message "
@@ -105,6 +107,18 @@ def _first_invalid(conn: psycopg.Connection, col: tuple, start: int, stop: int,
         found = None
     conn.rollback()
     return None if found is None else (start + found[0] - 1, found[1], found[2])
+
+
+def _text_forms(col: tuple, start: int, stop: int) -> list[str | None]:
+    """The text input form of each value of rows [start, stop) of a kernel column input
+    (None = NULL), as the active encoder writes it: one COPY text line per row, unescaped."""
+    kind, scale, elem = col[0], col[1], col[6][0] if isinstance(col[6], tuple) else 0
+    plan = ColumnPlan(("value",), (kind,), (scale,), (0,), (elem,), (0,))
+    out = bytearray()
+    copy_encode.encode_text(plan, [col], start, stop, out)
+    return [None if line == b"\\N" else re.sub(rb"\\(.)", lambda m: _COPY_UNESCAPE[m[1]],
+                                                  line).decode("utf-8", "replace")
+            for line in bytes(out).split(b"\n")[:-1]]
 
 
 def _is_data(exc: psycopg.Error) -> bool:

@@ -8,7 +8,7 @@ between databases, so they take the Arrow path.
 """
 from __future__ import annotations
 
-from .pgtypes import qualified
+from .pgtypes import REG_TYPE_OIDS, qualified
 
 FIRST_USER_OID = 16384
 
@@ -26,16 +26,18 @@ ORDER BY a.attnum
 
 
 def column_types(conn, schema: str, table: str) -> dict[str, tuple[str, bool]]:
-    """``{column: (format_type, portable_binary)}`` for a table."""
+    """``{column: (format_type, portable_binary)}`` for a table. A reg* value (regclass,
+    regtype, ...) is an OID in binary form, naming another object in another database: only
+    its text form (the Arrow path) carries it by name."""
     out = {}
     for name, fmt, typtype, base_oid, elem_oid, elem_typtype in conn.execute(
             _TYPES_SQL, (qualified(schema, table),)).fetchall():
         if typtype == "e":
             portable = True
         elif elem_typtype is not None:  # an array: its element OID is in the binary form
-            portable = elem_oid < FIRST_USER_OID
+            portable = elem_oid < FIRST_USER_OID and elem_oid not in REG_TYPE_OIDS
         else:
-            portable = base_oid < FIRST_USER_OID
+            portable = base_oid < FIRST_USER_OID and base_oid not in REG_TYPE_OIDS
         out[name] = (fmt, portable)
     return out
 

@@ -28,7 +28,8 @@ PG_TYPE_KEY = b"pg_type"
 PG_TYPE_DEF_KEY = b"pg_type_def"
 PRIMARY_KEY_KEY = b"primary_key"
 
-#: Base types decoded from their binary form; everything else is selected as ``::text``.
+#: Built-in base types decoded from their binary form (by OID: a user type may have the same
+#: name in another schema); everything else is selected as ``::text``.
 _BINARY_KINDS = {
     "bool": Kind.BOOL, "int2": Kind.INT2, "int4": Kind.INT4, "int8": Kind.INT8,
     "float4": Kind.FLOAT4, "float8": Kind.FLOAT8,
@@ -44,6 +45,12 @@ TYPE_OIDS = {
     "date": 1082, "time": 1083, "timestamp": 1114, "timestamptz": 1184, "interval": 1186,
     "numeric": 1700, "uuid": 2950, "jsonb": 3802,
 }
+_KIND_OF_OID = {TYPE_OIDS[name]: kind for name, kind in _BINARY_KINDS.items()}
+_NUMERIC_OID = TYPE_OIDS["numeric"]
+#: The reg* types (regproc, regprocedure, regoper, regoperator, regclass, regtype, regconfig,
+#: regdictionary, regnamespace, regrole, regcollation): their binary form is an OID that
+#: names another object, or none, in another database, so they travel by name (text).
+REG_TYPE_OIDS = frozenset({24, 2202, 2203, 2204, 2205, 2206, 3734, 3769, 4089, 4096, 4191})
 #: Target base types whose binary receive function accepts our kind's bytes as they are.
 _BINARY_TARGETS = {
     Kind.BOOL: {"bool"}, Kind.INT2: {"int2"}, Kind.INT4: {"int4"}, Kind.INT8: {"int8"},
@@ -55,13 +62,20 @@ _BINARY_TARGETS = {
     Kind.NUMERIC_TEXT: {"numeric"}, Kind.JSONB: {"jsonb"},
 }
 
-# format_type() output: optional schema, a (possibly quoted, multi-word) name, typmods,
-# time zone suffix and array brackets. Anything else is refused before it reaches DDL.
+# format_type() output: a one-word (possibly quoted, schema-qualified) name with typmods, or
+# one of the SQL-standard names of several words that format_type prints, then array
+# brackets. Anything else (``integer references t``) is refused before it reaches DDL.
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_TYPMOD = r"\(\s*-?\d+(?:\s*,\s*-?\d+)?\s*\)"
+_INTERVAL_FIELDS = (r"year|month|day|hour|minute|second|year to month|day to hour"
+                    r"|day to minute|day to second|hour to minute|hour to second"
+                    r"|minute to second")
 _TYPE_RE = re.compile(
-    rf"^(?:{_IDENT}\.)?(?:{_IDENT}(?: [A-Za-z_][A-Za-z0-9_]*)*)"
-    r"(?:\(\s*-?\d+(?:\s*,\s*-?\d+)?\s*\))?"
-    r"(?: with(?:out)? time zone)?(?:\[\])*$"
+    rf"^(?:(?:{_IDENT}\.)?{_IDENT}(?:{_TYPMOD})?"
+    rf"|(?:bit varying|character varying|double precision)(?:{_TYPMOD})?"
+    r"|(?:time|timestamp)(?:\(\d+\))? with(?:out)? time zone"
+    rf"|interval (?:{_INTERVAL_FIELDS})(?:\(\d+\))?"
+    r")(?:\[\])*$"
 )
 
 
@@ -153,6 +167,7 @@ class PgTable:
     name: str
     columns: tuple[PgColumn, ...]
     primary_key: tuple[str, ...]
+    validate_utf8: bool = False   # the database does not guarantee UTF-8 text (SQL_ASCII)
 
     def arrow_schema(self) -> pa.Schema:
         """Arrow schema of the table, with ``pg_type`` field and ``primary_key`` metadata."""
@@ -168,6 +183,7 @@ class PgTable:
             precisions=tuple(c.precision for c in self.columns),
             elem_kinds=tuple(int(c.elem_kind) for c in self.columns),
             elem_oids=tuple(c.elem_oid for c in self.columns),
+            validate_utf8=self.validate_utf8,
         )
 
 
@@ -182,9 +198,11 @@ def primary_key_of(schema: pa.Schema) -> tuple[str, ...]:
 # The element of a built-in array type (``_int4`` → ``int4``; not int2vector and friends).
 _COLUMNS_SQL = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-       bt.typname, t.typtype,
+       CASE WHEN bt.typnamespace = 'pg_catalog'::regnamespace THEN bt.typname::text
+            ELSE format_type(bt.oid, NULL) END,
+       t.typtype,
        CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END,
-       a.attndims, et.typname, et.oid, a.atttypid,
+       a.attndims, et.typname, et.oid, bt.oid, a.atttypid,
        t.typnamespace <> 'pg_catalog'::regnamespace
            OR bt.typnamespace <> 'pg_catalog'::regnamespace
            OR coalesce(ut.typnamespace <> 'pg_catalog'::regnamespace, false)
@@ -213,7 +231,8 @@ def table_exists(conn, schema: str, table: str) -> bool:
 
 
 def describe_table(conn, schema: str, table: str) -> PgTable:
-    """Columns and primary key of ``schema.table`` from the catalog."""
+    """Columns and primary key of ``schema.table`` from the catalog. Text read from a
+    SQL_ASCII database is checked to be UTF-8 by the decoders (PgTable.validate_utf8)."""
     if not table_exists(conn, schema, table):
         raise SourceError(f"table {schema}.{table} does not exist")
     reg = qualified(schema, table)
@@ -224,34 +243,38 @@ def describe_table(conn, schema: str, table: str) -> PgTable:
             col = replace(col, type_defs=tuple(type_defs(conn, type_oid)))
         cols.append(col)
     pk = tuple(r[0] for r in conn.execute(_PK_SQL, (reg,)).fetchall())
-    return PgTable(schema, table, tuple(cols), pk)
+    encoding = conn.info.parameter_status("server_encoding")
+    return PgTable(schema, table, tuple(cols), pk, validate_utf8=encoding == "SQL_ASCII")
 
 
 def _column(name: str, pg_type: str, not_null: bool, base: str, typtype: str, typmod: int,
-            ndims: int, elem: str | None, elem_oid: int | None) -> PgColumn:
-    if elem is not None and (elem in _BINARY_KINDS or elem == "numeric"):
+            ndims: int, elem: str | None, elem_oid: int | None, base_oid: int) -> PgColumn:
+    """A column from its catalog row: ``base`` names the type behind a domain (schema-
+    qualified unless built-in), ``elem`` the element of a built-in array type; kinds are
+    decided by OID."""
+    if elem_oid is not None and (elem_oid in _KIND_OF_OID or elem_oid == _NUMERIC_OID):
         if ndims > 1:  # any shape: exact as text, declared with all its dimensions
             return PgColumn(name, pg_type + "[]" * (ndims - 1), base, typtype, not_null,
                             Kind.TEXT, as_text=True)
-        kind, precision, scale = _scalar_kind(elem, typmod)
+        kind, precision, scale = _scalar_kind(elem_oid, typmod)
         return PgColumn(name, pg_type, base, typtype, not_null, Kind.ARRAY, precision, scale,
                         elem_kind=kind, elem_oid=elem_oid)
-    if base == "numeric" or base in _BINARY_KINDS:
-        kind, precision, scale = _scalar_kind(base, typmod)
+    if base_oid in _KIND_OF_OID or base_oid == _NUMERIC_OID:
+        kind, precision, scale = _scalar_kind(base_oid, typmod)
         return PgColumn(name, pg_type, base, typtype, not_null, kind, precision, scale)
     if typtype == "e":  # an enum's binary form is its label
         return PgColumn(name, pg_type, base, typtype, not_null, Kind.TEXT)
     return PgColumn(name, pg_type, base, typtype, not_null, Kind.TEXT, as_text=True)
 
 
-def _scalar_kind(base: str, typmod: int) -> tuple[Kind, int, int]:
+def _scalar_kind(oid: int, typmod: int) -> tuple[Kind, int, int]:
     """(kind, precision, scale) of a built-in base type we decode (typmod: numeric's)."""
-    if base == "numeric":
+    if oid == _NUMERIC_OID:
         precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
         if typmod >= 0 and 0 < precision <= 38 and scale <= precision:
             return Kind.NUMERIC, precision, scale
         return Kind.NUMERIC_TEXT, 0, 0
-    return _BINARY_KINDS[base], 0, 0
+    return _KIND_OF_OID[oid], 0, 0
 
 
 _TYPE_SQL = """
@@ -330,8 +353,8 @@ def project(table: PgTable, columns: tuple[str, ...] | None, stream: str) -> PgT
             f"stream {stream}: columns {', '.join(missing)} not in table "
             f"{table.schema}.{table.name} (has: {', '.join(by_name)})"
         )
-    return PgTable(table.schema, table.name, tuple(by_name[c] for c in columns),
-                   tuple(k for k in table.primary_key if k in columns))
+    return replace(table, columns=tuple(by_name[c] for c in columns),
+                   primary_key=tuple(k for k in table.primary_key if k in columns))
 
 
 # Arrow-native types (no pg_type metadata) → the Postgres type a data engineer expects.

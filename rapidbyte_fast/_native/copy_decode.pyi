@@ -3,7 +3,6 @@ of ``rapidbyte_fast._py.copy_decode``; same API, bytes and errors)."""
 from psycopg import pq
 
 from rapidbyte_fast.column_plan import ColumnPlan, ColumnSinks
-from rapidbyte_fast.errors import DataError, SourceError
 
 #: Kind name → code as compiled in (mirror of ``column_plan.Kind``).
 KINDS: dict[str, int]
@@ -27,9 +26,3 @@ def read_copy(pgconn: pq.abc.PGconn, out: bytearray, target: int) -> tuple[int, 
     """Append whole COPY OUT messages to ``out`` until ``target`` bytes or the end of the
     copy; ``(bytes_appended, done)``. After ``done`` collect ``pgconn.get_result()``.
     SourceError (``out`` restored) when libpq loses the connection."""
-
-def data_error(
-    plan: ColumnPlan, code: int, col: int, row: int, value: int = 0, text: str = "",
-    elem: int = -1,
-) -> DataError: ...
-def copy_failed(libpq_message: bytes) -> SourceError: ...

@@ -13,11 +13,16 @@ import struct
 from psycopg import OperationalError, pq
 
 from ..column_plan import (
-    COPY_BINARY_SIGNATURE, INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, PG_EPOCH_OFFSET_DAYS,
-    PG_EPOCH_OFFSET_US, VARLENA_KINDS, ColumnPlan, ColumnSinks, Kind,
+    DECIMAL_NAN, DECIMAL_NEG_INF, DECIMAL_POS_INF, INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN,
+    INTERVAL_NEG_INF, INTERVAL_POS_INF, PG_EPOCH_OFFSET_DAYS, PG_EPOCH_OFFSET_US, VARLENA_KINDS,
+    ColumnPlan, ColumnSinks, Kind,
 )
-from ..errors import DataError, SourceError
-from .value_text import located_error
+from ..copy_format import (
+    E_ARRAY_DIMS, E_ARRAY_LBOUND, E_ARRAY_MALFORMED, E_DATE_RANGE, E_FIELD_COUNT,
+    E_FIELD_LENGTH, E_INTERVAL_RANGE, E_INVALID_UTF8, E_JSONB_VERSION, E_NUMERIC_MALFORMED,
+    E_NUMERIC_RANGE, E_TIMESTAMP_RANGE, E_TOO_LARGE, copy_failed, data_error,
+)
+from ..copy_format import parse_header  # noqa: F401  (part of the kernel's API)
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
@@ -25,6 +30,7 @@ _LE_I32 = struct.Struct("<i")
 _INTERVAL = struct.Struct(">qii")
 _LE_INTERVAL = struct.Struct("<iiq")
 _NUMERIC_HEAD = struct.Struct(">hhHh")
+_U16 = struct.Struct(">H")
 _pack_offset = _LE_I32.pack
 
 #: Bytes a non-NULL field of each fixed-width kind has on the wire (NUMERIC varies).
@@ -39,93 +45,15 @@ _SINK_WIDTH = {**WIRE_WIDTH, Kind.NUMERIC: 16}
 NUMERIC_POS, NUMERIC_NEG = 0x0000, 0x4000
 NUMERIC_NAN, NUMERIC_PINF, NUMERIC_NINF = 0xC000, 0xD000, 0xF000
 _NUMERIC_SPECIAL = {NUMERIC_NAN: "NaN", NUMERIC_PINF: "Infinity", NUMERIC_NINF: "-Infinity"}
+_DECIMAL_SPECIAL = {NUMERIC_NAN: DECIMAL_NAN, NUMERIC_PINF: DECIMAL_POS_INF,
+                    NUMERIC_NINF: DECIMAL_NEG_INF}
+#: The (time µs, days, months) of interval_send's ±infinity and their Arrow sentinels.
+_INTERVAL_INF = {(INT64_MAX, INT32_MAX, INT32_MAX): INTERVAL_POS_INF,
+                 (INT64_MIN, INT32_MIN, INT32_MIN): INTERVAL_NEG_INF}
 _NUMERIC_DSCALE_MASK = 0x3FFF
-
-# Error codes shared with the compiled twin, which formats its errors with ``data_error``.
-E_FIELD_COUNT = 1
-E_FIELD_LENGTH = 2
-E_TOO_LARGE = 3
-E_JSONB_VERSION = 4
-E_DATE_RANGE = 5
-E_TIMESTAMP_RANGE = 6
-E_INTERVAL_RANGE = 7
-E_NUMERIC_MALFORMED = 8
-E_NUMERIC_RANGE = 9
-E_ARRAY_MALFORMED = 10
-E_ARRAY_DIMS = 11
-E_ARRAY_LBOUND = 12
 
 #: Most dimensions a PostgreSQL array has (MAXDIM).
 ARRAY_MAX_DIMS = 6
-_ONE_D_ONLY = ("only 1-D arrays with lower bound 1 become Arrow lists; declare the column "
-               "with all its dimensions (e.g. integer[][]) to carry its values as exact text")
-
-
-def data_error(
-    plan: ColumnPlan, code: int, col: int, row: int, value: int = 0, text: str = "",
-    elem: int = -1,
-) -> DataError:
-    """The DataError for problem ``code`` at (column ``col``, stream row ``row``, array
-    element ``elem`` when >= 0)."""
-    if code == E_FIELD_COUNT:
-        return DataError(
-            f"COPY row {row}: expected {len(plan.kinds)} fields, got {value}")
-    where = ": "
-    kind = Kind(plan.kinds[col])
-    if elem >= 0:
-        where = f", array element {elem + 1}: "
-        kind = Kind(plan.elem_kinds[col])
-    if code == E_FIELD_LENGTH:
-        what = f"field length {value} is invalid for {kind.name.lower()}"
-    elif code == E_TOO_LARGE:
-        what = "more than 2 GiB of data in one batch (lower max_batch_bytes)"
-    elif code == E_JSONB_VERSION:
-        what = ("empty jsonb value" if value < 0
-                else f"unsupported jsonb format version {value}")
-    elif code == E_DATE_RANGE:
-        what = f"date {value} days after 2000-01-01 is out of range for date32"
-    elif code == E_TIMESTAMP_RANGE:
-        what = f"timestamp {value} us after 2000-01-01 is out of range for timestamp[us]"
-    elif code == E_INTERVAL_RANGE:
-        what = f"interval time part of {value} us overflows month_day_nano_interval"
-    elif code == E_NUMERIC_MALFORMED:
-        what = "malformed numeric value"
-    elif code == E_NUMERIC_RANGE:
-        p, s = plan.precisions[col], plan.scales[col]
-        what = f"numeric value {text} cannot be stored exactly as decimal128({p}, {s})"
-    elif code == E_ARRAY_MALFORMED:
-        what = "malformed array value"
-    elif code == E_ARRAY_DIMS:
-        what = f"array with {value} dimensions: {_ONE_D_ONLY}"
-    elif code == E_ARRAY_LBOUND:
-        what = f"array with lower bound {value}: {_ONE_D_ONLY}"
-    else:
-        raise AssertionError(f"unknown error code {code}")
-    return located_error(plan.names[col], row, where + what)
-
-
-def parse_header(buf: bytes | bytearray | memoryview) -> int:
-    """Length of the COPY BINARY file header at the start of ``buf`` (0: need more bytes).
-
-    Raises DataError on a wrong signature, on OIDs in the data or on an unknown critical flag.
-    """
-    mv = memoryview(buf).cast("B")
-    sig = COPY_BINARY_SIGNATURE
-    head = bytes(mv[: len(sig)])
-    if head != sig[: len(head)]:
-        raise DataError("COPY data does not start with the PGCOPY binary signature")
-    if len(mv) < len(sig) + 8:
-        return 0
-    flags = _I32.unpack_from(mv, len(sig))[0] & 0xFFFFFFFF
-    if flags & (1 << 16):
-        raise DataError("COPY binary data with OIDs is not supported")
-    if flags >> 17:
-        raise DataError(f"COPY binary header has unknown critical flags 0x{flags:08x}")
-    ext = _I32.unpack_from(mv, len(sig) + 4)[0]
-    if ext < 0:
-        raise DataError(f"COPY binary header has a negative extension length {ext}")
-    total = len(sig) + 8 + ext
-    return total if len(mv) >= total else 0
 
 
 def numeric_text(field: bytes) -> str | None:
@@ -154,12 +82,26 @@ def numeric_text(field: bytes) -> str | None:
     return "".join(out)
 
 
-def _numeric_parts(field: bytes) -> tuple[int, int, int, tuple[int, ...]] | None:
-    """(weight, sign, dscale, base-10000 digits) of a valid wire numeric, else None.
+def numeric_text_len(field: bytes) -> int:
+    """Length of ``numeric_text(field)`` from the header alone (0 for a malformed header;
+    the digits are checked when the value is converted)."""
+    head = _numeric_head(field)
+    if head is None:
+        return 0
+    ndigits, weight, sign, dscale = head
+    if sign in _NUMERIC_SPECIAL:
+        return len(_NUMERIC_SPECIAL[sign])
+    n = 1 if sign == NUMERIC_NEG else 0
+    if weight < 0:
+        n += 1
+    else:
+        first = _U16.unpack_from(field, 8)[0] if ndigits else 0
+        n += len(str(min(first, 9999))) + 4 * weight
+    return n + (1 + dscale if dscale > 0 else 0)
 
-    Valid is what ``numeric_recv`` accepts: consistent length, known sign, dscale in range,
-    digits below 10000.
-    """
+
+def _numeric_head(field: bytes) -> tuple[int, int, int, int] | None:
+    """(ndigits, weight, sign, dscale) when the header is one numeric_recv accepts."""
     if len(field) < 8:
         return None
     ndigits, weight, sign, dscale = _NUMERIC_HEAD.unpack_from(field)
@@ -169,6 +111,19 @@ def _numeric_parts(field: bytes) -> tuple[int, int, int, tuple[int, ...]] | None
         return None
     if dscale < 0 or dscale & _NUMERIC_DSCALE_MASK != dscale:
         return None
+    return ndigits, weight, sign, dscale
+
+
+def _numeric_parts(field: bytes) -> tuple[int, int, int, tuple[int, ...]] | None:
+    """(weight, sign, dscale, base-10000 digits) of a valid wire numeric, else None.
+
+    Valid is what ``numeric_recv`` accepts: consistent length, known sign, dscale in range,
+    digits below 10000.
+    """
+    head = _numeric_head(field)
+    if head is None:
+        return None
+    ndigits, weight, sign, dscale = head
     digits = struct.unpack_from(f">{ndigits}H", field, 8)
     if any(d >= 10000 for d in digits):
         return None
@@ -176,11 +131,11 @@ def _numeric_parts(field: bytes) -> tuple[int, int, int, tuple[int, ...]] | None
 
 
 def _numeric_unscaled(field: bytes, precision: int, scale: int) -> int | str:
-    """The decimal128 integer (value × 10^scale); the value's text when it is not exact,
-    does not fit ``precision`` digits or is NaN/±Infinity."""
+    """The decimal128 integer (value × 10^scale; NaN and ±Infinity as their sentinels);
+    the value's text when it is not exact or does not fit ``precision`` digits."""
     weight, sign, _, digits = _numeric_parts(field)  # type: ignore[misc]
-    if sign in _NUMERIC_SPECIAL:
-        return _NUMERIC_SPECIAL[sign]
+    if sign in _DECIMAL_SPECIAL:
+        return _DECIMAL_SPECIAL[sign]
     mag = 0
     for d in digits:
         mag = mag * 10000 + d
@@ -209,7 +164,10 @@ def decode(
     A bad tuple raises DataError naming column and stream row (``sinks.rows`` + index), with
     every sink truncated back to its length on entry and ``sinks.rows`` unchanged.
     The compiled twin releases the GIL: no other thread may touch ``src`` or the sinks
-    during the call. Text is copied as sent (the connection's client_encoding must be UTF8).
+    during the call. Text is copied as sent (the connection's client_encoding must be UTF8),
+    checked to be UTF-8 first when ``plan.validate_utf8`` (a SQL_ASCII source). A row that
+    would take a column's data (or an array column's element count) past 2^31 - 1 ends the
+    call before it; as the first row of a call it is a DataError.
     """
     buf = memoryview(src).cast("B")
     if not 0 <= pos <= end <= len(buf):
@@ -269,9 +227,15 @@ def decode(
                     if err is not None:
                         code, value, elem = err
                         raise data_error(plan, code, c, row0 + rows, value, elem=elem)
+                    over = _array_overflow(plan, sinks, c, elements)
                     fields.append(elements)
                 else:
+                    over = _overflow(kinds[c], sinks.data[c], field)
                     fields.append(field)
+                if over is not None:  # the column would pass 2^31 - 1 bytes (or elements)
+                    if rows:
+                        break  # as the compiled scan does: the caller cuts the batch here
+                    raise data_error(plan, E_TOO_LARGE, c, row0 + rows, elem=over)
                 q += n
             else:
                 for c, field in enumerate(fields):
@@ -287,6 +251,39 @@ def decode(
         raise
     sinks.rows += rows
     return pos, trailer
+
+
+def _varlena_bytes(kind: Kind, field: bytes) -> int:
+    """Bytes a value of a varlena kind adds to its data sink (0 for fixed-width kinds)."""
+    if kind in (Kind.TEXT, Kind.BYTEA):
+        return len(field)
+    if kind == Kind.JSONB:
+        return max(len(field) - 1, 0)
+    if kind == Kind.NUMERIC_TEXT:
+        return numeric_text_len(field)
+    return 0
+
+
+def _overflow(kind: Kind, data: bytearray, field: bytes) -> int | None:
+    """-1 when ``field`` would take the data sink past int32 offsets, else None."""
+    return -1 if len(data) + _varlena_bytes(kind, field) > INT32_MAX else None
+
+
+def _array_overflow(plan: ColumnPlan, sinks: ColumnSinks, c: int,
+                    elements: list) -> int | None:
+    """Where an array value would take column ``c`` past int32 offsets: -1 for its element
+    count (the list offsets), the index of the element that passes for the element data;
+    None when it fits."""
+    if len(sinks.child_valid[c]) + len(elements) > INT32_MAX:
+        return -1
+    kind = Kind(plan.elem_kinds[c])
+    total = len(sinks.child_data[c])
+    for e, element in enumerate(elements):
+        if element is not None:
+            total += _varlena_bytes(kind, element)
+            if total > INT32_MAX:
+                return e
+    return None
 
 
 def array_elements(field: bytes, elem_width: int) -> tuple[list | None, tuple | None]:
@@ -338,8 +335,8 @@ def _append(
 ) -> None:
     """Append one field (None = NULL; an ARRAY's list of element fields) of column ``c``."""
     if kind != Kind.ARRAY:
-        err = _put(kind, plan.precisions[c], plan.scales[c], sinks.valid[c], sinks.offsets[c],
-                   sinks.data[c], field)
+        err = _put(kind, plan.precisions[c], plan.scales[c], plan.validate_utf8,
+                   sinks.valid[c], sinks.offsets[c], sinks.data[c], field)
         if err is not None:
             raise data_error(plan, err[0], c, row, err[1], err[2])
         return
@@ -347,18 +344,19 @@ def _append(
     if field is not None:
         elem = Kind(plan.elem_kinds[c])
         for e, value in enumerate(field):
-            err = _put(elem, plan.precisions[c], plan.scales[c], child_valid,
-                       sinks.child_offsets[c], sinks.child_data[c], value)
+            err = _put(elem, plan.precisions[c], plan.scales[c], plan.validate_utf8,
+                       child_valid, sinks.child_offsets[c], sinks.child_data[c], value)
             if err is not None:
                 raise data_error(plan, err[0], c, row, err[1], err[2], elem=e)
     sinks.valid[c].append(0 if field is None else 1)
     sinks.offsets[c] += _pack_offset(len(child_valid))
 
 
-def _put(kind: Kind, precision: int, scale: int, valid: bytearray, offsets: bytearray,
-         data: bytearray, field: bytes | None) -> tuple[int, int, str] | None:
-    """Append one value (None = NULL) to sinks of ``kind``; ``(code, value, text)`` of a
-    problem instead (the caller truncates the sinks)."""
+def _put(kind: Kind, precision: int, scale: int, check_utf8: bool, valid: bytearray,
+         offsets: bytearray, data: bytearray,
+         field: bytes | None) -> tuple[int, int, str | bytes] | None:
+    """Append one value (None = NULL) to sinks of ``kind`` (the framing made sure it fits);
+    ``(code, value, text)`` of a problem instead (the caller truncates the sinks)."""
     if field is None:
         valid.append(0)
         if kind in VARLENA_KINDS:
@@ -367,6 +365,8 @@ def _put(kind: Kind, precision: int, scale: int, valid: bytearray, offsets: byte
             data += bytes(_SINK_WIDTH[kind])
         return None
     valid.append(1)
+    if kind == Kind.TEXT and check_utf8 and not _is_utf8(field):
+        return E_INVALID_UTF8, 0, field
     if kind in (Kind.TEXT, Kind.BYTEA):
         data += field
     elif kind == Kind.BOOL:
@@ -388,10 +388,14 @@ def _put(kind: Kind, precision: int, scale: int, valid: bytearray, offsets: byte
             us += PG_EPOCH_OFFSET_US
         data += us.to_bytes(8, "little", signed=True)
     elif kind == Kind.INTERVAL:
-        us, days, months = _INTERVAL.unpack(field)
-        if not INT64_MIN <= us * 1000 <= INT64_MAX:
-            return E_INTERVAL_RANGE, us, ""
-        data += _LE_INTERVAL.pack(months, days, us * 1000)
+        wire = _INTERVAL.unpack(field)
+        if wire in _INTERVAL_INF:
+            data += _LE_INTERVAL.pack(*_INTERVAL_INF[wire])
+        else:
+            us, days, months = wire
+            if not INT64_MIN <= us * 1000 <= INT64_MAX:
+                return E_INTERVAL_RANGE, us, ""
+            data += _LE_INTERVAL.pack(months, days, us * 1000)
     elif kind == Kind.UUID:
         data += field
     elif kind == Kind.NUMERIC:
@@ -409,14 +413,22 @@ def _put(kind: Kind, precision: int, scale: int, valid: bytearray, offsets: byte
     elif kind == Kind.JSONB:
         if not field or field[0] != 1:
             return E_JSONB_VERSION, field[0] if field else -1, ""
+        if check_utf8 and not _is_utf8(field[1:]):
+            return E_INVALID_UTF8, 0, field[1:]
         data += field[1:]
     else:
         raise AssertionError(f"unknown kind {kind}")
     if kind in VARLENA_KINDS:
-        if len(data) > INT32_MAX:
-            return E_TOO_LARGE, 0, ""
         offsets += _pack_offset(len(data))
     return None
+
+
+def _is_utf8(text: bytes) -> bool:
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def read_copy(pgconn: pq.abc.PGconn, out: bytearray, target: int) -> tuple[int, bool]:
@@ -442,9 +454,3 @@ def read_copy(pgconn: pq.abc.PGconn, out: bytearray, target: int) -> tuple[int, 
         del out[start:]
         raise copy_failed(pgconn.error_message) from None
     return len(out) - start, False
-
-
-def copy_failed(libpq_message: bytes) -> SourceError:
-    """The SourceError for a COPY OUT that libpq aborted (PQgetCopyData returned -2)."""
-    msg = " ".join(libpq_message.decode("utf-8", "replace").split())
-    return SourceError(f"COPY TO STDOUT failed: {msg or 'connection lost'}")

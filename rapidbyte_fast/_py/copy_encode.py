@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 
 from ..column_plan import PG_EPOCH_OFFSET_DAYS, PG_EPOCH_OFFSET_US, ColumnPlan, Kind
+from .. import kernel_inputs as ki
 from . import value_text as vt
 
 _NULL = b"\xff\xff\xff\xff"
@@ -24,8 +25,8 @@ def encode_binary(plan: ColumnPlan, cols: list[tuple], start: int, stop: int,
 
     No file header or trailer: the caller writes COPY_BINARY_HEADER / COPY_BINARY_TRAILER.
     """
-    vt.check_call(plan, cols, start, stop)
-    vt.check_offsets(cols, start, stop)
+    ki.check_call(plan, cols, start, stop)
+    ki.check_offsets(cols, start, stop)
     columns = [_binary_cells(col, start, stop, oid) for col, oid in zip(cols, plan.elem_oids)]
     _raise_first(plan, cols, columns)
     head = struct.pack(">h", len(cols))
@@ -37,8 +38,8 @@ def encode_binary(plan: ColumnPlan, cols: list[tuple], start: int, stop: int,
 def encode_text(plan: ColumnPlan, cols: list[tuple], start: int, stop: int,
                 out: bytearray) -> int:
     """Append COPY TEXT lines for rows [start, stop) to ``out``; returns bytes appended."""
-    vt.check_call(plan, cols, start, stop)
-    vt.check_offsets(cols, start, stop)
+    ki.check_call(plan, cols, start, stop)
+    ki.check_offsets(cols, start, stop)
     columns = []
     for col in cols:
         cells, err = vt.text_cells(col, start, stop)
@@ -59,7 +60,7 @@ def _raise_first(plan: ColumnPlan, cols: list[tuple], columns: list[tuple[list, 
     first = vt.first_error([err for _, err in columns])
     if first is not None:
         row, col, code, elem = first
-        raise vt.data_error(plan, cols, col, row, code, elem)
+        raise ki.data_error(plan, cols, col, row, code, elem)
 
 
 def _escape(b: bytes) -> bytes:
@@ -92,7 +93,7 @@ def _binary_cells(col: tuple, start: int, stop: int,
     kind = col[0]
     if kind == Kind.ARRAY:
         return _array_cells(col, start, stop, elem_oid)
-    null = vt.nulls(col, start, stop)
+    null = ki.nulls(col, start, stop)
 
     def first_bad(vals: list, check) -> tuple[list, tuple | None]:
         for k, v in enumerate(vals):
@@ -103,13 +104,13 @@ def _binary_cells(col: tuple, start: int, stop: int,
 
     err = None
     if kind in (Kind.TEXT, Kind.BYTEA, Kind.JSONB):
-        vals = vt.varlena_values(col, start, stop)
+        vals = ki.varlena_values(col, start, stop)
         if kind != Kind.BYTEA:
             vals, err = first_bad(vals, lambda b: vt.string_error(kind, b))
         version = b"\x01" if kind == Kind.JSONB else b""
         cells = [_LEN(len(v) + len(version)) + version + v for v in vals]
     elif kind == Kind.NUMERIC_TEXT:
-        parsed, err = first_bad([vt.parse_numeric(v) for v in vt.varlena_values(col, start,
+        parsed, err = first_bad([vt.parse_numeric(v) for v in ki.varlena_values(col, start,
                                                                                   stop)],
                                 lambda p: p if isinstance(p, int) else 0)
         cells = [_NULL if isinstance(p, int)
@@ -117,31 +118,34 @@ def _binary_cells(col: tuple, start: int, stop: int,
                  for p in parsed]
     elif kind in _WIDTH_HEADER:
         head = _WIDTH_HEADER[kind]
-        cells = [head + raw[::-1] for raw in vt.raw_fixed(col, start, stop)]
+        cells = [head + raw[::-1] for raw in ki.raw_fixed(col, start, stop)]
     elif kind == Kind.BOOL:
         cells = [b"\x00\x00\x00\x01\x01" if v else b"\x00\x00\x00\x01\x00"
-                 for v in vt.fixed_values(col, start, stop)]
+                 for v in ki.fixed_values(col, start, stop)]
     elif kind == Kind.DATE:
-        vals, err = first_bad(vt.fixed_values(col, start, stop), vt.date_error)
+        vals, err = first_bad(ki.fixed_values(col, start, stop), vt.date_error)
         cells = [struct.pack(">ii", 4, v if v in (vt.DATE_POS_INF, vt.DATE_NEG_INF)
                              or vt.date_error(v) else v - PG_EPOCH_OFFSET_DAYS) for v in vals]
     elif kind == Kind.TIME:
-        vals, err = first_bad(vt.fixed_values(col, start, stop), vt.time_error)
+        vals, err = first_bad(ki.fixed_values(col, start, stop), vt.time_error)
         cells = [struct.pack(">iq", 8, v) if not vt.time_error(v) else _NULL for v in vals]
     elif kind in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ):
-        vals, err = first_bad(vt.fixed_values(col, start, stop), vt.timestamp_error)
+        vals, err = first_bad(ki.fixed_values(col, start, stop), vt.timestamp_error)
         cells = [struct.pack(">iq", 8, v if v in (vt.TS_POS_INF, vt.TS_NEG_INF)
                              or vt.timestamp_error(v) else v - PG_EPOCH_OFFSET_US) for v in vals]
     elif kind == Kind.INTERVAL:
-        vals, err = first_bad(vt.interval_values(col, start, stop),
-                              lambda v: vt.ERR_INTERVAL_NANOS if v[2] % 1000 else 0)
-        cells = [struct.pack(">iqii", 16, ns // 1000, d, m) for m, d, ns in vals]
+        vals, err = first_bad(ki.interval_values(col, start, stop), vt.interval_error)
+        cells = [struct.pack(">iqii", 16, ns if (m, d, ns) in vt.INTERVAL_SPECIAL else ns // 1000,
+                             d, m) for m, d, ns in vals]
     elif kind == Kind.UUID:
-        cells = [b"\x00\x00\x00\x10" + raw for raw in vt.raw_fixed(col, start, stop)]
+        cells = [b"\x00\x00\x00\x10" + raw for raw in ki.raw_fixed(col, start, stop)]
     else:  # NUMERIC
         scale = col[1]
         cells = []
-        for v in vt.decimal_values(col, start, stop):
+        for v in ki.decimal_values(col, start, stop):
+            if v in vt.DECIMAL_SPECIAL:
+                cells.append(numeric_binary(vt.DECIMAL_SPECIAL[v][0], "", "", 0))
+                continue
             neg, ip, fp = vt.decimal_digits(v, scale)
             cells.append(numeric_binary(vt.NUMERIC_NEG if neg else vt.NUMERIC_POS, ip, fp,
                                         max(scale, 0)))

@@ -6,6 +6,7 @@ Literals assume ``standard_conforming_strings = on``: quotes are doubled, backsl
 from __future__ import annotations
 
 from ..column_plan import ColumnPlan, Kind
+from .. import kernel_inputs as ki
 from . import value_text as vt
 
 _UNQUOTED = (Kind.INT2, Kind.INT4, Kind.INT8)
@@ -25,8 +26,8 @@ def build_insert(plan: ColumnPlan, cols: list[tuple], start: int, stop: int, out
     if max_rows < 1:
         raise ValueError(f"max_rows must be at least 1, got {max_rows}")
     limit = start + min(max_rows, stop - start)
-    vt.check_call(plan, cols, start, stop, limit)
-    vt.check_offsets(cols, start, limit)
+    ki.check_call(plan, cols, start, stop, limit)
+    ki.check_offsets(cols, start, limit)
     if start == stop:
         return 0, 0
     parts = [prefix]
@@ -49,7 +50,7 @@ def build_insert(plan: ColumnPlan, cols: list[tuple], start: int, stop: int, out
             first = vt.first_error([err for _, err in columns])
             if first is not None:
                 bad_row, col, code, elem = first
-                raise vt.data_error(plan, cols, col, bad_row, code, elem)
+                raise ki.data_error(plan, cols, col, bad_row, code, elem)
             continue
         break
     parts.append(suffix)

@@ -1,8 +1,7 @@
 """PostgreSQL text forms of Arrow values, shared by the COPY and INSERT Python twins.
 
-Mirrors ``ext/value_text.pxd`` value for value. The compiled kernels also use the cold-path
-helpers here (``check_call``, ``data_error``) so both twins validate inputs and word their
-errors identically.
+The Python twin of ``ext/value_text.pxd``, value for value. What the compiled kernels share
+with the twins (call checks, buffer readers, error wording) is in ``kernel_inputs``.
 
 Every column reader works on a row range and returns ``(cells, err)``: the cells up to the
 first bad value and ``err = (row, code)`` for it (``None`` when all rows are fine), so a
@@ -11,32 +10,16 @@ caller can report the first bad cell in row-major order exactly like the compile
 from __future__ import annotations
 
 import math
-import struct
 
-import numpy as np
-
-from ..column_plan import FIXED_WIDTH, VARLENA_KINDS, ColumnPlan, Kind
-from ..errors import DataError
-
-# Error codes, mirrored by the ERR_* enum in ext/value_text.pxd.
-ERR_NUL = 1
-ERR_DATE_RANGE = 2
-ERR_TIME_RANGE = 3
-ERR_TIMESTAMP_RANGE = 4
-ERR_INTERVAL_NANOS = 5
-ERR_NUMERIC_TEXT = 6
-ERR_NUMERIC_RANGE = 7
-
-REASONS = {
-    ERR_NUL: "text contains a NUL byte, which PostgreSQL text cannot hold",
-    ERR_DATE_RANGE: "date out of PostgreSQL's range (4714-11-24 BC .. 5874897-12-31)",
-    ERR_TIME_RANGE: "time of day outside 00:00:00 .. 24:00:00",
-    ERR_TIMESTAMP_RANGE: "timestamp before PostgreSQL's minimum (4714-11-24 00:00:00 BC)",
-    ERR_INTERVAL_NANOS: "interval nanoseconds are not a whole number of microseconds",
-    ERR_NUMERIC_TEXT: "not a plain decimal numeric text (digits, one '.', NaN, Infinity)",
-    ERR_NUMERIC_RANGE: "numeric exceeds PostgreSQL's limits (131072 digits before the "
-                       "point, 16383 after)",
-}
+from ..column_plan import (
+    DECIMAL_NAN, DECIMAL_NEG_INF, DECIMAL_POS_INF, INTERVAL_NEG_INF, INTERVAL_POS_INF,
+    VARLENA_KINDS, Kind,
+)
+from ..kernel_inputs import (
+    ERR_DATE_RANGE, ERR_INTERVAL_NANOS, ERR_NUL, ERR_NUMERIC_RANGE, ERR_NUMERIC_TEXT,
+    ERR_TIME_RANGE, ERR_TIMESTAMP_RANGE, decimal_values, fixed_values, interval_values,
+    list_offsets, nulls, raw_fixed, varlena_values,
+)
 
 # PostgreSQL's valid ranges, in Arrow's Unix-epoch units (DATE_END is exclusive).
 UNIX_DATE_MIN = -2_440_588
@@ -51,130 +34,17 @@ NUMERIC_POS, NUMERIC_NEG = 0x0000, 0x4000
 NUMERIC_NAN, NUMERIC_PINF, NUMERIC_NINF = 0xC000, 0xD000, 0xF000
 NUMERIC_INT_DIGITS_MAX = 131_072
 NUMERIC_DSCALE_MAX = 16_383
-MAX_DECIMAL_SCALE = 1000
 
 _NUMERIC_SPECIAL = {b"NaN": NUMERIC_NAN, b"Infinity": NUMERIC_PINF, b"-Infinity": NUMERIC_NINF}
+#: decimal128 sentinel → (numeric sign word, text) of NaN and ±Infinity.
+DECIMAL_SPECIAL = {DECIMAL_NAN: (NUMERIC_NAN, "NaN"), DECIMAL_POS_INF: (NUMERIC_PINF, "Infinity"),
+                   DECIMAL_NEG_INF: (NUMERIC_NINF, "-Infinity")}
+#: Arrow interval sentinel → text of PostgreSQL 17's ±infinity.
+INTERVAL_SPECIAL = {INTERVAL_POS_INF: "infinity", INTERVAL_NEG_INF: "-infinity"}
 _DIGITS = frozenset(b"0123456789")
-_OFFSET = struct.Struct("<i").unpack_from
-_LE = {Kind.INT2: "<i2", Kind.INT4: "<i4", Kind.INT8: "<i8", Kind.FLOAT4: "<f4",
-       Kind.FLOAT8: "<f8", Kind.DATE: "<i4", Kind.TIME: "<i8", Kind.TIMESTAMP: "<i8",
-       Kind.TIMESTAMPTZ: "<i8"}
 
 
-# ---------------------------------------------------------------- inputs and errors
-
-def check_call(plan: ColumnPlan, cols: list[tuple], start: int, stop: int,
-               reads: int | None = None) -> None:
-    """Validate a kernel call's shape before any buffer is read: row range, buffer sizes,
-    decimal scales. O(columns): the order of the offsets in between is each kernel's check
-    (``check_offsets`` here, a C loop in the compiled twins), except that of an ARRAY
-    column's list offsets, which must be in order before its elements can be checked.
-
-    ``reads`` is the end of the rows the call may actually read (default ``stop``).
-    """
-    last = stop if reads is None else reads
-    if len(cols) != len(plan.names):
-        raise ValueError(f"{len(cols)} column inputs for a plan of {len(plan.names)} columns")
-    for i, col in enumerate(cols):
-        _check_column(plan.names[i], i, col, start, stop, last)
-
-
-def _check_column(name: str, i: int, col: tuple, start: int, stop: int, last: int) -> None:
-    kind, scale, length, offset, validity, offsets, data = col
-    if not 0 <= start <= stop <= length:
-        raise ValueError(f"row range [{start}, {stop}) outside column of {length} rows")
-    if offset < 0:
-        raise ValueError(f"negative array offset {offset}")
-    end = offset + length
-    if validity is not None and validity.size * 8 < end:
-        raise ValueError(f"validity bitmap of column {i} is too short")
-    if kind in VARLENA_KINDS or kind == Kind.ARRAY:
-        if offsets is None or offsets.size < 4 * (end + 1):
-            raise ValueError(f"offsets buffer of column {i} is too short")
-        first = _OFFSET(offsets, 4 * (offset + start))[0]
-        top = _OFFSET(offsets, 4 * (offset + last))[0]
-        if first < 0 or top < first:
-            raise offsets_error(i)
-        if kind == Kind.ARRAY:
-            if not isinstance(data, tuple) or data[0] in (Kind.ARRAY, 0):
-                raise ValueError(f"column {i}: an ARRAY input needs an element column input")
-            if top > data[2]:
-                raise ValueError(f"element column of column {i} is too short")
-            if not _ordered(col, start, last, deep=False):
-                raise offsets_error(i)
-            _check_column(name, i, data, first, top, top)
-        elif top > (0 if data is None else data.size):
-            raise ValueError(f"data buffer of column {i} is too short")
-    else:
-        width = FIXED_WIDTH.get(kind)
-        if width is None:
-            raise ValueError(f"unknown kind {kind} for column {i}")
-        need = (end + 7) // 8 if kind == Kind.BOOL else end * width
-        if need and (data is None or data.size < need):
-            raise ValueError(f"data buffer of column {i} is too short")
-        if kind == Kind.NUMERIC and not -MAX_DECIMAL_SCALE <= scale <= MAX_DECIMAL_SCALE:
-            raise DataError(f"column {name!r}: decimal scale {scale} outside "
-                            f"PostgreSQL's range [-1000, 1000]")
-
-
-def check_offsets(cols: list[tuple], start: int, stop: int) -> None:
-    """Raise offsets_error unless the offsets of rows [start, stop) never decrease (for an
-    ARRAY column: its list offsets and its elements' offsets)."""
-    for i, col in enumerate(cols):
-        if not _ordered(col, start, stop, deep=True):
-            raise offsets_error(i)
-
-
-def _ordered(col: tuple, start: int, stop: int, deep: bool) -> bool:
-    if (col[0] not in VARLENA_KINDS and col[0] != Kind.ARRAY) or stop <= start:
-        return True
-    offs = np.frombuffer(col[5], dtype="<i4", count=col[3] + stop + 1)[col[3] + start:]
-    if np.any(offs[1:] < offs[:-1]):
-        return False
-    return not (deep and col[0] == Kind.ARRAY) or _ordered(col[6], int(offs[0]),
-                                                           int(offs[-1]), deep)
-
-
-def offsets_error(col: int) -> ValueError:
-    return ValueError(f"offsets of column {col} are not monotonic")
-
-
-def data_error(plan: ColumnPlan, cols: list[tuple], col: int, row: int, code: int,
-               elem: int = -1) -> DataError:
-    """The DataError for a bad cell (``elem``: index of the bad element of an ARRAY cell,
-    among the elements of the whole element array): names the column and row, previews
-    the value."""
-    element = ""
-    target, at = cols[col], row
-    if elem >= 0:
-        first = _OFFSET(target[5], 4 * (target[3] + row))[0]
-        element = f", array element {elem - first + 1}"
-        target, at = target[6], elem
-    return located_error(plan.names[col], row,
-                         f"{element}: {REASONS[code]} (value: {_preview(target, at)})")
-
-
-def located_error(column: str, row: int, detail: str, where: str = "") -> DataError:
-    """``DataError(where + "column 'c', row N" + detail)`` keeping ``column``, ``row`` and
-    ``detail`` as attributes, so that a caller can restate the row (``load_errors``)."""
-    err = DataError(f"{where}column {column!r}, row {row}{detail}")
-    err.column, err.row, err.detail = column, row, detail
-    return err
-
-
-def _preview(col: tuple, row: int) -> str:
-    kind = col[0]
-    if kind in VARLENA_KINDS:
-        raw = varlena_values(col, row, row + 1)[0]
-        text = raw.decode("utf-8", "replace")
-        return repr(text[:40] + ("..." if len(text) > 40 else ""))
-    if kind == Kind.INTERVAL:
-        months, days, nanos = interval_values(col, row, row + 1)[0]
-        return f"{months} months {days} days {nanos} ns"
-    unit = {Kind.DATE: " days since 1970-01-01", Kind.TIME: " us since midnight",
-            Kind.TIMESTAMP: " us since 1970-01-01", Kind.TIMESTAMPTZ: " us since 1970-01-01"}
-    return f"{fixed_values(col, row, row + 1)[0]}{unit.get(kind, '')}"
-
+# ---------------------------------------------------------------- errors in row-major order
 
 def first_error(errs: list[tuple | None]) -> tuple[int, int, int, int] | None:
     """``(row, col, code, elem)`` of the first bad cell in row-major order, from per-column
@@ -182,58 +52,6 @@ def first_error(errs: list[tuple | None]) -> tuple[int, int, int, int] | None:
     found = [(e[0], i, e[1], e[2] if len(e) > 2 else -1)
              for i, e in enumerate(errs) if e is not None]
     return min(found) if found else None
-
-
-# ---------------------------------------------------------------- reading Arrow buffers
-
-def nulls(col: tuple, start: int, stop: int) -> list[bool] | None:
-    """Per-row null flags of rows [start, stop), or None when the column has no nulls."""
-    validity, offset = col[4], col[3]
-    if validity is None:
-        return None
-    bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
-    return (bits[offset + start:offset + stop] == 0).tolist()
-
-
-def fixed_values(col: tuple, start: int, stop: int) -> list:
-    """Values of a BOOL / integer / float / date-time column (ints, floats, bools)."""
-    kind, offset, data = col[0], col[3], col[6]
-    lo, hi = offset + start, offset + stop
-    if lo == hi:
-        return []
-    if kind == Kind.BOOL:
-        bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")
-        return (bits[lo:hi] == 1).tolist()
-    return np.frombuffer(data, dtype=_LE[kind], count=hi)[lo:].tolist()
-
-
-def raw_fixed(col: tuple, start: int, stop: int) -> list[bytes]:
-    """The little-endian element bytes of a fixed-width column, one per row."""
-    width = FIXED_WIDTH[col[0]]
-    buf = memoryview(col[6]) if col[6] is not None else memoryview(b"")
-    lo = (col[3] + start) * width
-    return [bytes(buf[k:k + width]) for k in range(lo, lo + (stop - start) * width, width)]
-
-
-def varlena_values(col: tuple, start: int, stop: int) -> list[bytes]:
-    """The bytes of each row of a varlena column."""
-    offset, offsets, data = col[3], col[5], col[6]
-    offs = np.frombuffer(offsets, dtype="<i4", count=offset + stop + 1)[offset + start:].tolist()
-    buf = bytes(memoryview(data)[offs[0]:offs[-1]]) if data is not None else b""
-    base = offs[0]
-    return [buf[a - base:b - base] for a, b in zip(offs, offs[1:])]
-
-
-def interval_values(col: tuple, start: int, stop: int) -> list[tuple[int, int, int]]:
-    """(months, days, nanoseconds) per row of an INTERVAL column."""
-    rec = np.dtype([("m", "<i4"), ("d", "<i4"), ("ns", "<i8")])
-    arr = np.frombuffer(col[6], dtype=rec, count=col[3] + stop)[col[3] + start:]
-    return list(zip(arr["m"].tolist(), arr["d"].tolist(), arr["ns"].tolist()))
-
-
-def decimal_values(col: tuple, start: int, stop: int) -> list[int]:
-    """Unscaled signed integers of a decimal128 column."""
-    return [int.from_bytes(b, "little", signed=True) for b in raw_fixed(col, start, stop)]
 
 
 # ---------------------------------------------------------------- value checks
@@ -246,6 +64,12 @@ def date_error(d: int) -> int:
 
 def time_error(us: int) -> int:
     return 0 if 0 <= us <= USECS_PER_DAY else ERR_TIME_RANGE
+
+
+def interval_error(value: tuple[int, int, int]) -> int:
+    """Error code of an Arrow interval (months, days, ns): ns must be whole microseconds,
+    unless the value is a ±infinity sentinel."""
+    return ERR_INTERVAL_NANOS if value[2] % 1000 and value not in INTERVAL_SPECIAL else 0
 
 
 def timestamp_error(us: int) -> int:
@@ -327,10 +151,12 @@ def fmt_timestamp(us: int, tz: bool) -> str:
     return f"{ymd} {_clock(rem)}{'+00' if tz else ''}{' BC' if bc else ''}"
 
 
-def fmt_interval(months: int, days: int, us: int) -> str:
+def fmt_interval(months: int, days: int, ns: int) -> str:
+    if (months, days, ns) in INTERVAL_SPECIAL:
+        return INTERVAL_SPECIAL[months, days, ns]
     # Explicit signs on every field: under IntervalStyle=sql_standard a lone leading '-'
     # would otherwise apply to all fields.
-    return f"{months:+d} mons {days:+d} days {us:+d} microseconds"
+    return f"{months:+d} mons {days:+d} days {ns // 1000:+d} microseconds"
 
 
 def fmt_float(v: float, digits: int) -> str:
@@ -360,6 +186,8 @@ def decimal_digits(v: int, scale: int) -> tuple[bool, str, str]:
 
 
 def fmt_decimal(v: int, scale: int) -> str:
+    if v in DECIMAL_SPECIAL:
+        return DECIMAL_SPECIAL[v][1]
     neg, ip, fp = decimal_digits(v, scale)
     return ("-" if neg else "") + (ip or "0") + ("." + fp if fp else "")
 
@@ -407,11 +235,11 @@ def text_cells(col: tuple, start: int, stop: int) -> tuple[list[bytes | None], t
         return _masked(cells, null), None
     if kind == Kind.INTERVAL:
         cells, err = [], None
-        for months, days, ns in interval_values(col, start, stop):
-            if ns % 1000 and (null is None or not null[len(cells)]):
+        for value in interval_values(col, start, stop):
+            if interval_error(value) and (null is None or not null[len(cells)]):
                 err = (start + len(cells), ERR_INTERVAL_NANOS)
                 break
-            cells.append(fmt_interval(months, days, ns // 1000).encode())
+            cells.append(fmt_interval(*value).encode())
         return _masked(cells, null), err
     if kind == Kind.UUID:
         return _masked([fmt_uuid(b).encode() for b in raw_fixed(col, start, stop)], null), None
@@ -480,11 +308,6 @@ def array_element(text: bytes) -> bytes:
     if text and text.upper() != b"NULL" and _ARRAY_SPECIAL.isdisjoint(text):
         return text
     return b'"' + text.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
-
-
-def list_offsets(col: tuple, start: int, stop: int) -> list[int]:
-    """Element offsets of rows [start, stop] of an ARRAY column (stop - start + 1 values)."""
-    return np.frombuffer(col[5], dtype="<i4", count=col[3] + stop + 1)[col[3] + start:].tolist()
 
 
 def _masked(cells: list, null: list[bool] | None) -> list:

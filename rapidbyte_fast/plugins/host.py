@@ -82,22 +82,34 @@ def engine_settings() -> str:
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-plugin limits: linear memory in bytes and guest time per call or per message."""
+    """Per-plugin limits: linear memory in bytes, guest time per call or per message, and
+    the bytes a plugin may emit for one input batch (the host copies each emitted message
+    out of guest memory, so this bounds what one batch can make the host hold)."""
 
     max_memory: int = 256 << 20
     timeout_seconds: float = 30.0
+    max_output_bytes_per_batch: int = 64 << 20
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any] | None, plugin: str) -> Limits:
-        """From a pipeline's ``limits:`` mapping; sizes may be ints (bytes) or strings such
-        as "64MB" or "1GiB" (binary units). Raises ConfigError naming the plugin."""
+    def parse(cls, raw: Any, plugin: str) -> Limits:
+        """From a pipeline's ``limits:``: a mapping, or a model whose attributes are the
+        limits; sizes may be ints (bytes) or strings such as "64MB" or "1GiB" (binary
+        units). Raises ConfigError naming the plugin."""
+        keys = ("max_memory", "timeout_seconds", "max_output_bytes_per_batch")
+        if raw is not None and not isinstance(raw, Mapping):
+            raw = {k: getattr(raw, k) for k in keys if getattr(raw, k, None) is not None}
         raw = dict(raw or {})
-        problems = [f"plugin {plugin!r}: unknown limit {key!r} (use max_memory, timeout_seconds)"
-                    for key in raw if key not in ("max_memory", "timeout_seconds")]
+        problems = [f"plugin {plugin!r}: unknown limit {key!r} (use {', '.join(keys)})"
+                    for key in raw if key not in keys]
         max_memory = _size(raw.get("max_memory", cls.max_memory))
         if max_memory is None or not _PAGE <= max_memory <= 1 << 32:
             problems.append(f"plugin {plugin!r}: limits.max_memory must be a size between 64KiB "
                             f"and 4GiB (e.g. 256MB), got {raw.get('max_memory')!r}")
+        max_output = _size(raw.get("max_output_bytes_per_batch", cls.max_output_bytes_per_batch))
+        if max_output is None or max_output < 1:
+            problems.append(f"plugin {plugin!r}: limits.max_output_bytes_per_batch must be a "
+                            f"positive size (e.g. 64MB), got "
+                            f"{raw.get('max_output_bytes_per_batch')!r}")
         timeout = raw.get("timeout_seconds", cls.timeout_seconds)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
                 or not 0 < timeout <= 86400:
@@ -105,7 +117,8 @@ class Limits:
                             f"seconds in (0, 86400], got {timeout!r}")
         if problems:
             raise ConfigError(problems)
-        return cls(max_memory=max_memory, timeout_seconds=float(timeout))
+        return cls(max_memory=max_memory, timeout_seconds=float(timeout),
+                   max_output_bytes_per_batch=max_output)
 
 
 def _size(value: Any) -> int | None:
@@ -174,6 +187,7 @@ class PluginInstance:
         self._feed, self._emit = feed, emit
         self._pending: Message | None = None
         self._pending_size = 0
+        self._emitted = 0   # bytes emitted since the plugin took its last input message
         self._ended = False
         self._fault: tuple[str, BaseException] | None = None
         self._guest_error: str | None = None
@@ -307,6 +321,7 @@ class PluginInstance:
                 return abi.END_OF_STREAM
             message = self._feed()
             self._arm()  # the plugin gets a full time budget for each message
+            self._emitted = 0   # ... and a full output budget
             if message is None:
                 self._ended = True
                 return abi.END_OF_STREAM
@@ -323,6 +338,11 @@ class PluginInstance:
 
     def _emit_batch(self, ptr: int, length: int) -> int:
         start, end = abi.guest_span(ptr, length, self._memory.data_len(self._store))
+        cap = self.limits.max_output_bytes_per_batch
+        self._emitted += end - start
+        if self._emitted > cap:
+            raise PluginError(f"more than {cap} bytes emitted for one input batch "
+                              "(limits.max_output_bytes_per_batch)")
         out = pa.allocate_buffer(end - start)
         ctypes.memmove(out.address, self._base() + start, end - start)
         self._emit(out)

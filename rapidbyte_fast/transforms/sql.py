@@ -6,7 +6,10 @@ Re-registering and re-planning costs ~1.3 ms per batch (bench.transforms), noise
 100k-row batch, so the context is kept and only the tables change.
 
 The output schema is found at ``open()`` by running the query on an empty batch, so bad SQL
-and unknown columns fail before data flows. A column keeps its input's field metadata
+and unknown columns fail before data flows. Since each batch is queried alone, a query whose
+answer depends on other rows (GROUP BY, aggregates, DISTINCT, ORDER BY, LIMIT, window
+functions, subqueries, self-joins, rows not read from the input) would give one answer per
+batch: its logical plan is refused then, naming the construct. A column keeps its input's field metadata
 (``pg_type``) only when DataFusion carried it (a column reference, possibly renamed) and the
 Arrow type is still the input's; computed columns get the destination's default mapping.
 """
@@ -20,10 +23,13 @@ from typing import Any
 
 import pyarrow as pa
 from datafusion import DataFrame, SessionConfig, SessionContext, SQLOptions
+from datafusion.common import RexType
+from datafusion.plan import LogicalPlan
 
 from ..config import SqlConfig, transform_config
 from ..errors import ConfigError, DataError
-from ..pgtypes import PRIMARY_KEY_KEY, quote_ident, split_table
+from ..pgtypes import quote_ident, split_table
+from .output_schema import carried_schema
 
 #: Batches stay whole through DataFusion: its default (8192 rows) slices a 100k-row batch
 #: into 13 and halves throughput (bench.transforms).
@@ -95,27 +101,88 @@ def _message(exc: Exception, query: str) -> str:
     return text
 
 
-def _described(field: pa.Field) -> tuple[pa.DataType, tuple]:
-    return field.type, tuple(sorted((field.metadata or {}).items()))
+#: Plan nodes that combine rows, by what the user wrote (Aggregate: see _across_rows).
+_ACROSS_ROWS = {"Distinct": "DISTINCT", "Sort": "ORDER BY", "Limit": "LIMIT/OFFSET",
+                "WindowExpr": "a window function"}
+#: Plan nodes that work row by row, or make constant rows (fine beside input rows in a join).
+_ROW_BY_ROW = {"Projection", "Filter", "SubqueryAlias", "Unnest", "TableScan", "Union", "Join",
+               "Values", "EmptyRelation"}
+_SUBQUERIES = {"ScalarSubquery", "Exists", "InSubquery"}
+#: Join types that drop the unmatched rows of the right / the left side.
+_DROPS_RIGHT = {"Inner", "Left", "LeftSemi", "LeftAnti"}
+_DROPS_LEFT = {"Inner", "Right", "RightSemi", "RightAnti"}
 
 
-def _output_schema(result: pa.Schema, source: pa.Schema) -> pa.Schema:
-    """``result`` with view types made plain, field metadata kept only where it still
-    describes the column, and the primary key kept only if its columns pass through
-    (same name, type and metadata as in ``source``)."""
-    carried = {_described(f) for f in source if f.metadata}
-    fields = []
-    for f in result:
-        f = f.with_type(_PLAIN_TYPES.get(f.type, f.type))
-        fields.append(f if _described(f) in carried else f.remove_metadata())
-    meta = dict(source.metadata or {})
-    key = meta.pop(PRIMARY_KEY_KEY, None)
-    if key is not None:
-        out = {f.name: _described(f) for f in fields if f.metadata}
-        if all(k in source.names and out.get(k) == _described(source.field(k))
-               for k in key.decode().split(",")):
-            meta[PRIMARY_KEY_KEY] = key
-    return pa.schema(fields, metadata=meta or None)
+def _per_batch_construct(plan: LogicalPlan) -> str | None:
+    """What in a query's logical plan would be computed per batch instead of over the
+    stream (None: the query works row by row)."""
+    reads, construct = _across_rows(plan)
+    if construct is None and not reads:
+        return "a query that does not read the input"
+    return construct
+
+
+def _across_rows(node: LogicalPlan) -> tuple[bool, str | None]:
+    """(whether ``node`` reads the input, the first construct that combines rows)."""
+    variant = node.to_variant()
+    kind = type(variant).__name__
+    children = [_across_rows(child) for child in node.inputs()]
+    for reads, construct in children:
+        if construct is not None:
+            return reads, construct
+    reads = kind == "TableScan" or any(r for r, _ in children)
+    if any(_has_subquery(e) for e in _expressions(kind, variant)):
+        return reads, "a subquery"
+    if not reads:
+        return False, None   # constant rows: VALUES, or an aggregate over them
+    if kind == "Aggregate":
+        return True, "GROUP BY" if variant.group_by_exprs() else "an aggregate function"
+    if kind in _ACROSS_ROWS:
+        return True, _ACROSS_ROWS[kind]
+    if kind == "Union" and not all(r for r, _ in children):
+        return True, "UNION with rows not read from the input"
+    if kind == "Join":
+        left, right = (r for r, _ in children)
+        kept = str(variant.join_type())
+        if left and right:
+            return True, "a JOIN of the input with itself"
+        if kept not in (_DROPS_RIGHT if left else _DROPS_LEFT):
+            return True, "a JOIN that keeps rows not read from the input"
+    if kind not in _ROW_BY_ROW:
+        return True, kind
+    return True, None
+
+
+def _expressions(kind: str, variant) -> list:
+    """The expressions of a row-by-row plan node (where a subquery can hide)."""
+    if kind == "Projection":
+        return list(variant.projections())
+    if kind == "Filter":
+        return [variant.predicate()]
+    if kind == "Join":
+        found = [e for pair in variant.on() for e in pair]
+        return found + ([variant.filter()] if variant.filter() is not None else [])
+    if kind == "Values":
+        return [e for row in variant.values() for e in row]
+    return []
+
+
+def _has_subquery(expr) -> bool:
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        if e.rex_type() in (RexType.Reference, RexType.Literal, RexType.Other):
+            continue
+        if e.rex_type() == RexType.ScalarSubquery or e.variant_name() in _SUBQUERIES:
+            return True
+        stack.extend(e.rex_call_operands())
+    return False
+
+
+def _plain(result: pa.Schema) -> pa.Schema:
+    """``result`` with view types made plain."""
+    return pa.schema([f.with_type(_PLAIN_TYPES.get(f.type, f.type)) for f in result],
+                     metadata=result.metadata)
 
 
 def _table_names(stream: str) -> list[str]:
@@ -158,13 +225,18 @@ class _Query:
             df, _ = self.dataframe(pa.RecordBatch.from_pylist([], schema=schema))
         except Exception as exc:  # DataFusion raises bare Exception/ValueError
             raise _query_error(_message(exc, self.query), self.query, index) from None
+        construct = _per_batch_construct(df.logical_plan())
+        if construct is not None:
+            message = (f"{construct} would be computed on each batch alone, not over the whole "
+                       "stream; the sql transform works row by row")
+            raise _query_error(message, self.query, index)
         result = df.schema()
         nulls = [f.name for f in result if pa.types.is_null(f.type)]
         if nulls:
             message = (f"column {', '.join(nulls)} has no type (a bare NULL); "
                        "cast it, e.g. CAST(NULL AS TEXT)")
             raise _query_error(message, self.query, index)
-        return _output_schema(result, schema)
+        return carried_schema(_plain(result), schema)
 
 
 def validate_sql(query: str, stream: str, schema: pa.Schema,

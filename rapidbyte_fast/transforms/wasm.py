@@ -19,6 +19,7 @@ import pyarrow as pa
 from rapidbyte_fast.errors import ConfigError, PluginError
 from rapidbyte_fast.plugins import discovery
 from rapidbyte_fast.plugins.host import Limits, Message, Plugin, encode_config
+from rapidbyte_fast.transforms.output_schema import carried_schema
 
 #: extra seconds the caller waits beyond the plugin's own time limit before giving up
 _GRACE_SECONDS = 5.0
@@ -101,6 +102,7 @@ class _Session:
         self._cancelled = False
         self._error: BaseException | None = None
         self._emitted: list[pa.Buffer] = []
+        self._input = pa.schema([])   # set by start()
         self._schema: pa.Schema | None = None
         self._early: list[pa.RecordBatch] = []  # emitted along with the schema
         self._thread = threading.Thread(target=self._run, name=f"plugin {plugin.name}: {stream}",
@@ -109,6 +111,7 @@ class _Session:
     # -- caller side --------------------------------------------------------------------
 
     def start(self, schema: pa.Schema) -> pa.Schema:
+        self._input = schema
         self._thread.start()
         self._early = self._exchange(schema.serialize())
         if self._schema is None:
@@ -183,7 +186,8 @@ class _Session:
         try:
             message = pa.ipc.read_message(buf)
             if message.type == "schema" and self._schema is None:
-                self._schema = pa.ipc.read_schema(message)
+                # Postgres type metadata only as the input had it: it reaches DDL.
+                self._schema = carried_schema(pa.ipc.read_schema(message), self._input)
                 return None
             if self._schema is None or message.type != "record batch":
                 expected = "a record batch" if self._schema is not None else "the output schema"

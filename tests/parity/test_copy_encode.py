@@ -65,7 +65,9 @@ VALID = {
         st.sampled_from([0, -1, INT64_MAX, INT64_MIN, vt.UNIX_TS_MIN, INT64_MAX - 1,
                          -62_135_596_800_000_001, -62_135_596_800_000_000]),
         st.integers(vt.UNIX_TS_MIN, INT64_MAX)),
-    Kind.INTERVAL: st.tuples(_INT32, _INT32, _INTERVAL_US.map(lambda us: us * 1000)),
+    Kind.INTERVAL: st.one_of(
+        st.tuples(_INT32, _INT32, _INTERVAL_US.map(lambda us: us * 1000)),
+        st.sampled_from([(INT32_MAX, INT32_MAX, INT64_MAX), (INT32_MIN, INT32_MIN, INT64_MIN)])),
     Kind.UUID: st.binary(min_size=16, max_size=16),
     Kind.NUMERIC_TEXT: _NUMERIC_TEXT,
     Kind.JSONB: _TEXT,
@@ -151,7 +153,8 @@ def columns(draw, kind: Kind, n: int) -> tuple[pa.Array, int, int, int]:
                                st.sampled_from([-1000, -33, 39, 1000])))
         top = 10**precision - 1
         value = st.one_of(st.integers(-top, top),
-                          st.sampled_from([top, -top, 0, 1, -1, 2**127 - 1, -2**127]))
+                          st.sampled_from([top, -top, 0, 1, -1, 2**127 - 1, -2**127,
+                                           10**38, -10**38, 10**38 + 1, -10**38 - 1]))
     else:
         value = VALID[kind]
     pad_before, pad_after = draw(st.integers(0, 9)), draw(st.integers(0, 3))

@@ -3,6 +3,7 @@ export, the host never reads or writes outside guest memory, time and memory are
 and no plugin thread outlives its transform. Plugins are written in WAT here."""
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -372,4 +373,73 @@ def test_errors_stick_to_the_stream(tmp_path):
         transform.apply(batch)
     with pytest.raises(PluginError, match="unreachable"):
         transform.finish()
+    transform.close()
+
+
+# -- what a plugin's output may claim ----------------------------------------------------------
+
+def test_output_schema_cannot_smuggle_types_or_ddl(tmp_path):
+    """``pg_type``, ``pg_type_def`` and ``primary_key`` reach destination DDL: a plugin keeps
+    them only as its input had them (same field type and metadata), never makes them up."""
+    source = pa.schema([pa.field("id", pa.int64(), metadata={b"pg_type": b"bigint"}),
+                        pa.field("x", pa.utf8(), metadata={b"pg_type": b"text"})],
+                       metadata={b"primary_key": b"id"})
+    domain = [{"kind": "domain", "schema": "public", "name": "d", "ref": "d", "base": "integer",
+               "not_null": False, "default": "(SELECT pg_sleep(60))", "checks": []}]
+    evil = pa.schema([
+        pa.field("id", pa.int64(), metadata={b"pg_type": b"integer references t",
+                                             b"pg_type_def": json.dumps(domain).encode()}),
+        pa.field("x", pa.utf8(), metadata={b"pg_type": b"text"}),      # as the input had it
+        pa.field("y", pa.int32(), metadata={b"pg_type": b"d"}),
+    ], metadata={b"primary_key": b"y"})
+    message = evil.serialize().to_pybytes()
+    path = wat_plugin(tmp_path, data=message, run=f"""
+        (drop (call $next (i32.const 4096) (i32.const 60000)))
+        (drop (call $emit (i32.const 0) (i32.const {len(message)}))) (i32.const 0)""")
+    transform = WasmTransform(str(path))
+    out = transform.open("s", source)
+    transform.close()
+    assert [(f.name, f.type, f.metadata) for f in out] == [
+        ("id", pa.int64(), None), ("x", pa.utf8(), {b"pg_type": b"text"}),
+        ("y", pa.int32(), None)]
+    assert out.metadata is None
+
+
+def test_echoed_schema_keeps_its_types_and_key(tmp_path):
+    source = pa.schema([pa.field("id", pa.int64(), metadata={b"pg_type": b"bigint"})],
+                       metadata={b"primary_key": b"id"})
+    path = wat_plugin(tmp_path, run=ECHO_SCHEMA + "(i32.const 0)")
+    transform = WasmTransform(str(path))
+    assert transform.open("s", source) == source
+    assert transform.open("s", source).metadata == {b"primary_key": b"id"}
+    transform.close()
+
+
+def test_output_per_input_batch_is_capped(tmp_path):
+    # copies 1 MiB out of its memory again and again for its first batch
+    path = wat_plugin(tmp_path, pages=32, run=ECHO_SCHEMA + """
+        (drop (call $next (i32.const 4096) (i32.const 60000)))
+        (loop $l (drop (call $emit (i32.const 0) (i32.const 1048576))) (br $l))
+        (i32.const 0)""")
+    transform = WasmTransform(str(path), {}, {"max_output_bytes_per_batch": "4MB",
+                                              "timeout_seconds": 20})
+    batch = one_batch()
+    transform.open("s", batch.schema)
+    started = time.monotonic()
+    with pytest.raises(PluginError, match=(
+            r"^plugin 'hostile' failed in rb_run: emit_batch: more than 4194304 bytes emitted "
+            r"for one input batch \(limits.max_output_bytes_per_batch\)$")):
+        transform.apply(batch)
+    assert time.monotonic() - started < 5
+    transform.close()
+
+
+def test_output_cap_counts_each_input_batch_afresh(tmp_path):
+    path = wat_plugin(tmp_path, pages=16, run=ECHO)
+    batch = one_batch()
+    size = batch.serialize().size
+    transform = WasmTransform(str(path), {}, {"max_output_bytes_per_batch": 2 * size})
+    transform.open("s", batch.schema)
+    for _ in range(5):
+        assert transform.apply(batch) == [batch]
     transform.close()

@@ -53,13 +53,20 @@ def test_derived_name_stays_within_63_bytes_and_is_unique():
     "integer", "character varying(255)", "numeric(18,6)", "timestamp(3) with time zone",
     "time without time zone", "integer[]", "text[][]", '"MyEnum"', 'public."My Type"',
     "bit varying(10)", "double precision", '"d st"."My ""Mood"""[]', 'ys."My Mood"',
-    "integer[][]",
+    "integer[][]", "interval", "interval(3)", "interval year to month",
+    "interval day to second(6)", "interval minute", "time(0) without time zone",
+    "timestamp without time zone[]", "character(1)", '"char"', "numeric(5,-2)", "bpchar",
+    "tsvector", "public.citext",
 ])
 def test_check_type_sql_accepts_format_type_output(t):
     assert check_type_sql(t, "column x") == t
 
 
-@pytest.mark.parametrize("t", ["integer; DROP TABLE x", "text) --", "int4 DEFAULT 1", ""])
+@pytest.mark.parametrize("t", [
+    "integer; DROP TABLE x", "text) --", "int4 DEFAULT 1", "", "integer references t",
+    "integer not null", "text collate c", "int4 check", "interval year to decade",
+    "double varying", "timestamp with time zone primary key", "a.b.c", "integer[3]",
+])
 def test_check_type_sql_refuses_injection(t):
     with pytest.raises(DataError, match="column x: .* is not a valid Postgres type name"):
         check_type_sql(t, "column x")
@@ -202,20 +209,27 @@ def test_primary_key_of():
 
 
 @pytest.mark.parametrize("row, expected", [
-    (("a", "integer[]", False, "_int4", "b", -1, 1, "int4", 23),
+    (("a", "integer[]", False, "_int4", "b", -1, 1, "int4", 23, 1007),
      ("integer[]", Kind.ARRAY, Kind.INT4, 23, False)),
-    (("a", "integer[]", False, "_int4", "b", -1, 0, "int4", 23),
+    (("a", "integer[]", False, "_int4", "b", -1, 0, "int4", 23, 1007),
      ("integer[]", Kind.ARRAY, Kind.INT4, 23, False)),
-    (("a", "integer[]", False, "_int4", "b", -1, 2, "int4", 23),
+    (("a", "integer[]", False, "_int4", "b", -1, 2, "int4", 23, 1007),
      ("integer[][]", Kind.TEXT, 0, 0, True)),
-    (("a", "numeric(5,2)[]", False, "_numeric", "b", 327686, 1, "numeric", 1700),
+    (("a", "numeric(5,2)[]", False, "_numeric", "b", 327686, 1, "numeric", 1700, 1231),
      ("numeric(5,2)[]", Kind.ARRAY, Kind.NUMERIC, 1700, False)),
-    (("a", "inet[]", False, "_inet", "b", -1, 1, "inet", 869),
+    (("a", "inet[]", False, "_inet", "b", -1, 1, "inet", 869, 1041),
      ("inet[]", Kind.TEXT, 0, 0, True)),
-    (("a", "s.intlist", False, "_int4", "d", -1, 0, "int4", 23),
+    (("a", "s.intlist", False, "_int4", "d", -1, 0, "int4", 23, 1007),
      ("s.intlist", Kind.ARRAY, Kind.INT4, 23, False)),
-    (("a", "s.mood[]", False, "_mood", "b", -1, 1, None, None),
+    (("a", "s.mood[]", False, "_mood", "b", -1, 1, None, None, 16501),
      ("s.mood[]", Kind.TEXT, 0, 0, True)),
+    # user types named like built-ins are decided by OID, not taken for them
+    (("a", "s.text", False, "s.text", "c", -1, 0, None, None, 16400),
+     ("s.text", Kind.TEXT, 0, 0, True)),
+    (("a", "s.int4", False, "s.int4", "e", -1, 0, None, None, 16410),
+     ("s.int4", Kind.TEXT, 0, 0, False)),
+    (("a", "regclass", False, "regclass", "b", -1, 0, None, None, 2205),
+     ("regclass", Kind.TEXT, 0, 0, True)),
 ])
 def test_catalog_rows_to_columns(row, expected):
     col = _column(*row)

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pyarrow as pa
+import pydantic
 import pytest
 
 from rapidbyte_fast.errors import ConfigError, PluginError
@@ -142,16 +143,40 @@ def test_guest_span_bounds(ptr, length, ok):
     ({"max_memory": "1GiB"}, Limits(1 << 30, 30.0)),
     ({"max_memory": "512k", "timeout_seconds": 0.25}, Limits(512 << 10, 0.25)),
     ({"max_memory": "4gb"}, Limits(4 << 30, 30.0)),
+    ({"max_output_bytes_per_batch": "1MB"}, Limits(256 << 20, 30.0, 1 << 20)),
+    ({"max_output_bytes_per_batch": 4096}, Limits(256 << 20, 30.0, 4096)),
 ])
 def test_limits_parse(raw, expected):
     assert Limits.parse(raw, "p") == expected
+
+
+def test_limits_default_output_cap_is_64mb():
+    assert Limits().max_output_bytes_per_batch == 64 << 20
+    assert Limits.parse(None, "p").max_output_bytes_per_batch == 64 << 20
+
+
+def test_limits_from_a_typed_model():
+    class Model(pydantic.BaseModel):   # what the config package hands over
+        max_memory: int = 1 << 20
+        timeout_seconds: float = 2.0
+        max_output_bytes_per_batch: int = 8 << 20
+
+    assert Limits.parse(Model(), "p") == Limits(1 << 20, 2.0, 8 << 20)
+
+
+@pytest.mark.parametrize("value", [0, -1, "lots", True])
+def test_limits_reject_bad_output_caps(value):
+    with pytest.raises(ConfigError, match=r"limits.max_output_bytes_per_batch must be a "
+                                          r"positive size"):
+        Limits.parse({"max_output_bytes_per_batch": value}, "p")
 
 
 def test_limits_errors_name_the_plugin():
     with pytest.raises(ConfigError) as info:
         Limits.parse({"max_memory": "lots", "timeout_seconds": 0, "cpu": 1}, "transform-mask")
     assert info.value.problems == [
-        "plugin 'transform-mask': unknown limit 'cpu' (use max_memory, timeout_seconds)",
+        "plugin 'transform-mask': unknown limit 'cpu' (use max_memory, timeout_seconds, "
+        "max_output_bytes_per_batch)",
         "plugin 'transform-mask': limits.max_memory must be a size between 64KiB and 4GiB "
         "(e.g. 256MB), got 'lots'",
         "plugin 'transform-mask': limits.timeout_seconds must be a number of seconds in "

@@ -4,6 +4,7 @@ errors for bad SQL (at open) and failing batches (at apply)."""
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pyarrow as pa
 import pytest
@@ -94,9 +95,10 @@ def test_input_alias_and_schema_qualified_name_read_the_same_batch():
 
 
 def test_mixed_case_stream_is_a_quoted_table_name():
-    assert rows(run('SELECT count(*) AS n FROM "Users"', BATCH, stream="Users")[1]) == [{"n": 4}]
+    assert rows(run('SELECT id FROM "Users" WHERE id < 3', BATCH, stream="Users")[1]) == [
+        {"id": 1}, {"id": 2}]
     with pytest.raises(ConfigError, match="table 'datafusion.public.users' not found"):
-        run("SELECT count(*) AS n FROM Users", BATCH, stream="Users")
+        run("SELECT id FROM Users", BATCH, stream="Users")
 
 
 def test_a_filter_that_keeps_nothing_returns_no_batch():
@@ -107,13 +109,70 @@ def test_a_filter_that_keeps_nothing_returns_no_batch():
     assert (t.stats["rows_in"], t.stats["rows_out"]) == (8, 0)
 
 
-def test_each_batch_is_queried_alone():
-    second = users([7], ["gus"], [70])
-    _, out, _ = run("SELECT count(*) AS n, max(age) AS oldest FROM users", BATCH, second)
-    assert rows(out) == [{"n": 4, "oldest": 50}, {"n": 1, "oldest": 70}]
-    # the key column is not in the output, so no primary key
-    assert same(out[0].schema, pa.schema([pa.field("n", pa.int64(), False),
-                                          pa.field("oldest", pa.int32())]))
+def orders(rows: int = 60_000, batch_rows: int = 5_000) -> list[pa.RecordBatch]:
+    regions = pa.array(["north", "south", "west"] * (rows // 3))
+    table = pa.table({"id": pa.array(range(rows), pa.int64()), "region": regions,
+                      "amount": pa.array([1.5] * rows)})
+    return table.to_batches(max_chunksize=batch_rows)
+
+
+def test_group_by_over_batches_is_refused_not_answered_per_batch():
+    # 60,000 rows in 5,000-row batches, 3 regions: per batch this gave 36 rows, not 3
+    batches = orders()
+    assert len(batches) == 12
+    query = "SELECT region, count(*) AS n FROM orders GROUP BY region"
+    message = ('transforms[0].config.query: GROUP BY would be computed on each batch alone, '
+               'not over the whole stream; the sql transform works row by row (query: '
+               '"SELECT region, count(*) AS n FROM orders GROUP BY region")')
+    with pytest.raises(ConfigError) as err:
+        validate_sql(query, "public.orders", batches[0].schema, index=0)
+    assert str(err.value) == message
+    with pytest.raises(ConfigError) as err:
+        SqlTransform({"query": query}, index=0).open("public.orders", batches[0].schema)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize(("query", "construct"), [
+    ("SELECT count(*) AS n, max(amount) FROM orders", "an aggregate function"),
+    ("SELECT DISTINCT region FROM orders", "DISTINCT"),
+    ("SELECT * FROM orders ORDER BY id", "ORDER BY"),
+    ("SELECT * FROM orders LIMIT 10", "LIMIT/OFFSET"),
+    ("SELECT * FROM orders LIMIT 10 OFFSET 5", "LIMIT/OFFSET"),
+    ("SELECT id, row_number() OVER (PARTITION BY region) AS r FROM orders",
+     "a window function"),
+    ("SELECT * FROM (SELECT region, sum(amount) AS s FROM orders GROUP BY region) t "
+     "WHERE s > 0", "GROUP BY"),
+    ("SELECT id FROM orders WHERE amount > (SELECT avg(amount) FROM orders)", "a subquery"),
+    ("SELECT id FROM orders WHERE id IN (SELECT id FROM orders WHERE amount > 1)",
+     "a subquery"),
+    ("SELECT a.id FROM orders a JOIN orders b ON a.id = b.id", "a JOIN of the input with itself"),
+    ("SELECT id FROM orders UNION ALL SELECT 0", "UNION with rows not read from the input"),
+    ("SELECT 1 AS one", "a query that does not read the input"),
+    ("SELECT v.column1 FROM orders o RIGHT JOIN (VALUES (1)) v ON v.column1 = o.id",
+     "a JOIN that keeps rows not read from the input"),
+])
+def test_constructs_over_many_rows_are_refused(query, construct):
+    with pytest.raises(ConfigError, match="^transforms\\[2\\].config.query: " + re.escape(
+            f"{construct} would be computed on each batch alone, not over the whole stream")):
+        SqlTransform({"query": query}, index=2).open("public.orders", orders(3)[0].schema)
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT id, upper(region) AS region, amount * 2 AS twice FROM orders WHERE amount > 1",
+    "SELECT * FROM (SELECT id, region FROM orders) t WHERE region <> 'west'",
+    "WITH o AS (SELECT id FROM orders) SELECT id FROM o",
+    "SELECT id FROM orders UNION ALL SELECT id + 1 FROM orders",
+    "SELECT o.id, v.column2 AS label FROM orders o LEFT JOIN (VALUES (1, 'one')) v "
+    "ON v.column1 = o.id",
+    "SELECT id, CASE WHEN id IN (1, 2) THEN 'low' ELSE coalesce(region, '?') END AS c "
+    "FROM orders",
+])
+def test_row_by_row_queries_run_on_every_batch(query):
+    batches = orders(30, 10)
+    t = SqlTransform({"query": query}, index=0)
+    t.open("public.orders", batches[0].schema)
+    out = [o for b in batches for o in t.apply(b)]
+    assert sum(b.num_rows for b in out) >= 20
 
 
 def test_order_of_a_large_batch_survives_a_filter():
