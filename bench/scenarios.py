@@ -11,7 +11,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-DATASETS = ("bench_events", "small", "medium", "large")
+from rapidbyte_fast.config import DATASETS
+
 #: upsert re-syncs: after the first iteration the target already holds the same rows
 MODES = ("insert", "copy", "passthrough", "upsert")
 COMPRESSIONS = ("none", "lz4", "zstd")

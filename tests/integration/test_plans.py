@@ -21,7 +21,7 @@ from rapidbyte_fast.config import load_config
 from rapidbyte_fast.errors import SourceError
 from rapidbyte_fast.plan import make_plans
 
-from .test_cli_e2e import _cli, _pipeline, seeded  # noqa: F401  (fixture)
+from .test_cli_e2e import _cli, _err, _pipeline, seeded  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -213,7 +213,7 @@ def test_third_party_source_installed_in_a_venv_runs_end_to_end(pg_dsn, pg_conn,
     proc = subprocess.run([str(python), "-m", "rapidbyte_fast", "run", "-q", str(bad)],
                           capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip().startswith("config error: source.config.rows: ")
+    assert _err(proc).startswith("config error: source.config.rows: ")
 
 
 def test_two_runs_writing_one_table_refuse_each_other(pg_dsn, pg_conn, seeded, pg_schema2,
