@@ -136,12 +136,12 @@ def data_error(plan: ColumnPlan, cols: list[tuple], col: int, row: int, code: in
                          f"{element}: {REASONS[code]} (value: {_preview(target, at)})")
 
 
-def located_error(column: str, row: int, detail: str, where: str = "") -> DataError:
-    """``DataError(where + "column 'c', row N" + detail)`` keeping ``column``, ``row`` and
-    ``detail`` as attributes, so that a caller can restate the row (``load_errors``)."""
-    err = DataError(f"{where}column {column!r}, row {row}{detail}")
-    err.column, err.row, err.detail = column, row, detail
-    return err
+def located_error(column: str, row: int, detail: str, prefix: str = "",
+                  sqlstate: str | None = None) -> DataError:
+    """``DataError(prefix + "column 'c', row N" + detail)`` keeping ``column``, ``row`` and
+    ``detail`` as fields, so that a caller can restate the row (``load_errors``)."""
+    return DataError(f"{prefix}column {column!r}, row {row}{detail}", column=column, row=row,
+                     detail=detail, sqlstate=sqlstate)
 
 
 def _preview(col: tuple, row: int) -> str:

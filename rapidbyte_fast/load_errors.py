@@ -35,12 +35,6 @@ _PREVIEW = 40
 _COPY_UNESCAPE = {b"\\": b"\\", b"t": b"\t", b"n": b"\n", b"r": b"\r"}
 
 
-def _stated(err: DataError, sqlstate: str | None) -> DataError:
-    """``err`` with the SQLSTATE of the server error behind it."""
-    return DataError(str(err), column=err.column, row=err.row, detail=err.detail,
-                     sqlstate=sqlstate)
-
-
 def in_stream(exc: DataError, prefix: str, row_base: int) -> DataError:
     """A kernel's DataError with ``prefix`` (e.g. ``stream orders → raw.orders: ``) in front
     and its batch row moved to the stream row ``row_base + row``."""
@@ -61,7 +55,7 @@ def copy_error(exc: psycopg.Error, prefix: str, row_base: int = 0) -> DataError 
             detail = f": {pg_message(exc)}{value}"
             row = row_base + int(m["line"]) - 1
             if m["column"]:
-                return _stated(located_error(m["column"], row, detail, prefix), exc.sqlstate)
+                return located_error(m["column"], row, detail, prefix, exc.sqlstate)
             return DataError(f"{prefix}row {row}{detail}", sqlstate=exc.sqlstate)
     return DataError(prefix + pg_message(exc), sqlstate=exc.sqlstate)
 
@@ -85,9 +79,8 @@ def insert_error(conn: psycopg.Connection, exc: psycopg.Error, prefix: str, plan
         found = _first_invalid(conn, cols[c], start, stop, pg_type)
         if found is not None:
             row, text, reason = found
-            return _stated(located_error(name, row_base + row,
-                                         f": {reason} (value: {_preview(text)})", prefix),
-                           exc.sqlstate)
+            return located_error(name, row_base + row, f": {reason} (value: {_preview(text)})",
+                                 prefix, exc.sqlstate)
     return DataError(f"{prefix}{rows}: {pg_message(exc)}", sqlstate=exc.sqlstate)
 
 

@@ -174,7 +174,7 @@ class PgTable:
         meta = {PRIMARY_KEY_KEY: ",".join(self.primary_key).encode()} if self.primary_key else None
         return pa.schema([c.field() for c in self.columns], metadata=meta)
 
-    def plan(self) -> ColumnPlan:
+    def column_plan(self) -> ColumnPlan:
         """The kernels' column plan for reading this table."""
         return ColumnPlan(
             names=tuple(c.name for c in self.columns),
@@ -447,7 +447,7 @@ def _physical(t: pa.DataType, as_json: bool = False) -> pa.DataType:
 
 
 @dataclass(frozen=True)
-class WritePlan:
+class TargetEncoding:
     """How batches of one Arrow schema are encoded for one destination table."""
 
     plan: ColumnPlan
@@ -455,7 +455,7 @@ class WritePlan:
     binary_ok: bool
 
 
-def write_plan(schema: pa.Schema, target_base_types: dict[str, str] | None = None) -> WritePlan:
+def target_encoding(schema: pa.Schema, target_base_types: dict[str, str] | None = None) -> TargetEncoding:
     """Kinds for encoding ``schema``; ``binary_ok`` is False when some target column cannot
     receive our binary form (then COPY runs in text format and Postgres parses the text).
 
@@ -497,7 +497,7 @@ def write_plan(schema: pa.Schema, target_base_types: dict[str, str] | None = Non
         elem_oids.append(elem_oid)
     plan = ColumnPlan(tuple(schema.names), tuple(kinds), tuple(scales), tuple(precisions),
                       tuple(elem_kinds), tuple(elem_oids))
-    return WritePlan(plan, tuple(types), binary_ok)
+    return TargetEncoding(plan, tuple(types), binary_ok)
 
 
 def _refine(kind: Kind, declared: str) -> Kind:
@@ -543,7 +543,7 @@ def split_array_type(pg_type: str) -> tuple[str, int]:
     return core, dims
 
 
-def conform(batch: pa.RecordBatch, wp: WritePlan) -> pa.RecordBatch:
+def conform(batch: pa.RecordBatch, wp: TargetEncoding) -> pa.RecordBatch:
     """Cast columns whose Arrow type differs from what the kernels read (e.g. large_string);
     structs, maps and nested lists become JSON text."""
     cols = list(batch.columns)

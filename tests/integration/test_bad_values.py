@@ -18,7 +18,7 @@ from rapidbyte_fast import load_errors
 from rapidbyte_fast._impl import copy_encode, insert_sql
 from rapidbyte_fast.column_plan import COPY_BINARY_HEADER, COPY_BINARY_TRAILER, column_inputs
 from rapidbyte_fast.errors import DataError, RapidbyteError
-from rapidbyte_fast.pgtypes import conform, write_plan
+from rapidbyte_fast.pgtypes import conform, target_encoding
 
 pytestmark = pytest.mark.integration
 WHERE = "stream s → x.t: "
@@ -87,7 +87,7 @@ def _existing(conn, schema: str, column: str, sql_type: str) -> str:
 def _inputs(field: pa.Field, values: list, target_base: str):
     batch = pa.RecordBatch.from_arrays([pa.array(values, field.type)],
                                        schema=pa.schema([field]))
-    wp = write_plan(batch.schema, {field.name: target_base})
+    wp = target_encoding(batch.schema, {field.name: target_base})
     return wp, column_inputs(conform(batch, wp), wp.plan)
 
 

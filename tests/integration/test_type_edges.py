@@ -142,7 +142,7 @@ def test_text_from_sql_ascii_must_be_utf8(sql_ascii_db, column_type):
         src.execute(f"CREATE TABLE t (id int PRIMARY KEY, v {column_type})")
         src.execute(f"INSERT INTO t VALUES (1, {ok}), (2, {value})")
         table = describe_table(src, "public", "t")
-        plan = table.plan()
+        plan = table.column_plan()
         assert plan.validate_utf8
         select = ", ".join(c.select_sql() for c in table.columns)
         src.execute("SET client_encoding = 'SQL_ASCII'")  # the bytes as stored, unchecked
@@ -159,4 +159,4 @@ def test_text_from_sql_ascii_must_be_utf8(sql_ascii_db, column_type):
 
 def test_text_from_utf8_databases_is_not_checked_again(pg_conn, pg_schema):
     pg_conn.execute(f'CREATE TABLE "{pg_schema}".t (v text)')
-    assert not describe_table(pg_conn, pg_schema, "t").plan().validate_utf8
+    assert not describe_table(pg_conn, pg_schema, "t").column_plan().validate_utf8

@@ -13,7 +13,7 @@ from rapidbyte_fast.destinations.postgres import adaptive_flush_bytes
 from rapidbyte_fast.errors import ConfigError, DataError
 from rapidbyte_fast.pgtypes import (
     _column, check_type_sql, conform, declared_base, derived_name, json_text, pg_type_for_arrow,
-    primary_key_of, qualified, quote_ident, split_table, write_plan,
+    primary_key_of, qualified, quote_ident, split_table, target_encoding,
 )
 
 
@@ -92,12 +92,12 @@ def test_write_plan_kinds_and_binary_fallback():
         pa.field("n", pa.utf8(), metadata={b"pg_type": b"numeric"}),
         pa.field("ts", pa.timestamp("ms", tz="Europe/Paris")),
     ])
-    wp = write_plan(schema)
+    wp = target_encoding(schema)
     assert wp.plan.kinds == (Kind.INT4, Kind.JSONB, Kind.NUMERIC_TEXT, Kind.TIMESTAMPTZ)
     assert wp.arrow_types[3] == pa.timestamp("us", tz="UTC")
     assert wp.binary_ok
     inet = pa.schema([pa.field("ip", pa.utf8(), metadata={b"pg_type": b"inet"})])
-    assert not write_plan(inet).binary_ok
+    assert not target_encoding(inet).binary_ok
 
 
 def test_adaptive_flush_bytes():
@@ -145,18 +145,18 @@ def test_write_plan_arrays():
         _field("d", pa.list_(pa.decimal128(6, 2))),
         _field("t2", pa.utf8(), "integer[][]"),
     ])
-    wp = write_plan(schema)
+    wp = target_encoding(schema)
     assert wp.plan.kinds == (Kind.ARRAY, Kind.ARRAY, Kind.ARRAY, Kind.ARRAY, Kind.TEXT)
     assert wp.plan.elem_kinds == (Kind.INT4, Kind.NUMERIC_TEXT, Kind.JSONB, Kind.NUMERIC, 0)
     assert wp.plan.elem_oids == (23, 1700, 3802, 1700, 0)
     assert (wp.plan.precisions[3], wp.plan.scales[3]) == (6, 2)
     assert wp.arrow_types[2] == pa.list_(pa.utf8())
     assert not wp.binary_ok                      # the 2-D text column is parsed by Postgres
-    assert write_plan(pa.schema(list(schema)[:4])).binary_ok
+    assert target_encoding(pa.schema(list(schema)[:4])).binary_ok
     # an existing target decides: text[] elements can go to varchar[]; integer[] to text[] not
-    existing = write_plan(pa.schema([schema[0]]), {"a": "_text"})
+    existing = target_encoding(pa.schema([schema[0]]), {"a": "_text"})
     assert not existing.binary_ok and existing.plan.elem_oids == (0,)
-    text = write_plan(pa.schema([_field("s", pa.list_(pa.utf8()))]), {"s": "_varchar"})
+    text = target_encoding(pa.schema([_field("s", pa.list_(pa.utf8()))]), {"s": "_varchar"})
     assert text.binary_ok and text.plan.elem_oids == (1043,)
 
 
@@ -165,11 +165,11 @@ def test_write_plan_sees_through_carried_domains_and_enums():
     dom = {"kind": "domain", "schema": "s", "name": "pos", "ref": "s.pos", "base": "integer",
            "not_null": False, "default": None, "checks": []}
     jdom = dict(dom, name="doc", ref="s.doc", base="jsonb")
-    wp = write_plan(pa.schema([_field("m", pa.utf8(), "s.mood", [enum]),
+    wp = target_encoding(pa.schema([_field("m", pa.utf8(), "s.mood", [enum]),
                                _field("p", pa.int32(), "s.pos", [dom]),
                                _field("j", pa.utf8(), "s.doc", [jdom])]))
     assert wp.binary_ok and wp.plan.kinds == (Kind.TEXT, Kind.INT4, Kind.JSONB)
-    arrays = write_plan(pa.schema([_field("m", pa.utf8(), "s.mood[]", [enum])]))
+    arrays = target_encoding(pa.schema([_field("m", pa.utf8(), "s.mood[]", [enum])]))
     assert not arrays.binary_ok                  # element OIDs of enums differ per database
     assert declared_base("s.pos[]", {"s.pos": dom}) == ""
     assert declared_base("numeric(10,2)[]") == "_numeric"
@@ -179,7 +179,7 @@ def test_lists_going_to_non_array_types_and_structs_become_json():
     schema = pa.schema([_field("l", pa.list_(pa.int8()), "jsonb"),
                         _field("s", pa.struct([("k", pa.utf8()), ("v", pa.float64())])),
                         _field("nest", pa.list_(pa.list_(pa.int8())))])
-    wp = write_plan(schema)
+    wp = target_encoding(schema)
     assert wp.plan.kinds == (Kind.JSONB, Kind.JSONB, Kind.JSONB)
     batch = pa.RecordBatch.from_arrays([
         pa.array([[1, None], None], pa.list_(pa.int8())),

@@ -11,7 +11,7 @@ import pyarrow as pa
 from ..._impl import copy_decode, copy_encode, copy_scan, insert_sql
 from ...column_plan import COPY_BINARY_HEADER, COPY_BINARY_TRAILER, column_inputs
 from ...errors import DataError, DestinationError
-from ...pgtypes import WritePlan, conform
+from ...pgtypes import TargetEncoding, conform
 from ... import load_errors
 from .copy_sender import CopySender
 
@@ -38,7 +38,7 @@ class Loader:
     connection, inside that connection's transaction."""
 
     def __init__(self, conn: psycopg.Connection, prefix: str, pg_cfg, rel: str, cols: str,
-                 wp: WritePlan, passthrough: bool, continuation: bool = False,
+                 wp: TargetEncoding, passthrough: bool, continuation: bool = False,
                  pg_types: list[str] | None = None) -> None:
         self.conn = conn
         #: the target columns' types in plan order (to name a value an INSERT refused)

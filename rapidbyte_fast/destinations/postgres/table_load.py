@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from ... import faults
 from ...pgconn import connect
-from ...pgtypes import describe_table, field_pg_type, write_plan
+from ...pgtypes import describe_table, field_pg_type, target_encoding
 from ...state import progress
 from .ddl import column_list
 from .loader import Loader, dest_error
@@ -79,7 +79,7 @@ class TableLoad:
         t0 = time.perf_counter()
         try:
             schema, target_types = self.strategy.prepare(self.conn, schema)
-            self._wp = write_plan(schema, target_types)
+            self._wp = target_encoding(schema, target_types)
             self._pg_types = self._load_types(schema, target_types is not None)
             self._cols = column_list(schema.names)
             if self.spec.commit == "per_range":

@@ -108,7 +108,7 @@ class PostgresReader:
         """Record batches of the stream (or of ``key_range``), each within both caps."""
         assert self.conn is not None
         schema = self.table.arrow_schema()
-        plan = self.table.plan()
+        plan = self.table.column_plan()
         sinks = ColumnSinks(plan)
         pgconn = self._start_copy(False, key_range)
 
