@@ -80,9 +80,9 @@ def stage_name(table: str, tag: str) -> str:
     return derived_name(table, f"{STAGE_TAG}{tag}")
 
 
-#: Views that read the table (they would block a swap)
+#: Views (and materialized views: relkind m) that read the table
 DEPENDENT_VIEWS_SQL = (
-    "SELECT DISTINCT v.oid::regclass::text FROM pg_depend d "
+    "SELECT DISTINCT v.oid::regclass::text, v.relkind FROM pg_depend d "
     "JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class "
     "WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = %s::regclass "
     "AND v.oid <> d.refobjid ORDER BY 1")

@@ -23,8 +23,9 @@ from ...pgtypes import (
     derived_name, describe_table, field_pg_type, qualified, quote_ident, table_exists,
 )
 from ...state import cursors, progress
-from . import ddl
+from . import ddl, target_catalog, target_objects
 from .evolution import TargetColumn, evolve
+from .loader import dest_error
 from .spec import WriteSpec
 
 _log = logging.getLogger("rapidbyte_fast")
@@ -33,9 +34,11 @@ _log = logging.getLogger("rapidbyte_fast")
 class Strategy:
     """What every write mode shares: the target, its evolution, staging tables."""
 
-    def __init__(self, spec: WriteSpec, evolution) -> None:
+    def __init__(self, spec: WriteSpec, evolution, options=None) -> None:
         self.spec = spec
         self.evolution = evolution
+        #: the destination's ``config`` (``on_dependent_views``, ``indexes``)
+        self.options = options
         self.target = qualified(spec.schema, spec.table)
         self.load_table = spec.staging or spec.table
         self.load_schema = spec.staging_schema if spec.staging else spec.schema
@@ -171,12 +174,18 @@ class Append(Strategy):
 
 
 class Replace(Strategy):
-    """Rows go into a staging table, swapped in (with its key) at the end."""
+    """Rows go into a staging table, swapped in (with its key) at the end; what users built
+    on the old table is recreated on the new one in the swap transaction."""
+
+    @property
+    def recreate_dependents(self) -> bool:
+        """Are dependent views and other tables' foreign keys recreated (else refused)?"""
+        return getattr(self.options, "on_dependent_views", "recreate") == "recreate"
 
     def _prepare_target(self, conn: psycopg.Connection, schema: pa.Schema,
                         exists: bool) -> pa.Schema:
         if exists:
-            check_no_dependents(conn, self.spec)
+            check_no_dependents(conn, self.spec, self.recreate_dependents)
         return schema
 
     def finish(self, conn: psycopg.Connection, rows_written: int) -> None:
@@ -191,11 +200,32 @@ class Replace(Strategy):
                 "(set destination.allow_empty_replace: true to allow it)")
         if spec.primary_key:
             conn.execute(ddl.add_primary_key_sql(stage, self.load_table, spec.primary_key))
+        objs = None
         if exists:
-            check_no_dependents(conn, spec)
+            check_no_dependents(conn, spec, self.recreate_dependents)
+            # no DDL on the old table from here to the swap (reads and writes go on)
+            conn.execute(f"LOCK TABLE {self.target} IN SHARE UPDATE EXCLUSIVE MODE")
+            objs, notes = target_objects.keep(target_catalog.capture(conn, self.target),
+                                              set(self.names), bool(spec.primary_key))
+            for note in notes:
+                _log.warning("%s%s", spec.prefix, note)
+            self._run(conn, target_objects.prebuild_sql(objs, stage))
+            self._run(conn, target_objects.before_drop_sql(objs))
         for sql in ddl.swap_sql(stage, self.load_table, self.target, spec.table, exists,
                                 bool(spec.primary_key)):
             conn.execute(sql)
+        if objs is not None:
+            self._run(conn, target_objects.after_swap_sql(objs, self.target, spec.schema))
+
+    def _run(self, conn: psycopg.Connection, steps: list[target_objects.Step]) -> None:
+        """Run the statements recreating the old table's objects; a failure names the
+        object (and the swap's transaction rolls back: the old table stays)."""
+        for what, text in steps:
+            try:
+                conn.execute(text)
+            except psycopg.Error as exc:
+                raise dest_error(f"{self.spec.prefix}cannot recreate {what} on the new "
+                                 f"table: ", exc) from None
 
 
 class Merge(Strategy):
@@ -279,15 +309,19 @@ class Merge(Strategy):
 STRATEGIES: dict[str, type[Strategy]] = {"append": Append, "replace": Replace, "merge": Merge}
 
 
-def check_no_dependents(conn: psycopg.Connection, spec: WriteSpec) -> None:
-    """A replace drops the old table: refuse, naming them, when views or foreign keys
-    depend on it (DROP would fail, and CASCADE would destroy them)."""
+def check_no_dependents(conn: psycopg.Connection, spec: WriteSpec, recreate: bool) -> None:
+    """A replace drops the old table: refuse, naming them, when what depends on it cannot
+    be recreated: materialized views, and (unless ``recreate``) views and other tables'
+    foreign keys."""
     rel = qualified(spec.schema, spec.table)
-    views = [r[0] for r in conn.execute(ddl.DEPENDENT_VIEWS_SQL, (rel,))]
-    fks = [r[0] for r in conn.execute(ddl.REFERENCING_KEYS_SQL, (rel,))]
-    if views or fks:
+    views = conn.execute(ddl.DEPENDENT_VIEWS_SQL, (rel,)).fetchall()
+    matviews = [name for name, kind in views if kind == "m"]
+    views = [] if recreate else [name for name, kind in views if kind != "m"]
+    fks = [] if recreate else [r[0] for r in conn.execute(ddl.REFERENCING_KEYS_SQL, (rel,))]
+    if views or fks or matviews:
         what = "; ".join(filter(None, [
             f"views {', '.join(views)} depend on it" if views else "",
+            f"materialized views {', '.join(matviews)} depend on it" if matviews else "",
             f"foreign keys {', '.join(fks)} reference it" if fks else ""]))
         raise DestinationError(
             f"{spec.prefix}replace cannot swap in a new {spec.schema}.{spec.table}: {what} "
