@@ -231,7 +231,7 @@ def test_dependent_views_are_recreated_with_grants_and_comments(pg_conn, target,
     pg_conn.execute(f'GRANT SELECT ON {d}.busy TO "{role}"')
     pg_conn.execute(f"COMMENT ON VIEW {d}.busy IS 'busy events'")
     pg_conn.execute(f"COMMENT ON COLUMN {d}.busy.bucket IS 'the n'")
-    rows = _kept(pg_conn, replace, f"""
+    rows = _kept(pg_conn, replace, """
         SELECT c.relname, pg_get_viewdef(c.oid), c.reloptions, c.relacl::text,
                obj_description(c.oid, 'pg_class'), col_description(c.oid, 2)
         FROM pg_class c WHERE c.relnamespace = %s::regnamespace AND c.relkind = 'v'

@@ -20,7 +20,12 @@ import pyarrow as pa
 from ...errors import DestinationError
 from ...pgddl import ensure_types
 from ...pgtypes import (
-    derived_name, describe_table, field_pg_type, qualified, quote_ident, table_exists,
+    derived_name,
+    describe_table,
+    field_pg_type,
+    qualified,
+    quote_ident,
+    table_exists,
 )
 from ...state import cursors, progress
 from . import ddl, target_catalog, target_objects
