@@ -28,7 +28,8 @@ from ...pgtypes import (
     table_exists,
 )
 from ...state import cursors, progress
-from . import ddl, target_catalog, target_objects
+from ...table_facts import TableFacts, facts_of
+from . import created_tables, ddl, target_catalog, target_objects
 from .evolution import TargetColumn, evolve
 from .loader import dest_error
 from .spec import WriteSpec
@@ -53,6 +54,9 @@ class Strategy:
         self.created = False
         self.names: list[str] = []
         self.new_cursor: cursors.Cursor | None = None
+        #: what the source had, for the tables this load creates
+        self.facts = TableFacts()
+        self.columns_schema: pa.Schema = pa.schema([])
 
     @property
     def load_rel(self) -> str:
@@ -64,6 +68,7 @@ class Strategy:
         """DDL before the load: returns the columns to load, and the target's types when
         rows load into an existing target."""
         spec = self.spec
+        self.facts = facts_of(schema)  # (before the types' names change to the destination's)
         # (only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database)
         if conn.execute("SELECT to_regnamespace(%s) IS NULL",
                         (quote_ident(spec.schema),)).fetchone()[0]:
@@ -83,19 +88,57 @@ class Strategy:
         self._drop_orphan_stages(conn)
         if spec.staging is not None:
             if spec.ranged is None or not spec.ranged.columns:  # a new staging table
-                conn.execute(ddl.create_table_sql(
-                    self.load_rel, self.load_table, _columns(schema),
-                    seq=spec.write_mode == "upsert"))
+                if spec.strategy == "replace" and not exists:  # (the new target)
+                    self._create(conn, self.load_rel, self.load_table, schema, identities=False)
+                else:
+                    conn.execute(ddl.create_table_sql(
+                        self.load_rel, self.load_table, _columns(schema),
+                        seq=spec.write_mode == "upsert"))
             target_types = None  # the staging table has the source's types
         elif not table_exists(conn, spec.schema, spec.table):
-            conn.execute(ddl.create_table_sql(self.target, spec.table, _columns(schema)))
+            self._create(conn, self.target, spec.table, schema)
             self.created = True
         if spec.ranged is not None and not spec.ranged.columns:  # a new ranged load
             record = spec.ranged.with_staging(spec.staging, progress.columns_fingerprint(schema),
                                               self.created and bool(spec.primary_key))
             progress.save(conn, spec.schema, spec.pipeline, spec.stream, record)
         self.names = list(schema.names)
+        self.columns_schema = schema
         return schema, target_types
+
+    def _create(self, conn: psycopg.Connection, rel: str, table: str, schema: pa.Schema,
+                pk: tuple[str, ...] = (), identities: bool = True) -> None:
+        """Create a table that becomes the target, with what its source had (indexes
+        come after the load: ``_complete_created``)."""
+        facts = self.facts
+        conn.execute(ddl.create_table_sql(rel, table, created_tables.columns(
+            schema, facts, identities), pk, constraints=created_tables.checks(facts)))
+        for text in created_tables.comments_sql(rel, facts):
+            conn.execute(text)
+        for note in created_tables.notes(facts):
+            _log.warning("%s%s", self.spec.prefix, note)
+
+    def _complete_created(self, conn: psycopg.Connection, rel: str) -> None:
+        """After the load into a target this load created (appended or merged into): the
+        source's secondary indexes, and its identity columns' positions."""
+        self._build_indexes(conn, rel, unique=False)
+        for text in created_tables.identity_sql(rel, self.columns_schema, self.facts, False):
+            conn.execute(text)
+
+    def _build_indexes(self, conn: psycopg.Connection, rel: str, unique: bool) -> None:
+        """The source's secondary indexes on ``rel`` (``unique`` ones only when it holds a
+        copy of the source), unless ``indexes: none``."""
+        spec = self.spec
+        if getattr(self.options, "indexes", "source") == "source":
+            for index in self.facts.indexes:
+                name = next((n for n in (index.name, derived_name(spec.table, "_" + index.name))
+                             if conn.execute("SELECT to_regclass(%s) IS NULL",
+                                             (qualified(spec.schema, n),)).fetchone()[0]), None)
+                if name is None:
+                    _log.warning("%sindex %s is not created: its name is taken", spec.prefix,
+                                 index.name)
+                    continue
+                conn.execute(created_tables.index_sql(rel, index, name, unique))
 
     def _prepare_target(self, conn: psycopg.Connection, schema: pa.Schema,
                         exists: bool) -> pa.Schema:
@@ -111,6 +154,8 @@ class Strategy:
         add_pk = spec.ranged.add_pk if spec.ranged is not None else self.created
         if spec.primary_key and add_pk:
             conn.execute(ddl.add_primary_key_sql(self.target, spec.table, spec.primary_key))
+        if self.created or spec.ranged is not None and spec.ranged.add_pk:
+            self._complete_created(conn, self.target)
 
     def abort(self, conn: psycopg.Connection) -> None:
         """After a rollback: drop a committed staging table that cannot be resumed."""
@@ -176,6 +221,8 @@ class Append(Strategy):
             return
         conn.execute(ddl.insert_select_sql(self.load_rel, self.target, self.names, None))
         conn.execute(f"DROP TABLE {self.load_rel}")
+        if self.created:
+            self._complete_created(conn, self.target)
 
 
 class Replace(Strategy):
@@ -216,11 +263,17 @@ class Replace(Strategy):
                 _log.warning("%s%s", spec.prefix, note)
             self._run(conn, target_objects.prebuild_sql(objs, stage))
             self._run(conn, target_objects.before_drop_sql(objs))
+        else:
+            self._build_indexes(conn, stage, unique=True)
         for sql in ddl.swap_sql(stage, self.load_table, self.target, spec.table, exists,
                                 bool(spec.primary_key)):
             conn.execute(sql)
         if objs is not None:
             self._run(conn, target_objects.after_swap_sql(objs, self.target, spec.schema))
+        else:  # (identities added now are named after the target, not the stage)
+            for text in created_tables.identity_sql(self.target, self.columns_schema,
+                                                    self.facts, add=True):
+                conn.execute(text)
 
     def _run(self, conn: psycopg.Connection, steps: list[target_objects.Step]) -> None:
         """Run the statements recreating the old table's objects; a failure names the
@@ -241,8 +294,8 @@ class Merge(Strategy):
                         exists: bool) -> pa.Schema:
         spec = self.spec
         if not exists:
-            conn.execute(ddl.create_table_sql(self.target, spec.table, _columns(schema),
-                                              spec.primary_key))
+            self._create(conn, self.target, spec.table, schema, spec.primary_key)
+            self.created = True
         if spec.write_mode == "upsert":
             ok = conn.execute(ddl.CONFLICT_TARGET_SQL,
                               (self.target, list(spec.primary_key))).fetchone()[0]
@@ -259,6 +312,8 @@ class Merge(Strategy):
 
     def finish(self, conn: psycopg.Connection, rows_written: int) -> None:
         self._move(conn, drop=True)
+        if self.created:
+            self._complete_created(conn, self.target)
 
     def _move(self, conn: psycopg.Connection, drop: bool) -> None:
         """Move the staged rows into the target with one set-based statement, and save the
