@@ -2,6 +2,7 @@
 target, two more replaces run, and the catalog's definitions must be the same after."""
 from __future__ import annotations
 
+import json
 import uuid
 
 import psycopg
@@ -10,6 +11,7 @@ import pytest
 import rapidbyte_fast
 from rapidbyte_fast.errors import DestinationError
 
+from .test_cli_e2e import _cli
 from .test_faults import _config, _insert
 
 
@@ -296,3 +298,33 @@ def test_a_failed_recreation_leaves_the_old_table(pg_conn, pg_schema, target):
     assert pg_conn.execute(f"SELECT count(*), max(id) FROM {d}.ev").fetchone() == (50, 50)
     with pytest.raises(psycopg.errors.CheckViolation):
         pg_conn.execute(f"INSERT INTO {d}.ev (id, n) VALUES (100, 100)")
+
+
+def test_a_resumed_replace_recreates_the_objects_at_its_final_swap(pg_dsn, pg_conn, pg_schema,
+                                                                    pg_schema2, tmp_path, role,
+                                                                    monkeypatch):
+    pg_conn.execute(f'CREATE TABLE "{pg_schema}".ev (id int PRIMARY KEY, n int, v text, '
+                    "ts timestamptz, amount numeric(12,2))")
+    _insert(pg_conn, pg_schema, 1, 6000)
+    cfg = _config(pg_dsn, pg_schema, pg_schema2, "replace")
+    cfg["resources"]["parallelism"] = 2
+    path = tmp_path / "p.yaml"
+    path.write_text(json.dumps(cfg))
+    assert _cli(pg_dsn, "run", "-q", str(path)).returncode == 0
+    d = f'"{pg_schema2}"'
+    pg_conn.execute(f"CREATE INDEX ev_n ON {d}.ev (n)")
+    pg_conn.execute(f'GRANT SELECT ON {d}.ev TO "{role}"')
+    pg_conn.execute(f"CREATE VIEW {d}.big AS SELECT id FROM {d}.ev WHERE n > 700")
+    query = (f"SELECT (SELECT pg_get_indexdef('{d}.ev_n'::regclass)), "
+             f"(SELECT relacl::text FROM pg_class WHERE oid = '{d}.ev'::regclass), "
+             f"pg_get_viewdef('{d}.big'::regclass)")
+    before = pg_conn.execute(query).fetchone()
+    monkeypatch.setenv("RAPIDBYTE_FAULTS", "dest.range_committed#2=kill")
+    assert _cli(pg_dsn, "run", "-q", str(path)).returncode == -9
+    monkeypatch.delenv("RAPIDBYTE_FAULTS")
+    assert pg_conn.execute(query).fetchone() == before  # the old table, untouched
+    proc = _cli(pg_dsn, "run", "-q", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert '"resumed_ranges":2,' in proc.stdout
+    assert pg_conn.execute(query).fetchone() == before
+    assert pg_conn.execute(f"SELECT count(*) FROM {d}.big").fetchone() == (1094,)
