@@ -20,12 +20,7 @@ import pyarrow as pa
 from ...errors import DestinationError
 from ...pgddl import ensure_types
 from ...pgtypes import (
-    derived_name,
-    describe_table,
-    field_pg_type,
-    qualified,
-    quote_ident,
-    table_exists,
+    derived_name, describe_table, field_pg_type, qualified, quote_ident, table_exists,
 )
 from ...state import cursors, progress
 from ...table_facts import TableFacts, facts_of

@@ -7,17 +7,8 @@ import psycopg
 
 from ...errors import DestinationError
 from .target_objects import (
-    Constraint,
-    ForeignKey,
-    Grant,
-    Identity,
-    Index,
-    Policy,
-    Publication,
-    RelationMeta,
-    TargetObjects,
-    Trigger,
-    View,
+    Constraint, ForeignKey, Grant, Identity, Index, Policy, Publication, RelationMeta,
+    TargetObjects, Trigger, View,
 )
 
 #: (catalog, object oid) → the target's columns the object needs
