@@ -325,6 +325,7 @@ def test_a_resumed_replace_recreates_the_objects_at_its_final_swap(pg_dsn, pg_co
     assert pg_conn.execute(query).fetchone() == before  # the old table, untouched
     proc = _cli(pg_dsn, "run", "-q", str(path))
     assert proc.returncode == 0, proc.stderr
-    assert '"resumed_ranges":2,' in proc.stdout
+    # (the other worker may commit one more range before the kill)
+    assert json.loads(proc.stdout.split("@@BENCH_JSON@@", 1)[1])["resumed_ranges"] >= 2
     assert pg_conn.execute(query).fetchone() == before
     assert pg_conn.execute(f"SELECT count(*) FROM {d}.big").fetchone() == (1094,)
