@@ -131,6 +131,8 @@ destination:
     copy_flush_bytes: null           # null: adaptive (1mb; 4mb >= 8kb rows; 16mb >= 64kb)
     insert_batch_rows: 5000          # load_method insert: rows per INSERT statement
     insert_batch_bytes: 4mb          # load_method insert: bytes per INSERT statement
+    on_dependent_views: recreate     # replace: recreate dependent views, foreign keys | fail
+    indexes: source                  # a created table gets the source's indexes | none
   write_mode: append                 # append | replace (staging table + swap) | upsert
   primary_key: []                    # key of a created table (upsert needs it); []: the
                                      #   source's key, none for append (a log)

@@ -135,6 +135,8 @@ class PostgresDestinationConfig(PostgresConnection):
     copy_flush_bytes: Size | None = Field(None, ge=1)
     insert_batch_rows: int = Field(5000, ge=1)
     insert_batch_bytes: Size = Field(4 << 20, ge=1)
+    on_dependent_views: Literal["recreate", "fail"] = "recreate"
+    indexes: Literal["source", "none"] = "source"
 
     @field_validator("passthrough", mode="before")
     @classmethod

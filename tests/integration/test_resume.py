@@ -135,7 +135,7 @@ def test_small_tables_load_in_one_piece(pg_dsn, pg_conn, source, pg_schema2):
 
 
 @pytest.mark.parametrize("dependent", ["view", "foreign key"])
-def test_replace_refuses_to_drop_dependents(pg_dsn, pg_conn, source, pg_schema2, tmp_path,
+def test_replace_with_on_dependent_views_fail_refuses_dependents(pg_dsn, pg_conn, source, pg_schema2, tmp_path,
                                             dependent):
     d = f'"{pg_schema2}"'
     pg_conn.execute(f"CREATE TABLE {d}.ev (id int PRIMARY KEY, v text)")
@@ -147,8 +147,9 @@ def test_replace_refuses_to_drop_dependents(pg_dsn, pg_conn, source, pg_schema2,
         pg_conn.execute(f"CREATE TABLE {d}.child (ev_id int CONSTRAINT child_ev REFERENCES "
                         f"{d}.ev (id))")
         what = f"foreign keys child_ev on {pg_schema2}.child reference it"
-    proc = _cli(pg_dsn, "run", "-q", _write(tmp_path, _config(pg_dsn, source, pg_schema2,
-                                                                "replace")))
+    cfg = _config(pg_dsn, source, pg_schema2, "replace")
+    cfg["destination"]["config"]["on_dependent_views"] = "fail"
+    proc = _cli(pg_dsn, "run", "-q", _write(tmp_path, cfg))
     assert proc.returncode == 1
     assert _err(proc) == (
         f"error: stream ev → {pg_schema2}.ev: replace cannot swap in a new {pg_schema2}.ev: "
@@ -167,8 +168,10 @@ def test_view_created_during_the_load_is_reported(pg_dsn, pg_conn, source, pg_sc
             pg_conn.execute(f"CREATE OR REPLACE VIEW {d}.late AS SELECT id FROM {d}.ev")
 
     monkeypatch.setattr(faults, "hit", create_view)
+    cfg = _config(pg_dsn, source, pg_schema2, "replace")
+    cfg["destination"]["config"]["on_dependent_views"] = "fail"
     with pytest.raises(DestinationError, match=f"views {pg_schema2}.late depend on it"):
-        rapidbyte_fast.run(_config(pg_dsn, source, pg_schema2, "replace"))
+        rapidbyte_fast.run(cfg)
     assert pg_conn.execute(f"SELECT count(*) FROM {d}.ev").fetchone() == (0,)
 
 

@@ -24,14 +24,17 @@ def pkey_name(table: str) -> str:
 
 
 def create_table_sql(rel: str, table: str, columns: list[tuple[str, str]],
-                     pk: tuple[str, ...] = (), seq: bool = False) -> str:
-    """``CREATE TABLE rel`` with ``columns`` (name, type), the primary key ``pk`` (named
-    after ``table``) and, for upsert staging, the arrival-order column."""
+                     pk: tuple[str, ...] = (), seq: bool = False,
+                     constraints: list[str] | None = None) -> str:
+    """``CREATE TABLE rel`` with ``columns`` (name, type and column clauses), the primary
+    key ``pk`` (named after ``table``), table ``constraints`` clauses and, for upsert
+    staging, the arrival-order column."""
     defs = [f"{quote_ident(n)} {t}" for n, t in columns]
     if seq:
         defs.append(f"{quote_ident(SEQ_COLUMN)} bigserial")
     if pk:
         defs.append(f"CONSTRAINT {pkey_name(table)} PRIMARY KEY ({column_list(pk)})")
+    defs += constraints or []
     return f"CREATE TABLE {rel} ({', '.join(defs)})"
 
 
@@ -80,9 +83,9 @@ def stage_name(table: str, tag: str) -> str:
     return derived_name(table, f"{STAGE_TAG}{tag}")
 
 
-#: Views that read the table (they would block a swap)
+#: Views (and materialized views: relkind m) that read the table
 DEPENDENT_VIEWS_SQL = (
-    "SELECT DISTINCT v.oid::regclass::text FROM pg_depend d "
+    "SELECT DISTINCT v.oid::regclass::text, v.relkind FROM pg_depend d "
     "JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class "
     "WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = %s::regclass "
     "AND v.oid <> d.refobjid ORDER BY 1")

@@ -23,8 +23,10 @@ from ...pgtypes import (
     derived_name, describe_table, field_pg_type, qualified, quote_ident, table_exists,
 )
 from ...state import cursors, progress
-from . import ddl
+from ...table_facts import TableFacts, facts_of
+from . import created_tables, ddl, target_catalog, target_objects
 from .evolution import TargetColumn, evolve
+from .loader import dest_error
 from .spec import WriteSpec
 
 _log = logging.getLogger("rapidbyte_fast")
@@ -33,9 +35,11 @@ _log = logging.getLogger("rapidbyte_fast")
 class Strategy:
     """What every write mode shares: the target, its evolution, staging tables."""
 
-    def __init__(self, spec: WriteSpec, evolution) -> None:
+    def __init__(self, spec: WriteSpec, evolution, options=None) -> None:
         self.spec = spec
         self.evolution = evolution
+        #: the destination's ``config`` (``on_dependent_views``, ``indexes``)
+        self.options = options
         self.target = qualified(spec.schema, spec.table)
         self.load_table = spec.staging or spec.table
         self.load_schema = spec.staging_schema if spec.staging else spec.schema
@@ -45,6 +49,9 @@ class Strategy:
         self.created = False
         self.names: list[str] = []
         self.new_cursor: cursors.Cursor | None = None
+        #: what the source had, for the tables this load creates
+        self.facts = TableFacts()
+        self.columns_schema: pa.Schema = pa.schema([])
 
     @property
     def load_rel(self) -> str:
@@ -56,6 +63,7 @@ class Strategy:
         """DDL before the load: returns the columns to load, and the target's types when
         rows load into an existing target."""
         spec = self.spec
+        self.facts = facts_of(schema)  # (before the types' names change to the destination's)
         # (only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database)
         if conn.execute("SELECT to_regnamespace(%s) IS NULL",
                         (quote_ident(spec.schema),)).fetchone()[0]:
@@ -75,19 +83,57 @@ class Strategy:
         self._drop_orphan_stages(conn)
         if spec.staging is not None:
             if spec.ranged is None or not spec.ranged.columns:  # a new staging table
-                conn.execute(ddl.create_table_sql(
-                    self.load_rel, self.load_table, _columns(schema),
-                    seq=spec.write_mode == "upsert"))
+                if spec.strategy == "replace" and not exists:  # (the new target)
+                    self._create(conn, self.load_rel, self.load_table, schema, identities=False)
+                else:
+                    conn.execute(ddl.create_table_sql(
+                        self.load_rel, self.load_table, _columns(schema),
+                        seq=spec.write_mode == "upsert"))
             target_types = None  # the staging table has the source's types
         elif not table_exists(conn, spec.schema, spec.table):
-            conn.execute(ddl.create_table_sql(self.target, spec.table, _columns(schema)))
+            self._create(conn, self.target, spec.table, schema)
             self.created = True
         if spec.ranged is not None and not spec.ranged.columns:  # a new ranged load
             record = spec.ranged.with_staging(spec.staging, progress.columns_fingerprint(schema),
                                               self.created and bool(spec.primary_key))
             progress.save(conn, spec.schema, spec.pipeline, spec.stream, record)
         self.names = list(schema.names)
+        self.columns_schema = schema
         return schema, target_types
+
+    def _create(self, conn: psycopg.Connection, rel: str, table: str, schema: pa.Schema,
+                pk: tuple[str, ...] = (), identities: bool = True) -> None:
+        """Create a table that becomes the target, with what its source had (indexes
+        come after the load: ``_complete_created``)."""
+        facts = self.facts
+        conn.execute(ddl.create_table_sql(rel, table, created_tables.columns(
+            schema, facts, identities), pk, constraints=created_tables.checks(facts)))
+        for text in created_tables.comments_sql(rel, facts):
+            conn.execute(text)
+        for note in created_tables.notes(facts):
+            _log.warning("%s%s", self.spec.prefix, note)
+
+    def _complete_created(self, conn: psycopg.Connection, rel: str) -> None:
+        """After the load into a target this load created (appended or merged into): the
+        source's secondary indexes, and its identity columns' positions."""
+        self._build_indexes(conn, rel, unique=False)
+        for text in created_tables.identity_sql(rel, self.columns_schema, self.facts, False):
+            conn.execute(text)
+
+    def _build_indexes(self, conn: psycopg.Connection, rel: str, unique: bool) -> None:
+        """The source's secondary indexes on ``rel`` (``unique`` ones only when it holds a
+        copy of the source), unless ``indexes: none``."""
+        spec = self.spec
+        if getattr(self.options, "indexes", "source") == "source":
+            for index in self.facts.indexes:
+                name = next((n for n in (index.name, derived_name(spec.table, "_" + index.name))
+                             if conn.execute("SELECT to_regclass(%s) IS NULL",
+                                             (qualified(spec.schema, n),)).fetchone()[0]), None)
+                if name is None:
+                    _log.warning("%sindex %s is not created: its name is taken", spec.prefix,
+                                 index.name)
+                    continue
+                conn.execute(created_tables.index_sql(rel, index, name, unique))
 
     def _prepare_target(self, conn: psycopg.Connection, schema: pa.Schema,
                         exists: bool) -> pa.Schema:
@@ -103,6 +149,8 @@ class Strategy:
         add_pk = spec.ranged.add_pk if spec.ranged is not None else self.created
         if spec.primary_key and add_pk:
             conn.execute(ddl.add_primary_key_sql(self.target, spec.table, spec.primary_key))
+        if self.created or spec.ranged is not None and spec.ranged.add_pk:
+            self._complete_created(conn, self.target)
 
     def abort(self, conn: psycopg.Connection) -> None:
         """After a rollback: drop a committed staging table that cannot be resumed."""
@@ -168,15 +216,23 @@ class Append(Strategy):
             return
         conn.execute(ddl.insert_select_sql(self.load_rel, self.target, self.names, None))
         conn.execute(f"DROP TABLE {self.load_rel}")
+        if self.created:
+            self._complete_created(conn, self.target)
 
 
 class Replace(Strategy):
-    """Rows go into a staging table, swapped in (with its key) at the end."""
+    """Rows go into a staging table, swapped in (with its key) at the end; what users built
+    on the old table is recreated on the new one in the swap transaction."""
+
+    @property
+    def recreate_dependents(self) -> bool:
+        """Are dependent views and other tables' foreign keys recreated (else refused)?"""
+        return getattr(self.options, "on_dependent_views", "recreate") == "recreate"
 
     def _prepare_target(self, conn: psycopg.Connection, schema: pa.Schema,
                         exists: bool) -> pa.Schema:
         if exists:
-            check_no_dependents(conn, self.spec)
+            check_no_dependents(conn, self.spec, self.recreate_dependents)
         return schema
 
     def finish(self, conn: psycopg.Connection, rows_written: int) -> None:
@@ -191,11 +247,38 @@ class Replace(Strategy):
                 "(set destination.allow_empty_replace: true to allow it)")
         if spec.primary_key:
             conn.execute(ddl.add_primary_key_sql(stage, self.load_table, spec.primary_key))
+        objs = None
         if exists:
-            check_no_dependents(conn, spec)
+            check_no_dependents(conn, spec, self.recreate_dependents)
+            # no DDL on the old table from here to the swap (reads and writes go on)
+            conn.execute(f"LOCK TABLE {self.target} IN SHARE UPDATE EXCLUSIVE MODE")
+            objs, notes = target_objects.keep(target_catalog.capture(conn, self.target),
+                                              set(self.names), bool(spec.primary_key))
+            for note in notes:
+                _log.warning("%s%s", spec.prefix, note)
+            self._run(conn, target_objects.prebuild_sql(objs, stage))
+            self._run(conn, target_objects.before_drop_sql(objs))
+        else:
+            self._build_indexes(conn, stage, unique=True)
         for sql in ddl.swap_sql(stage, self.load_table, self.target, spec.table, exists,
                                 bool(spec.primary_key)):
             conn.execute(sql)
+        if objs is not None:
+            self._run(conn, target_objects.after_swap_sql(objs, self.target, spec.schema))
+        else:  # (identities added now are named after the target, not the stage)
+            for text in created_tables.identity_sql(self.target, self.columns_schema,
+                                                    self.facts, add=True):
+                conn.execute(text)
+
+    def _run(self, conn: psycopg.Connection, steps: list[target_objects.Step]) -> None:
+        """Run the statements recreating the old table's objects; a failure names the
+        object (and the swap's transaction rolls back: the old table stays)."""
+        for what, text in steps:
+            try:
+                conn.execute(text)
+            except psycopg.Error as exc:
+                raise dest_error(f"{self.spec.prefix}cannot recreate {what} on the new "
+                                 f"table: ", exc) from None
 
 
 class Merge(Strategy):
@@ -206,8 +289,8 @@ class Merge(Strategy):
                         exists: bool) -> pa.Schema:
         spec = self.spec
         if not exists:
-            conn.execute(ddl.create_table_sql(self.target, spec.table, _columns(schema),
-                                              spec.primary_key))
+            self._create(conn, self.target, spec.table, schema, spec.primary_key)
+            self.created = True
         if spec.write_mode == "upsert":
             ok = conn.execute(ddl.CONFLICT_TARGET_SQL,
                               (self.target, list(spec.primary_key))).fetchone()[0]
@@ -224,6 +307,8 @@ class Merge(Strategy):
 
     def finish(self, conn: psycopg.Connection, rows_written: int) -> None:
         self._move(conn, drop=True)
+        if self.created:
+            self._complete_created(conn, self.target)
 
     def _move(self, conn: psycopg.Connection, drop: bool) -> None:
         """Move the staged rows into the target with one set-based statement, and save the
@@ -279,15 +364,19 @@ class Merge(Strategy):
 STRATEGIES: dict[str, type[Strategy]] = {"append": Append, "replace": Replace, "merge": Merge}
 
 
-def check_no_dependents(conn: psycopg.Connection, spec: WriteSpec) -> None:
-    """A replace drops the old table: refuse, naming them, when views or foreign keys
-    depend on it (DROP would fail, and CASCADE would destroy them)."""
+def check_no_dependents(conn: psycopg.Connection, spec: WriteSpec, recreate: bool) -> None:
+    """A replace drops the old table: refuse, naming them, when what depends on it cannot
+    be recreated: materialized views, and (unless ``recreate``) views and other tables'
+    foreign keys."""
     rel = qualified(spec.schema, spec.table)
-    views = [r[0] for r in conn.execute(ddl.DEPENDENT_VIEWS_SQL, (rel,))]
-    fks = [r[0] for r in conn.execute(ddl.REFERENCING_KEYS_SQL, (rel,))]
-    if views or fks:
+    views = conn.execute(ddl.DEPENDENT_VIEWS_SQL, (rel,)).fetchall()
+    matviews = [name for name, kind in views if kind == "m"]
+    views = [] if recreate else [name for name, kind in views if kind != "m"]
+    fks = [] if recreate else [r[0] for r in conn.execute(ddl.REFERENCING_KEYS_SQL, (rel,))]
+    if views or fks or matviews:
         what = "; ".join(filter(None, [
             f"views {', '.join(views)} depend on it" if views else "",
+            f"materialized views {', '.join(matviews)} depend on it" if matviews else "",
             f"foreign keys {', '.join(fks)} reference it" if fks else ""]))
         raise DestinationError(
             f"{spec.prefix}replace cannot swap in a new {spec.schema}.{spec.table}: {what} "

@@ -34,7 +34,7 @@ class TableLoad:
         #: runs in each transaction that commits rows, just before the commit (e.g. marking
         #: the attempt's dead letters committed with the rows)
         self.before_commit = before_commit
-        self.strategy = STRATEGIES[spec.strategy](spec, evolution)
+        self.strategy = STRATEGIES[spec.strategy](spec, evolution, pg_cfg)
         self.conn: psycopg.Connection | None = None
         self.timings = {"dest_connect_secs": 0.0, "dest_commit_secs": 0.0, "dest_ddl_secs": 0.0}
         self.loaders: list[Loader] = []

@@ -13,7 +13,8 @@ from ...connector import Capabilities, CursorPlan, KeyCuts, KeyRange, RangePlan,
 from ...errors import SourceError
 from ...pgconn import connect, resolve_conninfo
 from ...pgtypes import PgTable, describe_table, project, qualified, split_table
-from . import ranges
+from ...table_facts import attach
+from . import catalog, ranges
 from .reader import PostgresReader
 
 _TABLES_SQL = """
@@ -63,14 +64,16 @@ class PostgresSourceConnector:
                 "SELECT greatest(reltuples, 0)::bigint, pg_relation_size(oid) FROM pg_class "
                 "WHERE oid = %s::regclass", (qualified(schema, table),)).fetchone()
             raw_types = passthrough.column_types(conn, schema, table)
+            t = project(full, columns, name)
+            facts = catalog.table_facts(conn, t)
         except SourceError as exc:
             raise SourceError(f"stream {name}: {exc}") from None
         except psycopg.Error as exc:
             raise SourceError(f"stream {name}: {' '.join(str(exc).split())}",
                               sqlstate=exc.sqlstate) from None
-        t = project(full, columns, name)
-        return StreamInfo(name, t.arrow_schema(), t.primary_key, est_rows, est_bytes,
-                          f"{schema}.{table}", {"table": t, "raw_types": raw_types})
+        # (the facts ride on the schema, to the tables a destination creates)
+        return StreamInfo(name, attach(t.arrow_schema(), facts), t.primary_key, est_rows,
+                          est_bytes, f"{schema}.{table}", {"table": t, "raw_types": raw_types})
 
     def discover(self) -> list[StreamInfo]:
         schema = self.config.schema_name
