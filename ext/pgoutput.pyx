@@ -254,7 +254,7 @@ cdef extern from *:
         }
         if (h > max_hour || mi > 59 || sec > 59) return 0;
         int64_t v = ((h * 60 + mi) * 60 + sec) * 1000000 + frac;
-        if (v > (int64_t)max_hour * 3600000000LL) return 0;
+        if (v > 86400000000LL) return 0;   /* 24:00:00 is the only time past 23:59:59.999999 */
         *us = v;
         *p = q;
         return 1;

@@ -468,7 +468,7 @@ def _numeric_wire(text: bytes) -> bytes | None:
 def _days_from_civil(y: int, m: int, d: int) -> int:
     """Days from 2000-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm)."""
     y -= m <= 2
-    era = (y if y >= 0 else y - 399) // 400
+    era = y // 400  # floor division: the C twin writes (y - 399) / 400 for y < 0
     yoe = y - era * 400
     doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
     return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - _PG_EPOCH_DAYS
@@ -511,7 +511,7 @@ def _clock_us(m: re.Match, max_hour: int) -> int | None:
     if h > max_hour or mi > 59 or s > 59:
         return None
     us = ((h * 60 + mi) * 60 + s) * 1_000_000 + (int(frac.ljust(6, b"0")) if frac else 0)
-    return None if us > max_hour * 3_600_000_000 else us
+    return None if us > _US_PER_DAY else us  # 24:00:00 is the only time past 23:59:59.999999
 
 
 def _timestamp_us(text: bytes, tz: bool) -> int | None:
