@@ -37,9 +37,15 @@ cdef extern from *:
     static inline uint64_t pg_be64(const unsigned char *p) {
         uint64_t v; memcpy(&v, p, 8); return __builtin_bswap64(v);
     }
-    static inline void pg_st16(unsigned char *p, uint16_t v) { v = __builtin_bswap16(v); memcpy(p, &v, 2); }
-    static inline void pg_st32(unsigned char *p, uint32_t v) { v = __builtin_bswap32(v); memcpy(p, &v, 4); }
-    static inline void pg_st64(unsigned char *p, uint64_t v) { v = __builtin_bswap64(v); memcpy(p, &v, 8); }
+    static inline void pg_st16(unsigned char *p, uint16_t v) {
+        v = __builtin_bswap16(v); memcpy(p, &v, 2);
+    }
+    static inline void pg_st32(unsigned char *p, uint32_t v) {
+        v = __builtin_bswap32(v); memcpy(p, &v, 4);
+    }
+    static inline void pg_st64(unsigned char *p, uint64_t v) {
+        v = __builtin_bswap64(v); memcpy(p, &v, 8);
+    }
 
     typedef __int128 pg_i128;
     #define PG_I32_MIN (-2147483647 - 1)
@@ -106,7 +112,8 @@ cdef extern from *:
         return 1;
     }
 
-    /* NaN | -?Infinity | [+-]?(d+.?d*|.d+)([eE][+-]?d+)? ; 0 none, 1 number, 2 NaN, 3 +inf, 4 -inf */
+    /* NaN | -?Infinity | [+-]?(d+.?d*|.d+)([eE][+-]?d+)?
+       0 none, 1 number, 2 NaN, 3 +inf, 4 -inf */
     static int pg_float_form(const unsigned char *s, size_t n) {
         size_t p = 0, d = 0;
         if (pg_eq(s, n, "NaN")) return 2;
@@ -232,6 +239,28 @@ cdef extern from *:
         return 1;
     }
 
+    /* ":DD" at s[*p..] */
+    static int pg_colon2(const unsigned char *s, size_t n, size_t *p, int64_t *v) {
+        size_t q = *p;
+        if (q + 3 > n || s[q] != ':' || !pg_digit(s[q + 1]) || !pg_digit(s[q + 2])) return 0;
+        *v = (s[q + 1] - '0') * 10 + (s[q + 2] - '0');
+        *p = q + 3;
+        return 1;
+    }
+
+    /* ".f{1,6}" at s[*p..] as microseconds (0 and nothing read when absent) */
+    static int64_t pg_frac(const unsigned char *s, size_t n, size_t *p) {
+        size_t q = *p;
+        int64_t frac = 0;
+        int k = 0;
+        if (q + 1 >= n || s[q] != '.' || !pg_digit(s[q + 1])) return 0;
+        q++;
+        while (q < n && pg_digit(s[q]) && k < 6) { frac = frac * 10 + (s[q] - '0'); q++; k++; }
+        for (; k < 6; k++) frac *= 10;
+        *p = q;
+        return frac;
+    }
+
     /* HH:MM:SS(.f{1,6})? at s[*p..] */
     static int pg_clock(const unsigned char *s, size_t n, size_t *p, int max_hour, int64_t *us) {
         size_t q = *p;
@@ -245,13 +274,7 @@ cdef extern from *:
         int64_t mi = (s[q + 3] - '0') * 10 + (s[q + 4] - '0');
         int64_t sec = (s[q + 6] - '0') * 10 + (s[q + 7] - '0');
         q += 8;
-        int64_t frac = 0;
-        if (q < n && s[q] == '.' && q + 1 < n && pg_digit(s[q + 1])) {
-            int k = 0;
-            q++;
-            while (q < n && pg_digit(s[q]) && k < 6) { frac = frac * 10 + (s[q] - '0'); q++; k++; }
-            for (; k < 6; k++) frac *= 10;
-        }
+        int64_t frac = pg_frac(s, n, &q);
         if (h > max_hour || mi > 59 || sec > 59) return 0;
         int64_t v = ((h * 60 + mi) * 60 + sec) * 1000000 + frac;
         if (v > 86400000000LL) return 0;   /* 24:00:00 is the only time past 23:59:59.999999 */
@@ -295,14 +318,8 @@ cdef extern from *:
             oh = (s[p] - '0') * 10 + (s[p + 1] - '0');
             p += 2;
             if (p < m) {
-                if (p + 3 > m || s[p] != ':' || !pg_digit(s[p + 1]) || !pg_digit(s[p + 2])) return 0;
-                om = (s[p + 1] - '0') * 10 + (s[p + 2] - '0');
-                p += 3;
-                if (p < m) {
-                    if (p + 3 > m || s[p] != ':' || !pg_digit(s[p + 1]) || !pg_digit(s[p + 2])) return 0;
-                    os = (s[p + 1] - '0') * 10 + (s[p + 2] - '0');
-                    p += 3;
-                }
+                if (!pg_colon2(s, m, &p, &om)) return 0;
+                if (p < m && !pg_colon2(s, m, &p, &os)) return 0;
             }
             if (om > 59 || os > 59) return 0;
             offset = sign * (oh * 3600 + om * 60 + os);
@@ -348,13 +365,7 @@ cdef extern from *:
                 mi = (s[q + 1] - '0') * 10 + (s[q + 2] - '0');
                 sec = (s[q + 4] - '0') * 10 + (s[q + 5] - '0');
                 q += 6;
-                if (q < n && s[q] == '.') {
-                    int k = 0;
-                    q++;
-                    if (q >= n || !pg_digit(s[q])) return -1;
-                    while (q < n && pg_digit(s[q]) && k < 6) { frac = frac * 10 + (s[q] - '0'); q++; k++; }
-                    for (; k < 6; k++) frac *= 10;
-                }
+                frac = pg_frac(s, n, &q);
                 if (q != n || mi > 59 || sec > 59) return -1;
                 us = (((pg_i128)v * 60 + mi) * 60 + sec) * 1000000 + frac;
                 if (neg) us = -us;
@@ -415,12 +426,14 @@ cdef extern from *:
     void pg_st16(unsigned char* p, uint16_t v) noexcept nogil
     void pg_st32(unsigned char* p, uint32_t v) noexcept nogil
     void pg_st64(unsigned char* p, uint64_t v) noexcept nogil
-    bint pg_int(const unsigned char* s, size_t n, int64_t lo, int64_t hi, int64_t* out) noexcept nogil
+    bint pg_int(const unsigned char* s, size_t n, int64_t lo, int64_t hi,
+                int64_t* out) noexcept nogil
     bint pg_float(const unsigned char* s, size_t n, double* out) noexcept nogil
     int64_t pg_numeric(const unsigned char* s, size_t n, unsigned char* out) noexcept nogil
     bint pg_date(const unsigned char* s, size_t n, int32_t* out) noexcept nogil
     bint pg_timestamp(const unsigned char* s, size_t n, int tz, int64_t* out) noexcept nogil
-    bint pg_clock(const unsigned char* s, size_t n, size_t* p, int max_hour, int64_t* us) noexcept nogil
+    bint pg_clock(const unsigned char* s, size_t n, size_t* p, int max_hour,
+                  int64_t* us) noexcept nogil
     int64_t pg_interval(const unsigned char* s, size_t n, unsigned char* out) noexcept nogil
     int64_t pg_uuid(const unsigned char* s, size_t n, unsigned char* out) noexcept nogil
     int64_t pg_bytea(const unsigned char* s, size_t n, unsigned char* out) noexcept nogil
@@ -545,6 +558,20 @@ cdef bint _int32_text(const unsigned char* s, size_t a, size_t b, int32_t* out) 
     return True
 
 
+cdef size_t _signed_digits(const unsigned char* s, size_t n, size_t p,
+                           unsigned char end) noexcept nogil:
+    """Past ``[+-]?digits`` and the ``end`` byte after them at ``s[p:]``; 0 when not there."""
+    if p < n and (s[p] == b'+' or s[p] == b'-'):
+        p += 1
+    if p >= n or not pg_digit(s[p]):
+        return 0
+    while p < n and pg_digit(s[p]):
+        p += 1
+    if p >= n or s[p] != end:
+        return 0
+    return p + 1
+
+
 cdef int64_t _array_wire(int elem_kind, uint32_t elem_oid, const unsigned char* s,
                          Py_ssize_t n, unsigned char* out) noexcept nogil:
     """Send format of a 1-D ``array_out`` text (see the Python twin); -1 when it is none."""
@@ -558,27 +585,14 @@ cdef int64_t _array_wire(int elem_kind, uint32_t elem_oid, const unsigned char* 
     if n and s[0] == b'[':
         ndim = 0
         while p < <size_t>n and s[p] == b'[':
-            p += 1
-            a = p
-            if p < <size_t>n and (s[p] == b'+' or s[p] == b'-'):
-                p += 1
-            if p >= <size_t>n or not pg_digit(s[p]):
+            a = p + 1
+            p = _signed_digits(s, n, a, b':')
+            if not p:
                 return -1
-            while p < <size_t>n and pg_digit(s[p]):
-                p += 1
-            b = p
-            if p >= <size_t>n or s[p] != b':':
+            b = p - 1
+            p = _signed_digits(s, n, p, b']')
+            if not p:
                 return -1
-            p += 1
-            if p < <size_t>n and (s[p] == b'+' or s[p] == b'-'):
-                p += 1
-            if p >= <size_t>n or not pg_digit(s[p]):
-                return -1
-            while p < <size_t>n and pg_digit(s[p]):
-                p += 1
-            if p >= <size_t>n or s[p] != b']':
-                return -1
-            p += 1
             if first_dim:
                 if not _int32_text(s, a, b, &lbound):
                     return -1
@@ -739,7 +753,8 @@ cdef void _free_rel(Rel* r) noexcept:
     PyMem_Free(r.len_old)
 
 
-cdef inline void _set(Fault* f, int code, Rel* rel, int col, int kind, int64_t value) noexcept nogil:
+cdef inline void _set(Fault* f, int code, Rel* rel, int col, int kind,
+                      int64_t value) noexcept nogil:
     f.code = code
     f.rel = rel
     f.col = col

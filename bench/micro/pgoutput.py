@@ -34,7 +34,7 @@ NAMES = ("id", "event_type", "user_id", "amount", "is_active", "payload", "creat
 META = ((Kind.TEXT, "_rb_op"), (Kind.INT8, "_rb_lsn"), (Kind.INT8, "_rb_seq"),
         (Kind.TIMESTAMPTZ, "_rb_commit_ts"), (Kind.BYTEA, "_rb_unchanged"))
 PLAN = ColumnPlan(NAMES + tuple(m[1] for m in META) + ("_rb_old_id",),
-                  tuple(int(k) for k in KINDS) + tuple(int(m[0]) for m in META) + (int(Kind.INT4),),
+                  tuple(int(k) for k in KINDS + tuple(m[0] for m in META) + (Kind.INT4,)),
                   (0,) * 13, (0,) * 13)
 
 
@@ -97,7 +97,7 @@ def _feed(mod, stream: bytes, changes: int, to_arrow: bool):
         out = bytearray()
         dec.set_relation(OID, "public.events", NAMES, bytes(KINDS), bytes(7), (0,) * 7,
                          bytes(7), (0,), out)
-        pos, ev = dec.feed(stream, 0, len(stream), 1 << 40, 1 << 40)
+        _, ev = dec.feed(stream, 0, len(stream), 1 << 40, 1 << 40)
         assert ev == P.EV_END and dec.window_changes == changes, (ev, dec.window_changes)
         if to_arrow:
             sinks = ColumnSinks(PLAN)

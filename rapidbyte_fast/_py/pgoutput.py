@@ -48,9 +48,23 @@ import struct
 
 from ..column_plan import Kind
 from ..sources.cdc.protocol import (
-    EV_END, EV_LIMIT, EV_MORE, EV_ORIGIN, EV_RELATION, EV_TOO_LARGE, EV_TYPE, F_BINARY_VALUE,
-    F_COLUMN_COUNT, F_FRAMING, F_OUTSIDE_TXN, F_TEXT_VALUE, F_TRUNCATED, F_TUPLE_KIND,
-    F_UNKNOWN_MESSAGE, F_UNKNOWN_RELATION, fault,
+    EV_END,
+    EV_LIMIT,
+    EV_MORE,
+    EV_ORIGIN,
+    EV_RELATION,
+    EV_TOO_LARGE,
+    EV_TYPE,
+    F_BINARY_VALUE,
+    F_COLUMN_COUNT,
+    F_FRAMING,
+    F_OUTSIDE_TXN,
+    F_TEXT_VALUE,
+    F_TRUNCATED,
+    F_TUPLE_KIND,
+    F_UNKNOWN_MESSAGE,
+    F_UNKNOWN_RELATION,
+    fault,
 )
 
 #: Fields after the relation's columns (op, lsn, seq, commit_ts, unchanged).

@@ -15,7 +15,6 @@ import datetime as dt
 import math
 import struct
 import uuid
-from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings

@@ -356,10 +356,10 @@ class ChangeReader:
         """Register a Relation message with the decoder; False when the window must end
         before the open transaction (the table's columns changed after earlier ones)."""
         if (rel.schema, rel.name) not in self.tables:
+            n = len(rel.columns)   # not ours: framed and skipped
             dec.set_relation(rel.oid, f"{rel.schema}.{rel.name}",
-                             tuple(c.name for c in rel.columns), bytes([Kind.TEXT]) * len(rel.columns),
-                             bytes(len(rel.columns)), (0,) * len(rel.columns),
-                             bytes(len(rel.columns)), (), None)
+                             tuple(c.name for c in rel.columns), bytes([Kind.TEXT]) * n,
+                             bytes(n), (0,) * n, bytes(n), (), None)
             return True
         rp = self._plans.get(rel.oid)
         if rp is None or rp.relation != rel:

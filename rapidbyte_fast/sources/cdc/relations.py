@@ -82,10 +82,11 @@ def identity_problem(table: str, replident: str, primary_key: tuple[str, ...]) -
     if replident == "i" or (replident in ("d", "f") and primary_key):
         return None
     if replident == "n":
-        return f"table {table} has REPLICA IDENTITY NOTHING: its updates and deletes carry " \
-               f"no key; {fix}"
-    return (f"table {table} has no primary key (REPLICA IDENTITY {'FULL' if replident == 'f' else 'DEFAULT'}): "
-            f"its changes cannot be applied by key; {fix}")
+        return (f"table {table} has REPLICA IDENTITY NOTHING: its updates and deletes carry "
+                f"no key; {fix}")
+    identity = "FULL" if replident == "f" else "DEFAULT"
+    return (f"table {table} has no primary key (REPLICA IDENTITY {identity}): its changes "
+            f"cannot be applied by key; {fix}")
 
 
 def primary_key(conn, relid: int) -> tuple[str, ...]:

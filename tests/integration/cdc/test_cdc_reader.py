@@ -11,7 +11,7 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from rapidbyte_fast.errors import SourceError
+from rapidbyte_fast.errors import DataError, SourceError
 from rapidbyte_fast.sources.cdc.reader import ChangeReader
 
 DATA = ("_rb_op", "_rb_seq")
@@ -170,7 +170,8 @@ def test_windows_hold_whole_transactions_within_the_budget(cdc, logical_conn):
         logical_conn.execute(f"INSERT INTO {t} SELECT g, repeat('p', 10) FROM "
                              "generate_series(1, 5000) g")
     for i in range(30):                  # then small transactions, 100 rows each
-        logical_conn.execute(f"INSERT INTO {t} SELECT g, 'q' FROM generate_series(%s::int, %s::int) g",
+        logical_conn.execute(f"INSERT INTO {t} SELECT g, 'q' FROM "
+                             "generate_series(%s::int, %s::int) g",
                              (10_000 + 100 * i, 10_099 + 100 * i))
     seen, windows = [], []
     while (w := reader.read_window()) is not None:
@@ -261,13 +262,17 @@ VALUES = [
 ]
 
 
-def test_text_and_binary_modes_give_identical_batches(cdc, logical_conn):
+@pytest.fixture
+def typed(cdc, logical_conn):
+    """(table, binary-mode reader, text-mode reader) on a table of every kind of type."""
     schema, make, _ = cdc
     logical_conn.execute(f"CREATE TYPE \"{schema}\".mood AS ENUM ('sad', 'happy')")
     logical_conn.execute(f'CREATE TABLE "{schema}".t ({TYPES.format(schema=schema)})')
-    binary = make(["t"], binary=True)
-    text = make(["t"], binary=False)
-    t = f'"{schema}".t'
+    return f'"{schema}".t', make(["t"], binary=True), make(["t"], binary=False)
+
+
+def test_text_and_binary_modes_give_identical_batches(typed, logical_conn):
+    t, binary, text = typed
     for v in VALUES[:2]:
         logical_conn.execute(f"INSERT INTO {t} VALUES {v}")
     logical_conn.execute(f"UPDATE {t} SET i2 = 7 WHERE id = 1")
@@ -278,7 +283,6 @@ def test_text_and_binary_modes_give_identical_batches(cdc, logical_conn):
     assert tb.arrow_schema == tt.arrow_schema
     assert tb.arrow_schema.field("mood").type == pa.utf8()
     got_b = pa.Table.from_batches(tb.batches)
-    got_t = pa.Table.from_batches(tt.batches)
     assert got_b.num_rows == 4
     # bit for bit (Arrow's equals() says NaN != NaN)
     assert [b.serialize().to_pybytes() for b in tb.batches] == [
@@ -287,21 +291,18 @@ def test_text_and_binary_modes_give_identical_batches(cdc, logical_conn):
     assert got_b["t"][0].as_py() == 'tab\there \\ "q" é'
 
 
-def test_out_of_range_values_fail_alike_in_both_modes(cdc, logical_conn):
-    schema, make, _ = cdc
-    logical_conn.execute(f"CREATE TYPE \"{schema}\".mood AS ENUM ('sad', 'happy')")
-    logical_conn.execute(f'CREATE TABLE "{schema}".t ({TYPES.format(schema=schema)})')
-    binary = make(["t"], binary=True)
-    text = make(["t"], binary=False)
-    logical_conn.execute(f'INSERT INTO "{schema}".t VALUES {VALUES[2]}')
+def test_out_of_range_values_fail_alike_in_both_modes(typed, logical_conn):
+    t, binary, text = typed
+    logical_conn.execute(f"INSERT INTO {t} VALUES {VALUES[2]}")
     errors = []
     for reader in (binary, text):
-        with pytest.raises(Exception) as e:
+        with pytest.raises(DataError) as e:
             reader.read_window()
         errors.append(str(e.value))
     assert errors[0] == errors[1]
     # the array's framing is checked before any value: its lower bound is named first
-    assert errors[0].startswith(f"changes of table {schema}.t: column 'ia', row 0: array with "
+    table = t.replace('"', "")
+    assert errors[0].startswith(f"changes of table {table}: column 'ia', row 0: array with "
                                 "lower bound 0")
 
 
