@@ -16,6 +16,11 @@ transaction boundary after them) and ``max_window_bytes`` of decoded rows; one t
 larger than that is refused with the setting to raise. Reading again without ``advance``
 returns the same window: call ``advance(window.end_lsn)`` only after the destination
 committed the window (and recorded its ``end_lsn``), so a crash in between re-reads it.
+
+Memory: the read buffer (``READ_CHUNK_BYTES``), the window's change rows (at most
+``max_window_bytes``, checked per change) and, once the window is complete, its Arrow
+batches (about as large as the rows, built one table at a time while its rows are freed).
+The server materialises each peek (work_mem, then temporary files) before sending it.
 """
 from __future__ import annotations
 
@@ -158,18 +163,23 @@ class ChangeReader:
         pub = sql.SQL(quote_ident(self.publication))
         exists = self.conn.execute("SELECT puballtables FROM pg_publication WHERE pubname = %s",
                                    (self.publication,)).fetchone()
-        if exists is None:
-            self.conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(pub, rels))
-            return
-        if exists[0]:
-            return
-        have = set(self.conn.execute(
-            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
-            (self.publication,)).fetchall())
-        missing = [(s, t) for s, t in self.tables if (s, t) not in have]
-        if missing:
-            self.conn.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
-                pub, sql.SQL(", ").join(sql.SQL(qualified(s, t)) for s, t in missing)))
+        try:
+            if exists is None:
+                self.conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(pub, rels))
+                return
+            if exists[0]:
+                return
+            have = set(self.conn.execute(
+                "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
+                (self.publication,)).fetchall())
+            missing = [(s, t) for s, t in self.tables if (s, t) not in have]
+            if missing:
+                self.conn.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
+                    pub, sql.SQL(", ").join(sql.SQL(qualified(s, t)) for s, t in missing)))
+        except psycopg.Error as exc:
+            raise SourceError(f"publication {self.publication}: "
+                              f"{' '.join(str(exc).split())}").with_sqlstate(
+                exc.sqlstate) from None
 
     def slot_exists(self) -> bool:
         """True when the slot exists (a lost one included)."""
@@ -235,10 +245,22 @@ class ChangeReader:
 
     def advance(self, lsn: int) -> int:
         """Move the slot's confirmed position to ``lsn`` (a window's ``end_lsn``); call only
-        after the destination committed the window. Returns the slot's new position."""
+        after the destination committed the window. A position the slot already passed is
+        left alone (a restart advancing to the LSN its destination recorded). Returns the
+        slot's position."""
         assert self.conn is not None
-        row = self.conn.execute("SELECT end_lsn::text FROM pg_replication_slot_advance(%s, %s)",
-                                (self.slot, P.lsn_text(lsn))).fetchone()
+        self._check_slot()
+        st = self.status()
+        if st is not None and st.confirmed_lsn is not None and lsn <= st.confirmed_lsn:
+            return st.confirmed_lsn
+        try:
+            row = self.conn.execute(
+                "SELECT end_lsn::text FROM pg_replication_slot_advance(%s, %s)",
+                (self.slot, P.lsn_text(lsn))).fetchone()
+        except psycopg.Error as exc:
+            raise SourceError(f"slot {self.slot}: cannot advance to {P.lsn_text(lsn)}: "
+                              f"{' '.join(str(exc).split())}").with_sqlstate(
+                exc.sqlstate) from None
         return P.parse_lsn(row[0])
 
     def close(self) -> None:
@@ -338,8 +360,8 @@ class ChangeReader:
         if cut:
             self._abandon(pgconn, done)
         else:
-            if not done:
-                copy_decode.read_copy(pgconn, buf, 1 << 30)
+            while not done:   # only the end of the COPY is left after its trailer
+                done = copy_decode.read_copy(pgconn, buf, 1)[1]
             self._finish(pgconn)
             if not finished:
                 raise SourceError(f"slot {self.slot}: the change stream ended without a "

@@ -104,6 +104,7 @@ def test_reading_is_not_destructive_until_advance(cdc, logical_conn):
     assert first.end_lsn == again.end_lsn
     assert before.lag_bytes > 0 and before.retained_bytes >= before.lag_bytes
     assert reader.advance(first.end_lsn) == first.end_lsn
+    assert reader.advance(first.end_lsn - 1) == first.end_lsn   # a restart: already there
     after = reader.status()
     assert after.confirmed_lsn == first.end_lsn and after.lag_bytes < before.lag_bytes
     assert reader.read_window() is None
@@ -434,6 +435,10 @@ def test_publication_gains_missing_tables(cdc, logical_conn):
             (first.publication,)).fetchall()
         assert tables == [("a",), ("b",)]
         logical_conn.execute(f'INSERT INTO "{schema}".b VALUES (5)')
-        assert rows(second.read_window(), "b", ("id",)) == [(5,)]
+        logical_conn.execute(f'INSERT INTO "{schema}".a VALUES (6)')
+        both = second.read_window()
+        assert rows(both, "b", ("id",)) == [(5,)] and rows(both, "a", ("id",)) == [(6,)]
+        only_a = first.read_window()   # same slot: b's changes are framed and skipped
+        assert [t.table for t in only_a.tables] == ["a"] and only_a.changes == 1
     finally:
         second.close()
