@@ -12,11 +12,20 @@ in memory in binary and in text mode (so no server is needed). Cases, in changes
 The baseline is the per-message decoder a CDC client would write first: one dict per change
 with a Python value per column (struct unpacking, ``bytes.decode``), the shape the popular
 Python pgoutput clients produce.
+
+With ``RAPIDBYTE_BENCH_LOGICAL_DSN`` (a server with wal_level = logical) two live cases run
+on ``rows`` inserted changes of the same table: ``peek_drain`` is ``ChangeReader`` end to end
+(peek COPY, kernel, Arrow; one window), ``stream_server`` drains the same changes through
+the streaming replication protocol (START_REPLICATION, psycopg's ``get_copy_data``, no
+decoding) until the server reports the WAL end: the server-and-wire cost of the
+alternative to peeking.
 """
 from __future__ import annotations
 
+import os
 import random
 import struct
+import time
 
 from rapidbyte_fast._impl import copy_decode, twins
 from rapidbyte_fast.column_plan import ColumnPlan, ColumnSinks, Kind
@@ -157,7 +166,87 @@ def run(rows: int) -> list[dict]:
     small = build_stream(min(rows, PY_CHANGES), True)
     out.append(measure(KERNEL, "binary_feed", "baseline:per_message_dicts",
                        lambda: per_message_dicts(small), min(rows, PY_CHANGES), len(small)))
+    dsn = os.environ.get("RAPIDBYTE_BENCH_LOGICAL_DSN")
+    return out + (_live_cases(dsn, rows) if dsn else [])
+
+
+def _live_cases(dsn: str, rows: int) -> list[dict]:
+    import psycopg
+
+    from rapidbyte_fast._impl import IMPL
+    from rapidbyte_fast.sources.cdc.reader import ChangeReader
+
+    names = ("rb_bench_peek", "rb_bench_stream")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS public.rb_bench_cdc")
+        conn.execute("CREATE TABLE public.rb_bench_cdc (id int PRIMARY KEY, event_type text, "
+                     "user_id int, amount int, is_active bool, payload text, "
+                     "created_at timestamp)")
+        conn.execute("DROP PUBLICATION IF EXISTS rb_bench_cdc")
+        for slot in names:
+            conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                         "WHERE slot_name = %s", (slot,))
+        reader = ChangeReader(dsn, "rb_bench_cdc", names[0], ["public.rb_bench_cdc"],
+                              max_window_changes=10 * rows, max_window_bytes=8 << 30)
+        reader.open()
+        reader.create_slot()
+        reader.release_snapshot()
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (names[1],))
+        for lo in range(1, rows + 1, 5000):
+            conn.execute(
+                "INSERT INTO public.rb_bench_cdc SELECT g, 'click', g %% 1000000, g %% 100000, "
+                "g %% 2 = 0, repeat(md5(g::text), 2), timestamp '2024-01-01' + g * "
+                "interval '1 second' FROM generate_series(%s::int, %s::int) g",
+                (lo, min(rows, lo + 4999)))
+        wal_end = int(conn.execute("SELECT pg_current_wal_lsn() - '0/0'").fetchone()[0])
+        try:
+            window = reader.read_window()
+            out = [measure(KERNEL, "peek_drain", IMPL, reader.read_window, window.changes,
+                           window.bytes, min_secs=0, max_repeats=3)]
+            out.append(measure(KERNEL, "stream_server", "baseline:start_replication",
+                               lambda: _stream_drain(dsn, names[1], wal_end), window.changes,
+                               window.bytes, min_secs=0, max_repeats=3))
+        finally:
+            reader.close()
+            _wait_released(conn, names[1])
+            for slot in names:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            conn.execute("DROP PUBLICATION rb_bench_cdc")
+            conn.execute("DROP TABLE public.rb_bench_cdc")
     return out
+
+
+def _wait_released(conn, slot: str) -> None:
+    """Wait (up to a minute) for the walsender of the previous stream to let go of ``slot``."""
+    for _ in range(600):
+        if not conn.execute("SELECT count(*) FROM pg_replication_slots WHERE active "
+                            "AND slot_name = %s", (slot,)).fetchone()[0]:
+            return
+        time.sleep(0.1)
+
+
+def _stream_drain(dsn: str, slot: str, wal_end: int) -> None:
+    """Read a slot's changes over the streaming protocol until a keepalive reports the WAL
+    end (nothing confirmed: the slot stays where it was)."""
+    import psycopg
+    from psycopg import pq
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _wait_released(conn, slot)
+    conn = psycopg.connect(dsn, autocommit=True, replication="database")
+    try:   # closed, never left through a context manager (it would COMMIT mid-COPY)
+        pgconn = conn.pgconn
+        pgconn.send_query(f"START_REPLICATION SLOT {slot} LOGICAL 0/0 (proto_version '1', "
+                          "publication_names 'rb_bench_cdc', binary 'true')".encode())
+        res = pgconn.get_result()
+        assert res.status == pq.ExecStatus.COPY_BOTH, res.error_message
+        while True:
+            n, data = pgconn.get_copy_data(0)
+            assert n > 0, pgconn.error_message
+            if data[0] == 0x6B and struct.unpack_from(">Q", data, 1)[0] >= wal_end:
+                return
+    finally:
+        conn.close()
 
 
 if __name__ == "__main__":
