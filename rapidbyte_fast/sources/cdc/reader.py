@@ -36,8 +36,10 @@ from ... import load_errors
 from ..._impl import copy_decode, pgoutput
 from ...column_plan import ColumnSinks, Kind
 from ...errors import DataError, SourceError
+from ...pgconn import connect
 from ...pgtypes import describe_table, qualified, quote_ident, split_table
-from ..postgres import READ_CHUNK_BYTES, connect
+from ...redact import redact
+from ..postgres.reader import READ_CHUNK_BYTES, _wait_result
 from . import protocol as P
 from .relations import RelationPlan, identity_problem, resolve
 
@@ -196,7 +198,7 @@ class ChangeReader:
             repl = psycopg.connect(self.conninfo, autocommit=True, replication="database")
         except psycopg.OperationalError as exc:
             raise SourceError(f"slot {self.slot}: cannot open a replication connection: "
-                              f"{' '.join(str(exc).split())}") from None
+                              f"{redact(' '.join(str(exc).split()))}") from None
         res = repl.pgconn.exec_(
             f"CREATE_REPLICATION_SLOT {self.slot} LOGICAL pgoutput EXPORT_SNAPSHOT".encode())
         if res.status != pq.ExecStatus.TUPLES_OK:
@@ -301,7 +303,7 @@ class ChangeReader:
         current: dict[int, int] = {}   # relation OID -> index of its open segment
         origins: set[str] = set()
         pgconn.send_query(self._peek_sql())
-        res = pgconn.get_result()
+        res = _wait_result(pgconn)   # the server decodes the whole peek first: GIL released
         if res is None or res.status != pq.ExecStatus.COPY_OUT:
             self._raise_server(pgconn, res)
         buf = bytearray()
