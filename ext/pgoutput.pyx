@@ -871,6 +871,10 @@ cdef class Decoder:
             slot = self._nrels
             self._nrels += 1
         else:
+            if self._info[self._rels[slot].index][2] is out:
+                # re-sent mid-transaction: rollback must still find the transaction's rows
+                r.stamp = self._rels[slot].stamp
+                r.mark = self._rels[slot].mark
             _free_rel(&self._rels[slot])
         r.index = len(self._info)
         self._info.append((table, tuple(names), out))
@@ -1198,7 +1202,7 @@ cdef class Decoder:
                 PyByteArray_Resize(out, max(2 * r.cap, r.used + need, 4096))
                 r.cap = PyByteArray_GET_SIZE(out)
                 r.base = <unsigned char*>PyByteArray_AS_STRING(out)
-            except MemoryError:
+            except BaseException:   # MemoryError, or BufferError: out is exported
                 failed = True
         return failed
 

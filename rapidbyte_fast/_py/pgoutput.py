@@ -169,8 +169,12 @@ class Decoder:
             raise ValueError(f"relation {table}: key index out of range")
         if out is not None and not isinstance(out, bytearray):
             raise TypeError("out must be a bytearray")
-        self._rels[oid] = _Rel(oid, table, tuple(names), bytes(kinds), bytes(elem_kinds),
-                               tuple(elem_oids), bytes(text_only), tuple(keys), out)
+        rel = _Rel(oid, table, tuple(names), bytes(kinds), bytes(elem_kinds),
+                   tuple(elem_oids), bytes(text_only), tuple(keys), out)
+        old = self._rels.get(oid)
+        if old is not None and old.out is out:  # re-sent mid-transaction: keep its mark
+            rel.stamp, rel.mark = old.stamp, old.mark
+        self._rels[oid] = rel
 
     def rollback(self) -> None:
         """Drop the rows of the open transaction (a window cut before it) and close it."""

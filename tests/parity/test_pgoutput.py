@@ -380,3 +380,26 @@ def test_text_value_refused(impl, kind, text):
     shown = text.decode("utf-8", "replace")
     assert err == (f"change stream at LSN 0/20, Insert of table s.t, column 'v': cannot read "
                    f"{shown!r} as {P._KIND_NAMES[kind]}")
+
+
+@pytest.mark.parametrize("impl", sorted(TWINS))
+def test_relation_resent_mid_transaction_keeps_rollback_whole(impl):
+    """A Relation message re-sent inside a transaction (same buffer) must not hide the
+    transaction's earlier rows from ``rollback``."""
+    dec = TWINS[impl].Decoder()
+    out = bytearray()
+    spec = ("s.t", ("v",), bytes([Kind.INT4]), b"\0", (0,), b"\0", (0,))
+    dec.set_relation(1, *spec, out)
+    one = [(b"b", struct.pack(">i", 1))]
+    data = (row(1, begin(9, 0, 1)) + row(2, insert(1, one)) + row(3, commit(9, 10, 0))
+            + row(4, begin(19, 0, 2)) + row(5, insert(1, one))
+            + row(6, relation_msg(1, "s", "t", [("v", 23, -1, True)])) + row(7, insert(1, one)))
+    pos, ev = dec.feed(data, 0, len(data), 1 << 30, 1 << 30)
+    assert ev == P.EV_RELATION
+    kept = bytes(out)
+    dec.set_relation(1, *spec, out)
+    pos, ev = dec.feed(data, pos, len(data), len(kept) + 10, 1 << 30)
+    assert ev == P.EV_TOO_LARGE and dec.window_txns == 1
+    dec.rollback()
+    first_txn = len(kept) // 2   # two equal rows were written, one per transaction
+    assert bytes(out) == kept[:first_txn] and dec.window_changes == 1

@@ -112,6 +112,22 @@ def test_reading_is_not_destructive_until_advance(cdc, logical_conn):
     assert rows(reader.read_window(), "t", ("id",)) == [(3,)]
 
 
+def test_a_quiet_publication_lets_the_slot_advance(cdc, logical_conn):
+    schema, make, _ = cdc
+    for name in ("mine", "other"):
+        logical_conn.execute(f'CREATE TABLE "{schema}".{name} (id int PRIMARY KEY)')
+    reader = make(["mine"])
+    for i in range(50):   # WAL that is none of the publication's business
+        logical_conn.execute(f'INSERT INTO "{schema}".other VALUES (%s)', (i,))
+    lag = reader.status().lag_bytes
+    assert reader.read_window() is None and reader.idle_lsn is not None
+    reader.advance(reader.idle_lsn)
+    assert reader.status().lag_bytes < lag
+    logical_conn.execute(f'INSERT INTO "{schema}".mine VALUES (1)')
+    w = reader.read_window()
+    assert rows(w, "mine", ("id",)) == [(1,)] and reader.idle_lsn is None
+
+
 def test_primary_key_update_carries_the_old_key(cdc, logical_conn):
     schema, make, _ = cdc
     logical_conn.execute(f'CREATE TABLE "{schema}".t (a int, b text, v int, PRIMARY KEY (a, b))')
