@@ -2,8 +2,10 @@
 metadata, old key), with the same kinds and Arrow fields as a full load of the table.
 
 Types are looked up by the OIDs the message names (the message, not today's catalog, says
-which columns the changes after it carry); the primary key comes from the catalog, else
-the replica identity columns the message flags (REPLICA IDENTITY USING INDEX).
+which columns the changes after it carry) with the select list of ``pgtypes``' column query,
+so that ``pgtypes._column`` decides kinds exactly as for a full load; the primary key comes
+from the catalog, else the replica identity columns the message flags (REPLICA IDENTITY
+USING INDEX).
 """
 from __future__ import annotations
 
@@ -27,9 +29,11 @@ META_COLUMNS = (
 OLD_KEY_PREFIX = "_rb_old_"
 
 _TYPES_SQL = """
-SELECT u.name, format_type(u.typ, u.typmod), coalesce(a.attnotnull, false), bt.typname,
+SELECT u.name, format_type(u.typ, u.typmod), coalesce(a.attnotnull, false),
+       CASE WHEN bt.typnamespace = 'pg_catalog'::regnamespace THEN bt.typname::text
+            ELSE format_type(bt.oid, NULL) END,
        t.typtype, CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE u.typmod END,
-       coalesce(a.attndims, 0), et.typname, et.oid, u.typ,
+       coalesce(a.attndims, 0), et.typname, et.oid, bt.oid, u.typ,
        t.typnamespace <> 'pg_catalog'::regnamespace
            OR bt.typnamespace <> 'pg_catalog'::regnamespace
            OR coalesce(ut.typnamespace <> 'pg_catalog'::regnamespace, false)
