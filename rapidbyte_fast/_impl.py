@@ -13,7 +13,8 @@ from types import ModuleType
 
 from .errors import ImplementationError
 
-STEMS = ("copy_decode", "copy_encode", "insert_sql", "codec", "copy_scan", "json_decode")
+STEMS = ("copy_decode", "copy_encode", "insert_sql", "codec", "copy_scan", "json_decode",
+         "pgoutput")
 _log = logging.getLogger("rapidbyte_fast")
 
 
@@ -47,6 +48,7 @@ insert_sql = _MODULES["insert_sql"]
 codec = _MODULES["codec"]
 copy_scan = _MODULES["copy_scan"]
 json_decode = _MODULES["json_decode"]
+pgoutput = _MODULES["pgoutput"]
 
 _warned = False
 

@@ -1,0 +1,384 @@
+"""Change reader: the changes of a logical replication slot (pgoutput) as Arrow windows.
+
+``ChangeReader`` makes sure the publication and the slot exist (a new slot exports a
+snapshot, so that a bootstrap full load reads exactly the data before the slot's
+consistent point), then reads the changes after the slot's confirmed position without
+consuming them::
+
+    COPY (SELECT lsn, data FROM pg_logical_slot_peek_binary_changes(slot, NULL, n,
+          'proto_version', '1', 'publication_names', pub, 'binary', 'true'))
+    TO STDOUT (FORMAT binary)
+
+The decoder kernel turns the messages into per-table COPY-binary change rows and
+``copy_decode`` turns those into Arrow batches (see ``_py/pgoutput.py`` for the columns).
+A window holds whole transactions, at most ``max_window_changes`` changes (the first
+transaction boundary after them) and ``max_window_bytes`` of decoded rows; one transaction
+larger than that is refused with the setting to raise. Reading again without ``advance``
+returns the same window: call ``advance(window.end_lsn)`` only after the destination
+committed the window (and recorded its ``end_lsn``), so a crash in between re-reads it.
+
+Memory: the read buffer (``READ_CHUNK_BYTES``), the window's change rows (at most
+``max_window_bytes``, checked per change) and, once the window is complete, its Arrow
+batches (about as large as the rows, built one table at a time while its rows are freed).
+The server materialises each peek (work_mem, then temporary files) before sending it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+import pyarrow as pa
+from psycopg import pq, sql
+
+from ... import load_errors
+from ..._impl import copy_decode, pgoutput
+from ...column_plan import ColumnSinks, Kind
+from ...errors import DataError, SourceError
+from ...pgconn import connect
+from ...pgtypes import describe_table, qualified, quote_ident, split_table
+from ..postgres.reader import READ_CHUNK_BYTES, _wait_result
+from . import protocol as P
+from . import slot as S
+from .relations import RelationPlan, identity_problem, resolve
+
+#: The SQL state of "can no longer get changes from replication slot" (invalidated slot).
+_PREREQUISITE = "55000"
+# How a read of the change stream ended.
+_ENDED, _CUT, _TEXT_MODE = "ended", "cut", "text mode"
+
+
+@dataclass
+class TableChanges:
+    """The changes of one table in a window, under one column layout."""
+
+    schema: str
+    table: str
+    key: tuple[str, ...]
+    arrow_schema: pa.Schema
+    batches: list[pa.RecordBatch]
+    #: the table's columns (names, types) differ from those this reader last reported for
+    #: it: the apply runs schema evolution before loading these batches
+    schema_changed: bool
+
+    @property
+    def rows(self) -> int:
+        return sum(b.num_rows for b in self.batches)
+
+
+@dataclass
+class ChangeWindow:
+    """Whole transactions read from the slot; ``advance(end_lsn)`` after applying them."""
+
+    end_lsn: int                 # end of the last commit record: where the slot advances to
+    last_commit_lsn: int
+    transactions: int
+    changes: int
+    bytes: int                   # decoded change rows (COPY binary) before Arrow
+    tables: list[TableChanges]
+    origins: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Segments:
+    """The change rows of one window: one segment per table and column layout, in order."""
+
+    segments: list[tuple[RelationPlan, bytearray]] = field(default_factory=list)
+    current: dict[int, int] = field(default_factory=dict)   # relation OID -> its segment
+    origins: set[str] = field(default_factory=set)
+
+
+class ChangeReader:
+    """Reads the changes of ``tables`` from one slot and publication of one database."""
+
+    def __init__(self, conninfo: str, publication: str, slot: str, tables: list[str],
+                 default_schema: str = "public", binary: bool | None = None,
+                 max_window_bytes: int = 256 << 20, max_window_changes: int = 1_000_000,
+                 max_batch_rows: int = 100_000, max_batch_bytes: int = 64 << 20,
+                 budget_setting: str = "max_window_bytes") -> None:
+        self.conninfo = conninfo
+        self.publication = publication
+        self.slot = S.check_name(slot)
+        self.tables = [split_table(t, default_schema) for t in tables]
+        self.binary = binary
+        self.max_window_bytes = max_window_bytes
+        self.max_window_changes = max_window_changes
+        self.max_batch_rows = max_batch_rows
+        self.max_batch_bytes = max_batch_bytes
+        self.budget_setting = budget_setting
+        self.conn: psycopg.Connection | None = None
+        #: catalog look-ups while ``conn`` is busy streaming a window
+        self._catalog: psycopg.Connection | None = None
+        self._snapshot_conn: psycopg.Connection | None = None
+        self._plans: dict[int, RelationPlan] = {}
+        self._reported: dict[tuple[str, str], tuple] = {}
+        #: after a read that found nothing: the WAL flush position before it, which the slot
+        #: may advance to (``advance(reader.idle_lsn)``) so that a quiet publication on a
+        #: busy server does not make the slot retain WAL without bound
+        self.idle_lsn: int | None = None
+        self.timings = {"source_fetch_secs": 0.0, "source_decode_secs": 0.0}
+
+    # ------------------------------------------------------------------ set-up
+
+    def open(self) -> None:
+        """Connect, check the server and the tables, create the publication if missing."""
+        self.conn = connect(self.conninfo, f"change capture slot {self.slot}")
+        self.conn.execute("SET bytea_output = hex")
+        self._catalog = connect(self.conninfo, f"change capture slot {self.slot} (catalog)")
+        level = self.conn.execute("SHOW wal_level").fetchone()[0]
+        if level != "logical":
+            raise SourceError(f"change capture needs wal_level = logical, the server has "
+                              f"{level}: ALTER SYSTEM SET wal_level = logical; then restart it")
+        as_text = False
+        for schema, table in self.tables:
+            info = describe_table(self.conn, schema, table)
+            replident = self.conn.execute(
+                "SELECT relreplident FROM pg_class WHERE oid = %s::regclass",
+                (qualified(schema, table),)).fetchone()[0]
+            problem = identity_problem(qualified(schema, table), replident, info.primary_key)
+            if problem:
+                raise SourceError(problem)
+            as_text = as_text or any(c.as_text for c in info.columns)
+        if self.binary is None:
+            self.binary = self.conn.info.server_version >= 140000 and not as_text
+        S.ensure_publication(self.conn, self.publication, self.tables)
+
+    def slot_exists(self) -> bool:
+        """True when the slot exists (a lost one included)."""
+        assert self.conn is not None
+        return S.status(self.conn, self.slot) is not None
+
+    def create_slot(self) -> S.SlotCreated:
+        """Create the slot and export its snapshot, held until ``release_snapshot``: a
+        bootstrap load reads in it (``SET TRANSACTION SNAPSHOT``) and the changes after
+        ``consistent_lsn`` are exactly those the load did not see."""
+        self.release_snapshot()
+        created, self._snapshot_conn = S.create(self.conninfo, self.slot)
+        return created
+
+    def release_snapshot(self) -> None:
+        """Close the connection that keeps the exported snapshot valid."""
+        if self._snapshot_conn is not None:
+            self._snapshot_conn.close()
+            self._snapshot_conn = None
+
+    def status(self) -> S.SlotStatus | None:
+        """Lag and retained WAL of the slot (None when it does not exist)."""
+        assert self.conn is not None
+        return S.status(self.conn, self.slot)
+
+    def advance(self, lsn: int) -> int:
+        """Move the slot's confirmed position to ``lsn`` (a window's ``end_lsn``); call only
+        after the destination committed the window. See ``slot.advance``."""
+        assert self.conn is not None
+        return S.advance(self.conn, self.slot, lsn)
+
+    def close(self) -> None:
+        """Close every connection (an exported snapshot with them)."""
+        self.release_snapshot()
+        for conn in (self.conn, self._catalog):
+            if conn is not None:
+                conn.close()
+        self.conn = self._catalog = None
+
+    # ------------------------------------------------------------------ reading
+
+    def read_window(self) -> ChangeWindow | None:
+        """The next window of changes after the slot's confirmed position (None: none)."""
+        assert self.conn is not None and self._catalog is not None
+        S.usable(self.conn, self.slot)
+        flushed = P.parse_lsn(self._catalog.execute(
+            "SELECT pg_current_wal_flush_lsn()::text").fetchone()[0])
+        self.idle_lsn = None
+        dec, win, how = self._read()
+        if how == _TEXT_MODE:
+            self.binary = False   # for good: the table keeps its text-only column
+            dec, win, how = self._read()
+        if dec.window_txns == 0:
+            # everything that committed before ``flushed`` was read (none of it ours)
+            self.idle_lsn = flushed
+            return None
+        t0 = time.perf_counter()
+        tables = [self._table_changes(rp, rows) for rp, rows in win.segments if len(rows)]
+        self.timings["source_decode_secs"] += time.perf_counter() - t0
+        return ChangeWindow(dec.end_lsn, dec.last_commit_lsn, dec.window_txns,
+                            dec.window_changes, dec.window_bytes, tables, win.origins)
+
+    def _peek_sql(self) -> bytes:
+        assert self.conn is not None
+        q = sql.SQL(
+            "COPY (SELECT lsn, data FROM pg_logical_slot_peek_binary_changes({}, NULL, {}, "
+            "'proto_version', '1', 'publication_names', {}, 'binary', {})) "
+            "TO STDOUT (FORMAT binary)").format(
+            sql.Literal(self.slot), sql.Literal(self.max_window_changes),
+            sql.Literal(quote_ident(self.publication)),
+            sql.Literal("true" if self.binary else "false"))
+        return q.as_bytes(self.conn)
+
+    def _read(self) -> tuple:
+        """One peek through the decoder: (decoder, segments, how it ended)."""
+        assert self.conn is not None
+        pgconn = self.conn.pgconn
+        dec, win = pgoutput.Decoder(), _Segments()
+        pgconn.send_query(self._peek_sql())
+        res = _wait_result(pgconn)   # the server decodes the whole peek first: GIL released
+        if res is None or res.status != pq.ExecStatus.COPY_OUT:
+            _raise_server(self.slot, pgconn, res)
+        buf = bytearray()
+        pos, header, done, how = 0, False, False, None
+        try:
+            while how is None:
+                if done:
+                    raise SourceError(f"slot {self.slot}: the change stream ended without "
+                                      "a COPY trailer")
+                t0 = time.perf_counter()
+                _, done = copy_decode.read_copy(pgconn, buf, READ_CHUNK_BYTES)
+                self.timings["source_fetch_secs"] += time.perf_counter() - t0
+                if not header:
+                    pos = copy_decode.parse_header(buf)
+                    header = pos > 0
+                    if not header:
+                        continue
+                t0 = time.perf_counter()
+                pos, how = self._decode(dec, win, buf, pos)
+                self.timings["source_decode_secs"] += time.perf_counter() - t0
+                del buf[:pos]
+                pos = 0
+        except BaseException:
+            _abandon(self.conn, done)
+            raise
+        if how == _ENDED:
+            while not done:   # only the end of the COPY is left after its trailer
+                done = copy_decode.read_copy(pgconn, buf, 1)[1]
+            _finish(self.slot, pgconn)
+        else:
+            _abandon(self.conn, done)
+        return dec, win, how
+
+    def _decode(self, dec, win: _Segments, buf: bytearray, pos: int) -> tuple[int, str | None]:
+        """Feed ``buf[pos:]`` to the decoder until it needs more bytes or the read ends."""
+        while True:
+            pos, ev = dec.feed(buf, pos, len(buf), self.max_window_bytes,
+                               self.max_window_changes)
+            if ev == P.EV_MORE:
+                return pos, None
+            msg = bytes(buf[dec.msg_start:dec.msg_end])
+            if ev == P.EV_RELATION:
+                how = self._relation(dec, P.parse_relation(msg, dec.msg_lsn), win)
+                if how is not None:
+                    return pos, how
+            elif ev == P.EV_ORIGIN:
+                win.origins.add(P.parse_origin(msg, dec.msg_lsn)[1])
+            elif ev == P.EV_LIMIT:
+                return pos, _CUT
+            elif ev == P.EV_TOO_LARGE:
+                if dec.window_txns == 0:
+                    raise self._too_large(dec)
+                dec.rollback()
+                return pos, _CUT
+            elif ev == P.EV_END:
+                return pos, _ENDED
+
+    def _relation(self, dec, rel: P.Relation, win: _Segments) -> str | None:
+        """Register a Relation message with the decoder; ``_CUT`` when the window must end
+        before the open transaction (the table's layout changed after earlier ones),
+        ``_TEXT_MODE`` when the table needs text mode."""
+        n = len(rel.columns)
+        if (rel.schema, rel.name) not in self.tables:   # not ours: framed and skipped
+            dec.set_relation(rel.oid, f"{rel.schema}.{rel.name}",
+                             tuple(c.name for c in rel.columns), bytes([Kind.TEXT]) * n,
+                             bytes(n), (0,) * n, bytes(n), (), None)
+            return None
+        rp = self._plans.get(rel.oid)
+        if rp is None or rp.relation != rel:
+            assert self._catalog is not None
+            rp = self._plans[rel.oid] = resolve(self._catalog, rel)
+        if self.binary and any(rp.text_only):
+            return _TEXT_MODE
+        seg = win.current.get(rel.oid)
+        if seg is not None and win.segments[seg][0].relation == rel:
+            rows = win.segments[seg][1]
+        else:
+            if seg is not None and len(win.segments[seg][1]) and dec.window_txns and dec.in_txn:
+                dec.rollback()
+                return _CUT   # the new layout starts the next window
+            rows = bytearray()
+            win.current[rel.oid] = len(win.segments)
+            win.segments.append((rp, rows))
+        plan = rp.plan
+        dec.set_relation(rel.oid, rp.table, plan.names[:n], bytes(plan.kinds[:n]),
+                         bytes(plan.elem_kinds[:n]), plan.elem_oids[:n], rp.text_only,
+                         rp.key_index, rows)
+        return None
+
+    def _table_changes(self, rp: RelationPlan, rows: bytearray) -> TableChanges:
+        batches = _batches(rp, rows, self.max_batch_rows, self.max_batch_bytes)
+        name = (rp.relation.schema, rp.relation.name)
+        previous = self._reported.get(name)
+        self._reported[name] = rp.signature()
+        return TableChanges(rp.relation.schema, rp.relation.name, rp.key, rp.schema, batches,
+                            previous is not None and previous != rp.signature())
+
+    def _too_large(self, dec) -> SourceError:
+        rp = self._plans.get(dec.msg_oid)
+        return SourceError(
+            f"slot {self.slot}: transaction {dec.xid} (commit LSN "
+            f"{P.lsn_text(dec.commit_lsn)}) holds more than {self.max_window_bytes} bytes of "
+            f"changes (table {rp.table if rp else '?'} passed the limit): one transaction is "
+            f"applied as one window; raise {self.budget_setting} above the transaction's size")
+
+
+def _batches(rp: RelationPlan, rows: bytearray, max_rows: int,
+             max_bytes: int) -> list[pa.RecordBatch]:
+    """A segment's change rows as Arrow batches of at most ``max_rows`` / ``max_bytes``;
+    the rows are freed."""
+    sinks = ColumnSinks(rp.plan)
+    batches: list[pa.RecordBatch] = []
+    pos, n = 0, len(rows)
+    while pos < n:
+        try:
+            pos, _ = copy_decode.decode(rp.plan, rows, pos, min(n, pos + max_bytes), sinks,
+                                        max_rows - sinks.rows)
+        except DataError as exc:
+            raise load_errors.in_stream(exc, f"changes of table {rp.table}: ",
+                                        sum(b.num_rows for b in batches)) from None
+        if pos == n or sinks.rows >= max_rows or sinks.nbytes() >= max_bytes:
+            batches.append(pa.RecordBatch.from_arrays(sinks.finish(), schema=rp.schema))
+    del rows[:]
+    return batches
+
+
+def _abandon(conn: psycopg.Connection, done: bool) -> None:
+    """Stop a COPY that is still sending (the rest is read again next window)."""
+    pgconn = conn.pgconn
+    if pgconn.status != pq.ConnStatus.OK:
+        return
+    if not done:
+        conn.cancel_safe(timeout=5.0)
+        scratch = bytearray()
+        try:
+            while not copy_decode.read_copy(pgconn, scratch, 1 << 20)[1]:
+                del scratch[:]
+        except SourceError:
+            return
+    while pgconn.get_result() is not None:
+        pass
+
+
+def _finish(slot: str, pgconn: pq.PGconn) -> None:
+    while (res := pgconn.get_result()) is not None:
+        if res.status != pq.ExecStatus.COMMAND_OK:
+            _raise_server(slot, pgconn, res)
+
+
+def _raise_server(slot: str, pgconn: pq.PGconn, res: pq.PGresult | None) -> None:
+    state = res.error_field(pq.DiagnosticField.SQLSTATE) if res is not None else None
+    raw = (res.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) if res is not None
+           else None) or pgconn.error_message
+    msg = " ".join((raw or b"").decode("utf-8", "replace").split())
+    while pgconn.get_result() is not None:
+        pass
+    if state and state.decode() == _PREREQUISITE and "can no longer" in msg:
+        raise SourceError(S.lost_text(slot))
+    raise SourceError(f"slot {slot}: {msg or 'reading changes failed'}",
+                      sqlstate=state.decode() if state else None)
