@@ -242,6 +242,12 @@ cdef enum:
     E_INVALID_UTF8 = 13
 
 cdef enum:
+    # Kinds of this twin's own, never in a plan: TEXT / JSONB whose values must be valid
+    # UTF-8 (ColumnPlan.validate_utf8), so that unchecked text pays no test per value.
+    K_TEXT_UTF8 = 101
+    K_JSONB_UTF8 = 102
+
+cdef enum:
     DATE_OFFSET = 10957  # days 1970-01-01 → 2000-01-01
     ARRAY_MAX_DIMS = 6
 
@@ -255,7 +261,6 @@ cdef struct Col:
     int width       # bytes per value in the data sink, 0 = varlena (offsets + data) or ARRAY
     int precision
     int scale
-    bint check_utf8     # TEXT / JSONB values must be valid UTF-8 (ColumnPlan.validate_utf8)
     int64_t room        # data bytes the sink can take before int32 offsets overflow
     int64_t items_room  # (child) elements the list offsets can still address
     int64_t total   # scan: data bytes the varlena values of the scanned rows need
@@ -294,7 +299,7 @@ cdef inline int _wire_width(int kind) noexcept nogil:
 
 
 cdef inline int64_t _varlena_bytes(int kind, const unsigned char* p, int32_t n) noexcept nogil:
-    if kind == K_JSONB:
+    if kind == K_JSONB or kind == K_JSONB_UTF8:
         return n - 1 if n > 0 else 0
     if kind == K_NUMERIC_TEXT:
         return rb_numeric_text_len(p, n)
@@ -309,12 +314,12 @@ cdef inline void _fault(Fault* f, int code, int col, Py_ssize_t row, int64_t val
     f.value = value
 
 
-cdef int _array_scan(const unsigned char* p, int32_t n, Col* ch, int sign, int64_t* value,
-                     int* elem) noexcept nogil:
+cdef int _array_scan(const unsigned char* p, int32_t n, Col* ch, int sign, bint bounded,
+                     int64_t* value, int* elem) noexcept nogil:
     """Check the framing of a binary array (as ``array_elements`` of the Python twin does)
     and add (``sign`` 1) or take back (-1) its elements in the child's totals; returns 0 or
-    an E_* code (totals untouched): E_TOO_LARGE when adding would pass the child's room
-    (``elem``: the element whose data passes it, -1 for the element count)."""
+    an E_* code (totals untouched). ``bounded``: E_TOO_LARGE when adding would pass the
+    child's room (``elem``: the element whose data passes it, -1 for the element count)."""
     cdef int32_t ndim, flags, count, lbound, m, e
     cdef int64_t q = 20, total = 0
     cdef int over = -1
@@ -353,12 +358,12 @@ cdef int _array_scan(const unsigned char* p, int32_t n, Col* ch, int sign, int64
             return E_FIELD_LENGTH
         if not ch.width:
             total += _varlena_bytes(ch.kind, p + q, m)
-            if over < 0 and ch.total + total > ch.room:
+            if bounded and over < 0 and ch.total + total > ch.room:
                 over = e
         q += m
     if q != n:
         return E_ARRAY_MALFORMED
-    if sign > 0 and (ch.items + count > ch.items_room or over >= 0):
+    if bounded and (ch.items + count > ch.items_room or over >= 0):
         elem[0] = -1 if ch.items + count > ch.items_room else over
         return E_TOO_LARGE
     ch.total += sign * total
@@ -368,10 +373,12 @@ cdef int _array_scan(const unsigned char* p, int32_t n, Col* ch, int sign, int64
 
 cdef Py_ssize_t _scan(
     const unsigned char* s, Py_ssize_t pos, Py_ssize_t end, Col* cols, int ncols,
-    Py_ssize_t max_rows, Py_ssize_t* nrows, bint* trailer, Fault* f,
+    Py_ssize_t max_rows, Py_ssize_t* nrows, bint* trailer, Fault* f, bint bounded,
 ) noexcept nogil:
-    """Framing pass: count the complete tuples from ``pos`` and add up varlena bytes; stops
-    before a row that would pass a sink's room (a fault if it is the first row)."""
+    """Framing pass: count the complete tuples from ``pos`` and add up varlena bytes.
+    ``bounded`` (the rare second pass when the totals passed a sink's room): stop before the
+    row that would pass it (a fault if it is the first row). Called with constant
+    ``bounded``, so the compiler makes a copy without the checks for the common pass."""
     cdef Py_ssize_t rows = 0, q
     cdef int c, nfields, code, elem
     cdef int32_t n
@@ -410,7 +417,7 @@ cdef Py_ssize_t _scan(
             if col.kind == K_ARRAY:
                 value = 0
                 elem = -1
-                code = _array_scan(s + q, n, col.child, 1, &value, &elem)
+                code = _array_scan(s + q, n, col.child, 1, bounded, &value, &elem)
                 if code:
                     if code != E_TOO_LARGE or rows == 0:  # else the caller cuts the batch
                         _fault(f, code, c, rows, value)
@@ -418,7 +425,7 @@ cdef Py_ssize_t _scan(
                     break
             elif not col.width:
                 add = _varlena_bytes(col.kind, s + q, n)
-                if col.total + add > col.room:
+                if bounded and col.total + add > col.room:
                     if rows == 0:
                         _fault(f, E_TOO_LARGE, c, rows, 0)
                     break
@@ -434,6 +441,24 @@ cdef Py_ssize_t _scan(
     return pos
 
 
+cdef bint _past_room(Col* cols, int ncols) noexcept nogil:
+    """Whether the scanned totals pass a sink's room; if so they are reset for a bounded
+    scan."""
+    cdef bint past = False
+    cdef Col* ch
+    for c in range(ncols):
+        ch = cols[c].child
+        past |= cols[c].total > cols[c].room or (
+            ch != NULL and (ch.total > ch.room or ch.items > ch.items_room))
+    if past:
+        for c in range(ncols):
+            cols[c].total = 0
+            if cols[c].child != NULL:
+                cols[c].child.total = 0
+                cols[c].child.items = 0
+    return past
+
+
 cdef void _unscan(const unsigned char* p, Col* cols, int nfields) noexcept nogil:
     """Take the first ``nfields`` fields of a tuple that is not decoded (incomplete, or with
     a bad field) back out of the totals, which must fit the decoded rows exactly."""
@@ -445,7 +470,7 @@ cdef void _unscan(const unsigned char* p, Col* cols, int nfields) noexcept nogil
         p += 4
         if n >= 0:
             if cols[c].kind == K_ARRAY:
-                _array_scan(p, n, cols[c].child, -1, &value, &elem)
+                _array_scan(p, n, cols[c].child, -1, False, &value, &elem)
             elif not cols[c].width:
                 cols[c].total -= _varlena_bytes(cols[c].kind, p, n)
             p += n
@@ -470,11 +495,6 @@ cdef inline int _put(Col* col, const unsigned char* p, int32_t n, Py_ssize_t k, 
     cdef int64_t v, us
     col.v[k] = 1
     if kind == K_TEXT or kind == K_BYTEA:
-        if col.check_utf8 and not rb_utf8_valid(p, n):
-            _fault(f, E_INVALID_UTF8, c, r, 0)
-            f.field = p
-            f.len = n
-            return 1
         memcpy(col.d, p, n)
         col.d += n
         col.off += n
@@ -544,21 +564,35 @@ cdef inline int _put(Col* col, const unsigned char* p, int32_t n, Py_ssize_t k, 
         v = rb_numeric_text(p, col.d)
         col.d += v
         col.off += v
-    elif kind == K_JSONB:
+    elif kind == K_JSONB or kind == K_JSONB_UTF8:
         if n == 0 or p[0] != 1:
             _fault(f, E_JSONB_VERSION, c, r, p[0] if n else -1)
             return 1
-        if col.check_utf8 and not rb_utf8_valid(p + 1, n - 1):
-            _fault(f, E_INVALID_UTF8, c, r, 0)
-            f.field = p + 1
-            f.len = n - 1
+        if kind == K_JSONB_UTF8 and not _utf8(p + 1, n - 1, f, c, r):
             return 1
         memcpy(col.d, p + 1, n - 1)
         col.d += n - 1
         col.off += n - 1
+    elif kind == K_TEXT_UTF8:
+        if not _utf8(p, n, f, c, r):
+            return 1
+        memcpy(col.d, p, n)
+        col.d += n
+        col.off += n
     if not col.width:   # the scan kept col.off within INT32_MAX
         rb_st32(col.o + 4 * k, <unsigned int>col.off)
     return 0
+
+
+cdef inline bint _utf8(const unsigned char* p, int32_t n, Fault* f, int c,
+                       Py_ssize_t r) noexcept nogil:
+    """Whether a text value is valid UTF-8; sets ``f`` when it is not."""
+    if rb_utf8_valid(p, n):
+        return True
+    _fault(f, E_INVALID_UTF8, c, r, 0)
+    f.field = p
+    f.len = n
+    return False
 
 
 cdef int _put_array(Col* col, const unsigned char* p, Fault* f, int c,
@@ -633,7 +667,10 @@ cdef int _init_col(Col* col, int kind, int precision, int scale, bint check_utf8
     col.width = 16 if kind == K_NUMERIC else col.wire
     col.precision = precision
     col.scale = scale
-    col.check_utf8 = check_utf8 and (kind == K_TEXT or kind == K_JSONB)
+    if check_utf8 and kind == K_TEXT:
+        col.kind = K_TEXT_UTF8
+    elif check_utf8 and kind == K_JSONB:
+        col.kind = K_JSONB_UTF8
     col.room = INT32_MAX - data_len
     col.items_room = INT32_MAX - items
     col.total = 0
@@ -684,7 +721,14 @@ def decode(plan, src, Py_ssize_t pos, Py_ssize_t end, sinks, Py_ssize_t max_rows
                           plan.scales[c], check_utf8, PyByteArray_GET_SIZE(lists[5][c]),
                           PyByteArray_GET_SIZE(lists[3][c]), plan.names[c])
         with nogil:
-            new_pos = _scan(s, pos, end, cols, ncols, max_rows, &nrows, &trailer, &scan_fault)
+            new_pos = _scan(s, pos, end, cols, ncols, max_rows, &nrows, &trailer, &scan_fault,
+                            False)
+            if _past_room(cols, ncols):
+                nrows = 0
+                trailer = False
+                memset(&scan_fault, 0, sizeof(Fault))
+                new_pos = _scan(s, pos, end, cols, ncols, max_rows, &nrows, &trailer,
+                                &scan_fault, True)
         if nrows:
             try:
                 for c in range(ncols):

@@ -543,15 +543,22 @@ cdef inline Py_ssize_t put_clock(unsigned char* p, int64_t us) noexcept nogil:
     return 15
 
 
+cdef inline Py_ssize_t put_infinity(unsigned char* p, bint negative) noexcept nogil:
+    """'infinity' or '-infinity' (dates, timestamps, intervals)."""
+    if negative:
+        memcpy(p, b"-infinity", 9)
+        return 9
+    memcpy(p, b"infinity", 8)
+    return 8
+
+
 cdef inline Py_ssize_t put_date(unsigned char* p, int32_t d) noexcept nogil:
     cdef bint bc
     cdef Py_ssize_t n
     if d == DATE_POS_INF:
-        memcpy(p, b"infinity", 8)
-        return 8
+        return put_infinity(p, False)
     if d == DATE_NEG_INF:
-        memcpy(p, b"-infinity", 9)
-        return 9
+        return put_infinity(p, True)
     n = put_ymd(p, d, &bc)
     if bc:
         memcpy(p + n, b" BC", 3)
@@ -564,11 +571,9 @@ cdef inline Py_ssize_t put_timestamp(unsigned char* p, int64_t us, bint tz) noex
     cdef bint bc
     cdef Py_ssize_t n
     if us == TS_POS_INF:
-        memcpy(p, b"infinity", 8)
-        return 8
+        return put_infinity(p, False)
     if us == TS_NEG_INF:
-        memcpy(p, b"-infinity", 9)
-        return 9
+        return put_infinity(p, True)
     days = us // USECS_PER_DAY
     rem = us - days * USECS_PER_DAY
     if rem < 0:
@@ -734,11 +739,12 @@ cdef inline Py_ssize_t put_decimal(unsigned char* p, const unsigned char* v,
     cdef unsigned char digits[40 + MAX_DECIMAL_SCALE]
     cdef Py_ssize_t ni, k = 0
     cdef bint neg
-    cdef uint64_t hi, lo
+    cdef uint64_t hi = rb_le64(v + 8), lo
     cdef int n
-    neg = decimal_magnitude(v, &hi, &lo)
-    if hi == DEC_SENTINEL_HI and decimal_special(neg, hi, lo):
-        return put_special(p, decimal_special(neg, hi, lo))
+    if hi == DEC_SENTINEL_HI or hi == ~DEC_SENTINEL_HI:   # maybe ±10^38 (+1): a sentinel
+        neg = decimal_magnitude(v, &hi, &lo)
+        if decimal_special(neg, hi, lo):
+            return put_special(p, decimal_special(neg, hi, lo))
     n = decimal_digits(v, scale, digits, &ni, &neg)
     if neg:
         p[k] = 45
@@ -824,11 +830,7 @@ cdef inline Py_ssize_t put_fixed_text(unsigned char* p, const Col* c, Py_ssize_t
         v = c.data + 16 * j
         us = <int64_t>rb_le64(v + 8)         # nanoseconds until checked
         if interval_special(v):
-            if us > 0:
-                memcpy(p, b"infinity", 8)
-                return 8
-            memcpy(p, b"-infinity", 9)
-            return 9
+            return put_infinity(p, us < 0)
         if us % 1000:
             err[0] = ERR_INTERVAL_NANOS
             return 0

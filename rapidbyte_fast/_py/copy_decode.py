@@ -82,7 +82,7 @@ def numeric_text(field: bytes) -> str | None:
     return "".join(out)
 
 
-def numeric_text_len(field: bytes) -> int:
+def _numeric_text_len(field: bytes) -> int:
     """Length of ``numeric_text(field)`` from the header alone (0 for a malformed header;
     the digits are checked when the value is converted)."""
     head = _numeric_head(field)
@@ -260,7 +260,7 @@ def _varlena_bytes(kind: Kind, field: bytes) -> int:
     if kind == Kind.JSONB:
         return max(len(field) - 1, 0)
     if kind == Kind.NUMERIC_TEXT:
-        return numeric_text_len(field)
+        return _numeric_text_len(field)
     return 0
 
 
