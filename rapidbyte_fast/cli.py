@@ -15,6 +15,7 @@ import click
 
 from . import __version__
 from .errors import ConfigError, RapidbyteError
+from .starter import DESTINATIONS, QUICKSTART_ROWS, SOURCES
 
 _log = logging.getLogger("rapidbyte_fast")
 
@@ -470,7 +471,6 @@ def embedded_stop(name: str) -> None:
     click.echo(f"{name}: {'stopped' if embedded.stop(name) else 'was not running'}")
 
 
-from .starter import DESTINATIONS, QUICKSTART_ROWS, SOURCES  # noqa: E402  (init's choices)
 
 
 @main.command()
