@@ -38,7 +38,7 @@ def capture(conn: psycopg.Connection, rel: str) -> TargetObjects:
                        for r in conn.execute(_POLICIES_SQL, (oid,)).fetchall()),
         replica_identity=(ident, index),
         publications=tuple(Publication(r[0], tuple(r[1]), r[2])
-                           for r in conn.execute(_PUBLICATIONS_SQL, (oid,)).fetchall()),
+                           for r in conn.execute(_publications_sql(conn), (oid,)).fetchall()),
         views=tuple(View(r[1], r[2], relation_meta(conn, r[0]), r[3])
                     for r in conn.execute(_VIEWS_SQL, (oid,)).fetchall()),
         foreign_keys=tuple(ForeignKey(r[0], r[1], r[2], needs.get(("pg_constraint", r[3]), ()))
@@ -192,6 +192,18 @@ SELECT p.pubname,
 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
 WHERE pr.prrelid = %s ORDER BY 1
 """
+#: before PostgreSQL 15 a publication has no column lists or row filters
+_PUBLICATIONS_14_SQL = """
+SELECT p.pubname, ARRAY[]::text[], NULL::text
+FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+WHERE pr.prrelid = %s ORDER BY 1
+"""
+
+
+def _publications_sql(conn) -> str:
+    return _PUBLICATIONS_SQL if conn.info.server_version >= 150000 else _PUBLICATIONS_14_SQL
+
+
 #: views reading the target, directly or through other views (deepest last)
 _VIEWS_SQL = """
 WITH RECURSIVE deps(oid, depth) AS (
