@@ -2,7 +2,10 @@
 relies on pinned, a name in ``pg_stat_activity``, and a one-line redacted error."""
 from __future__ import annotations
 
+import select
+
 import psycopg
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
 from . import embedded, faults
@@ -57,3 +60,13 @@ def resolve_conninfo(pg_cfg) -> str:
         return embedded.ensure(name)
     return pg_cfg.conninfo()
 
+
+def wait_result(pgconn: pq.PGconn) -> pq.PGresult | None:
+    """The next result, waiting for the server in ``select`` (which releases the GIL: libpq's
+    own blocking wait in PQgetResult holds it, stalling every other thread for as long as
+    the server works, e.g. the whole sort of an ordered incremental read)."""
+    while True:
+        pgconn.consume_input()
+        if not pgconn.is_busy():
+            return pgconn.get_result()
+        select.select([pgconn.socket], [], [])

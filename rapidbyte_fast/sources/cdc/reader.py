@@ -37,7 +37,8 @@ from ...column_plan import ColumnSinks, Kind
 from ...errors import DataError, SourceError
 from ...pgconn import connect
 from ...pgtypes import describe_table, qualified, quote_ident, split_table
-from ..postgres.reader import READ_CHUNK_BYTES, _wait_result
+from ...pgconn import wait_result
+from ..postgres.reader import READ_CHUNK_BYTES
 from . import protocol as P
 from . import slot as S
 from .relations import RelationPlan, identity_problem, resolve
@@ -221,7 +222,7 @@ class ChangeReader:
         pgconn = self.conn.pgconn
         dec, win = pgoutput.Decoder(), _Segments()
         pgconn.send_query(self._peek_sql())
-        res = _wait_result(pgconn)   # the server decodes the whole peek first: GIL released
+        res = wait_result(pgconn)   # the server decodes the whole peek first: GIL released
         if res is None or res.status != pq.ExecStatus.COPY_OUT:
             _raise_server(self.slot, pgconn, res)
         buf = bytearray()

@@ -8,7 +8,6 @@ complete tuples of a chunk to the column sinks, and a batch is cut when the sink
 from __future__ import annotations
 
 import re
-import select
 import time
 from typing import Iterator
 
@@ -20,7 +19,7 @@ from ..._impl import copy_decode
 from ...column_plan import ColumnSinks
 from ... import load_errors
 from ...errors import DataError, SourceError
-from ...pgconn import connect
+from ...pgconn import connect, wait_result
 from ...connector import CursorPlan, KeyRange
 from ...pgtypes import PgTable, check_type_sql, qualified, quote_ident
 
@@ -81,7 +80,7 @@ class PostgresReader:
         pgconn = self.conn.pgconn
         t0 = time.perf_counter()
         pgconn.send_query(self.copy_sql(raw, key_range).encode())
-        res = _wait_result(pgconn)
+        res = wait_result(pgconn)
         if res is None or res.status != pq.ExecStatus.COPY_OUT:
             raise _source_error(self.stream_name, pgconn, res)
         self.timings["source_query_secs"] += time.perf_counter() - t0
@@ -186,17 +185,6 @@ class PostgresReader:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
-
-
-def _wait_result(pgconn: pq.PGconn) -> pq.PGresult | None:
-    """The next result, waiting for the server in ``select`` (which releases the GIL: libpq's
-    own blocking wait in PQgetResult holds it, stalling every other thread for as long as
-    the server works, e.g. the whole sort of an ordered incremental read)."""
-    while True:
-        pgconn.consume_input()
-        if not pgconn.is_busy():
-            return pgconn.get_result()
-        select.select([pgconn.socket], [], [])
 
 
 def _cursor_filter(table: PgTable, cursor: CursorPlan | None
