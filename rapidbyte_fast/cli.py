@@ -394,7 +394,7 @@ def plugins(as_json: bool) -> None:
 
 @main.group("dlq")
 def dlq_group() -> None:
-    """Rows rejected by validation (on_data_error: dlq)."""
+    """Rows rejected by validation or refused by the destination (on_data_error: dlq)."""
 
 
 @dlq_group.command("list")

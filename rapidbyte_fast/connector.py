@@ -140,11 +140,13 @@ class SourceConnector(Protocol):
     #: the pydantic model of ``source.config``
     config_model: ClassVar[type]
 
-    def describe(self, config: Any, stream: Any) -> StreamInfo:
+    def describe(self, stream: Any) -> StreamInfo:
         """The stream as it is now (connects when it must); raises ``ConfigError`` naming the
-        stream when it does not exist or a configured column is missing."""
+        stream when it does not exist or a configured column is missing. A source whose
+        reader raises ``ArrayShapeError`` also takes ``text_columns=`` (a frozenset of
+        column names to carry as exact text)."""
 
-    def discover(self, config: Any) -> list[StreamInfo]:
+    def discover(self) -> list[StreamInfo]:
         """Every stream this source could read."""
 
     def reader(self, info: StreamInfo, cursor: CursorPlan | None = None,

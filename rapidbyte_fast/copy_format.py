@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 
 from .column_plan import COPY_BINARY_SIGNATURE, ColumnPlan, Kind
-from .errors import DataError, SourceError
+from .errors import ArrayShapeError, DataError, SourceError
 from .kernel_inputs import located_error
 
 _I32 = struct.Struct(">i")
@@ -79,7 +79,9 @@ def data_error(
         what = f"text is not valid UTF-8 (value: {shown + more!r})"
     else:
         raise AssertionError(f"unknown error code {code}")
-    return located_error(plan.names[col], row, where + what)
+    shape = code in (E_ARRAY_DIMS, E_ARRAY_LBOUND)
+    return located_error(plan.names[col], row, where + what,
+                         cls=ArrayShapeError if shape else DataError)
 
 
 def parse_header(buf: bytes | bytearray | memoryview) -> int:

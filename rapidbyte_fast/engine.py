@@ -7,13 +7,14 @@ import logging
 import resource
 import time
 import uuid
+from dataclasses import replace
 
-from . import _impl, faults, registry, retry
+from . import _impl, faults, load_errors, registry, retry
 from .config import PipelineConfig
-from .errors import RapidbyteError
+from .errors import ArrayShapeError, DataError, RapidbyteError
 from .executors.local import run_task
 from .executors.pipe import OnRows
-from .plan import Planner, TaskPlan, make_plans
+from .plan import Learned, Planner, TaskPlan, make_plans
 from .result import RunResult, StreamResult
 from .state.history import RunHistory
 
@@ -23,9 +24,28 @@ _log = logging.getLogger("rapidbyte_fast")
 def _run_with_retries(plan: TaskPlan, cfg: PipelineConfig, on_rows: OnRows | None,
                       result: RunResult, run_id: str) -> StreamResult:
     attempt = 0
+    learned = Learned()
     while True:
         try:
             return run_task(plan, on_rows, run_id)
+        except ArrayShapeError as exc:
+            if exc.column in learned.text_columns:
+                raise
+            # not a bad value: the column's declared shape is narrower than its values
+            learned = replace(learned, text_columns=learned.text_columns | {exc.column})
+            _log.warning("stream %s: %s; the stream starts again with column %r carried as "
+                         "exact text", plan.stream.name, exc, exc.column)
+        except DataError as exc:
+            if (plan.path != "passthrough" or cfg.destination.on_data_error == "fail"
+                    or not load_errors.is_refusal(exc.sqlstate)):
+                raise
+            # a raw COPY stream cannot drop one row: what is not committed goes again on the
+            # Arrow path, where refused rows are set aside one by one
+            learned = replace(learned, arrow_reason="the destination refused a value on "
+                              f"passthrough, and on_data_error is "
+                              f"{cfg.destination.on_data_error}")
+            _log.warning("stream %s: %s; what is not committed is loaded again on the Arrow "
+                         "path, setting refused rows aside", plan.stream.name, exc)
         except RapidbyteError as exc:
             attempt += 1
             if attempt > cfg.resources.max_retries or not retry.is_transient(exc):
@@ -36,13 +56,13 @@ def _run_with_retries(plan: TaskPlan, cfg: PipelineConfig, on_rows: OnRows | Non
                          plan.stream.name, exc, attempt, cfg.resources.max_retries, wait)
             time.sleep(wait)
         # planned again: the retry goes on from what the failed attempt committed
-        plan = _replan(cfg, plan)
+        plan = _replan(cfg, plan, learned)
 
 
-def _replan(cfg: PipelineConfig, plan: TaskPlan) -> TaskPlan:
+def _replan(cfg: PipelineConfig, plan: TaskPlan, learned: Learned) -> TaskPlan:
     planner = Planner(cfg)
     try:
-        return planner.plan(plan.stream)
+        return planner.plan(plan.stream, learned)
     finally:
         planner.close()
 

@@ -100,6 +100,11 @@ class DataError(RapidbyteError, ValueError):
         self.column, self.row, self.detail = column, row, detail
 
 
+class ArrayShapeError(DataError):
+    """An array value has more dimensions, or another lower bound, than its column's Arrow
+    list can carry; the engine restarts the stream with that column as exact text."""
+
+
 class CodecError(RapidbyteError, ValueError):
     """A compressed inter-stage frame is corrupt or uses an unknown codec."""
 

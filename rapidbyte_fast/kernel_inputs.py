@@ -137,11 +137,11 @@ def data_error(plan: ColumnPlan, cols: list[tuple], col: int, row: int, code: in
 
 
 def located_error(column: str, row: int, detail: str, prefix: str = "",
-                  sqlstate: str | None = None) -> DataError:
-    """``DataError(prefix + "column 'c', row N" + detail)`` keeping ``column``, ``row`` and
-    ``detail`` as fields, so that a caller can restate the row (``load_errors``)."""
-    return DataError(f"{prefix}column {column!r}, row {row}{detail}", column=column, row=row,
-                     detail=detail, sqlstate=sqlstate)
+                  sqlstate: str | None = None, cls: type[DataError] = DataError) -> DataError:
+    """``cls(prefix + "column 'c', row N" + detail)`` (a DataError) keeping ``column``,
+    ``row`` and ``detail`` as fields, so that a caller can restate the row (``load_errors``)."""
+    return cls(f"{prefix}column {column!r}, row {row}{detail}", column=column, row=row,
+               detail=detail, sqlstate=sqlstate)
 
 
 def _preview(col: tuple, row: int) -> str:

@@ -40,7 +40,8 @@ def in_stream(exc: DataError, prefix: str, row_base: int) -> DataError:
     and its batch row moved to the stream row ``row_base + row``."""
     if getattr(exc, "row", None) is None:
         return DataError(f"{prefix}{exc}")
-    return located_error(exc.column, row_base + exc.row, exc.detail, prefix)
+    return located_error(exc.column, row_base + exc.row, exc.detail, prefix, exc.sqlstate,
+                         type(exc))
 
 
 def copy_error(exc: psycopg.Error, prefix: str, row_base: int = 0) -> DataError | None:
@@ -48,16 +49,29 @@ def copy_error(exc: psycopg.Error, prefix: str, row_base: int = 0) -> DataError 
     (``row_base`` + the COPY line - 1) and, when the server shows it, the value."""
     if not _is_data(exc):
         return None
+    m = _copy_context(exc)
+    if m is None:
+        return DataError(prefix + pg_message(exc), sqlstate=exc.sqlstate)
+    value = f" (value: {_preview(m['value'])})" if m["value"] is not None else ""
+    detail = f": {pg_message(exc)}{value}"
+    row = row_base + int(m["line"]) - 1
+    if m["column"]:
+        return located_error(m["column"], row, detail, prefix, exc.sqlstate)
+    return DataError(f"{prefix}row {row}{detail}", sqlstate=exc.sqlstate)
+
+
+def copy_position(exc: psycopg.Error) -> tuple[int | None, str | None]:
+    """(line, column) of COPY FROM that a server error names (lines count from 1)."""
+    m = _copy_context(exc)
+    return (None, None) if m is None else (int(m["line"]), m["column"] or None)
+
+
+def _copy_context(exc: psycopg.Error) -> re.Match | None:
     for line in (exc.diag.context or "").splitlines():
         m = _COPY_CONTEXT.match(line.strip())
         if m:
-            value = f" (value: {_preview(m['value'])})" if m["value"] is not None else ""
-            detail = f": {pg_message(exc)}{value}"
-            row = row_base + int(m["line"]) - 1
-            if m["column"]:
-                return located_error(m["column"], row, detail, prefix, exc.sqlstate)
-            return DataError(f"{prefix}row {row}{detail}", sqlstate=exc.sqlstate)
-    return DataError(prefix + pg_message(exc), sqlstate=exc.sqlstate)
+            return m
+    return None
 
 
 def insert_error(conn: psycopg.Connection, exc: psycopg.Error, prefix: str, plan: ColumnPlan,
@@ -115,7 +129,12 @@ def _text_forms(col: tuple, start: int, stop: int) -> list[str | None]:
 
 
 def _is_data(exc: psycopg.Error) -> bool:
-    return (exc.sqlstate or "")[:2] in _DATA_CLASSES
+    return is_refusal(exc.sqlstate)
+
+
+def is_refusal(sqlstate: str | None) -> bool:
+    """True for the SQLSTATE of a value the server refuses (not of a failure)."""
+    return (sqlstate or "")[:2] in _DATA_CLASSES
 
 
 def pg_message(exc: psycopg.Error) -> str:

@@ -342,6 +342,14 @@ def field_type_defs(field: pa.Field) -> list[dict]:
     return json.loads(raw) if raw else []
 
 
+def carried_as_text(table: PgTable, names: frozenset[str]) -> PgTable:
+    """The table with columns ``names`` read as ``col::text`` and carried as exact text
+    (their declared type stays the destination's)."""
+    return replace(table, columns=tuple(
+        replace(c, kind=Kind.TEXT, as_text=True, precision=0, scale=0, elem_kind=0, elem_oid=0)
+        if c.name in names else c for c in table.columns))
+
+
 def project(table: PgTable, columns: tuple[str, ...] | None, stream: str) -> PgTable:
     """The table restricted to ``columns`` (in the order given), or all columns."""
     if columns is None:

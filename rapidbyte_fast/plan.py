@@ -24,6 +24,16 @@ from .transforms import chain as chain_mod
 
 
 @dataclass(frozen=True)
+class Learned:
+    """What a failed attempt of a stream taught its next plan."""
+
+    #: columns to read and carry as exact text (arrays their Arrow list cannot carry)
+    text_columns: frozenset[str] = frozenset()
+    #: why the stream must take the Arrow path ("": the planner decides)
+    arrow_reason: str = ""
+
+
+@dataclass(frozen=True)
 class TaskPlan:
     """One stream's copy, fully decided."""
 
@@ -107,15 +117,17 @@ class Planner:
     def close(self) -> None:
         self.source.close()
 
-    def plan(self, stream: StreamConfig) -> TaskPlan:
-        """The plan of one stream."""
+    def plan(self, stream: StreamConfig, learned: Learned = Learned()) -> TaskPlan:
+        """The plan of one stream (``learned``: from its failed attempts)."""
         cfg, src, dest = self.cfg, self.source, self.dest
         _check_modes(cfg, stream, src)
-        info = src.describe(stream)
+        info = (src.describe(stream, text_columns=learned.text_columns)
+                if learned.text_columns else src.describe(stream))
         schema = _transformed_schema(cfg, stream.name, info.schema)
         state = dest.inspect(cfg.pipeline, stream.name, schema)
         cursor = _cursor(stream, info, state.cursor)
-        path, why = self._path(info, state)
+        path, why = ("arrow", learned.arrow_reason) if learned.arrow_reason else self._path(
+            info, state)
         reads = self._reads(stream, info, schema, state)
         res = cfg.resources
         # mid-stream checkpoints of an incremental read commit the cursor reached so far:

@@ -42,6 +42,8 @@ class StreamResult:
     resumed_rows: int = 0
     records_skipped: int = 0
     records_dlq: int = 0
+    #: rows the destination refused (skipped or dead-lettered by on_data_error)
+    records_refused: int = 0
     load_method: str = ""
     copy_format: str = ""
     timings: dict[str, float] = field(default_factory=dict)
@@ -116,6 +118,7 @@ class RunResult:
             "transform_count": max((s.transform_count for s in self.streams), default=0),
             "records_skipped": sum(s.records_skipped for s in self.streams),
             "records_dlq": sum(s.records_dlq for s in self.streams),
+            "records_refused": sum(s.records_refused for s in self.streams),
             "checkpoints": sum(s.checkpoints for s in self.streams),
             "resumed_ranges": sum(s.resumed_ranges for s in self.streams),
             "resumed_rows": sum(s.resumed_rows for s in self.streams),
@@ -144,6 +147,13 @@ class RunResult:
                 f"({s.load_method}{'/' + s.copy_format if s.copy_format else ''}, "
                 f"{s.path}{': ' + s.path_reason if s.path_reason else ''})"
             )
+            rejected = s.records_skipped + s.records_dlq
+            if rejected:
+                went = "to the dead-letter table" if s.records_dlq else "skipped"
+                see = " (rapidbyte-fast dlq list PIPELINE.yaml)" if s.records_dlq else ""
+                lines.append(f"    rejected: {rejected:,} rows {went}: {s.records_refused:,} "
+                             f"refused by the destination, {rejected - s.records_refused:,} "
+                             f"by validation{see}")
             if s.resumed_ranges:
                 lines.append(
                     f"    resumed: {s.resumed_ranges} of {s.ranges} key ranges "

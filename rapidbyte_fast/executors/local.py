@@ -17,6 +17,7 @@ from .. import faults, registry
 from ..errors import RapidbyteError, StageStopped
 from ..plan import TaskPlan
 from ..result import StreamResult, merge_timings
+from ..row_guard import Rejects
 from ..state.dlq import DeadLetterStore
 from ..transforms import chain as chain_mod
 from .pipe import Frames, OnRows, Pipe, PipeSettings
@@ -45,18 +46,21 @@ def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "") ->
     res = plan.resources
     src = registry.source(plan.source_use)(plan.source_config, plan.source_endpoint)
     dest = registry.destination(plan.dest_use)(plan.dest_config, plan.dest_endpoint)
+    on_data_error = plan.dest_config.on_data_error
     # dead letters are scoped to this attempt: visible once its rows commit
     dlq = (DeadLetterStore(plan.dest_endpoint, plan.write.schema, plan.pipeline, run_id,
                            attempt=uuid.uuid4().hex)
-           if plan.transforms and plan.dest_config.on_data_error == "dlq" else None)
-    chain = chain_mod.build(plan.transforms, plan.dest_config.on_data_error,
-                            dlq.add if dlq is not None else None)
+           if on_data_error == "dlq" else None)
+    sink = dlq.add if dlq is not None else None
+    chain = chain_mod.build(plan.transforms, on_data_error, sink)
+    rejects = (Rejects(plan.stream.name, on_data_error, sink)
+               if on_data_error != "fail" else None)
     faults.bind(plan.source_endpoint, plan.dest_endpoint)
     settings = PipeSettings(res.max_inflight_batches, res.max_batch_bytes, res.max_batch_rows,
                             plan.path == "passthrough",
                             Frames(res.compression, res.compression_level))
     run = _Run()
-    load = dest.open_load(plan.write, dlq.mark_committed if dlq is not None else None)
+    load = dest.open_load(plan.write, dlq.mark_committed if dlq is not None else None, rejects)
     pipes: list[Pipe] = []
     exporter = None
     t_start = time.perf_counter()
@@ -117,6 +121,7 @@ def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "") ->
 
 def _result(plan: TaskPlan, load, readers: list, pipes: list[Pipe], chain: list,
             frames: Frames, seconds: float) -> StreamResult:
+    rejects = load.rejects
     chain_timings, skipped, dead = chain_mod.stats(chain)
     w = plan.write
     sr = StreamResult(
@@ -128,7 +133,10 @@ def _result(plan: TaskPlan, load, readers: list, pipes: list[Pipe], chain: list,
         partitioning=plan.reads.partitioning, checkpoints=load.checkpoints,
         ranges=plan.total_ranges if w.ranged is not None else 0,
         resumed_ranges=plan.resumed_ranges, resumed_rows=plan.resumed_rows,
-        records_skipped=skipped, records_dlq=dead, transform_count=len(chain),
+        records_skipped=skipped + (rejects.skipped if rejects else 0),
+        records_dlq=dead + (rejects.dead_lettered if rejects else 0),
+        records_refused=rejects.skipped + rejects.dead_lettered if rejects else 0,
+        transform_count=len(chain),
         copy_format=load.copy_format,
         cursor_before=plan.cursor.value if plan.cursor is not None else None)
     sr.records_read = (sr.records_written if plan.path == "passthrough"

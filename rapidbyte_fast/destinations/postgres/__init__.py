@@ -15,6 +15,7 @@ from ...config import PostgresDestinationConfig
 from ...connector import Capabilities, CursorPlan, KeyCuts, RangePlan, StreamInfo
 from ...pgconn import connect, resolve_conninfo
 from ...errors import DestinationError
+from ...row_guard import Rejects
 from ...pgtypes import primary_key_of, qualified, quote_ident, split_table, table_exists
 from ...state import cursors, progress
 from .ddl import stage_name
@@ -179,8 +180,10 @@ class PostgresDestinationConnector:
         return RunLock(self.endpoint, pipeline, run_id,
                        sorted({self.target_of(s) for s in streams}))
 
-    def open_load(self, spec: WriteSpec, before_commit=None) -> TableLoad:
+    def open_load(self, spec: WriteSpec, before_commit=None,
+                  rejects: Rejects | None = None) -> TableLoad:
         """The load of one planned stream (call ``open`` on it); ``before_commit(conn)`` runs
-        in every transaction that commits rows."""
+        in every transaction that commits rows; ``rejects`` takes the rows the server
+        refuses (else they fail the load)."""
         return TableLoad(self.endpoint, spec, self.pg, self.config.schema_evolution,
-                         before_commit)
+                         before_commit, rejects)

@@ -1,9 +1,12 @@
 """Writes rows into one table over one connection, inside that connection's transaction:
 COPY FROM STDIN (binary, or text when a target type needs Postgres to parse text; raw COPY
-binary chunks on passthrough), or multi-row INSERT."""
+binary chunks on passthrough), or multi-row INSERT. With ``rejects`` (on_data_error skip|dlq)
+each batch goes in its own savepoint and statement, so that refused rows can be dropped
+(``row_guard``)."""
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import psycopg
 import pyarrow as pa
@@ -14,6 +17,10 @@ from ...errors import DataError, DestinationError
 from ...pgtypes import TargetEncoding, conform
 from ... import load_errors
 from .copy_sender import CopySender
+from ...row_guard import Refusal, Rejects, load_guarded
+
+#: The savepoint a guarded batch is loaded in.
+_SAVEPOINT = "rbf_rows"
 
 
 def adaptive_flush_bytes(avg_row_bytes: float) -> int:
@@ -39,8 +46,11 @@ class Loader:
 
     def __init__(self, conn: psycopg.Connection, prefix: str, pg_cfg, rel: str, cols: str,
                  wp: TargetEncoding, passthrough: bool, continuation: bool = False,
-                 pg_types: list[str] | None = None) -> None:
+                 pg_types: list[str] | None = None, rejects: Rejects | None = None) -> None:
         self.conn = conn
+        #: where refused rows go; None: the first refused value fails the load (a raw COPY
+        #: stream cannot be cut by row: the engine falls back to the Arrow path instead)
+        self.rejects = None if passthrough else rejects
         #: the target columns' types in plan order (to name a value an INSERT refused)
         self.pg_types = pg_types or []
         self.prefix = prefix
@@ -63,8 +73,10 @@ class Loader:
             if self.load_method == "copy":
                 self.copy_format = "binary" if passthrough or (
                     wp.binary_ok and pg_cfg.copy_format == "binary") else "text"
-                self._copy_cm = conn.cursor().copy(
-                    f"COPY {rel} ({cols}) FROM STDIN (FORMAT {self.copy_format})")
+                self._copy_sql = f"COPY {rel} ({cols}) FROM STDIN (FORMAT {self.copy_format})"
+                if self.rejects is not None:  # a COPY per guarded attempt
+                    return
+                self._copy_cm = conn.cursor().copy(self._copy_sql)
                 self._copy = self._copy_cm.__enter__()
                 if passthrough and continuation:
                     # after a checkpoint the source stream goes on mid-way: a new header here
@@ -92,6 +104,11 @@ class Loader:
         batch = conform(batch, self.wp)
         cols = column_inputs(batch, self.wp.plan)
         n = batch.num_rows
+        if self.rejects is not None:
+            attempt = self._copy_attempt if self.load_method == "copy" else self._insert_attempt
+            self.rows_written += load_guarded(batch, lambda lo, hi: attempt(cols, lo, hi),
+                                              self.rejects)
+            return
         try:
             if self.load_method == "copy":
                 self._write_copy(cols, n, batch.nbytes)
@@ -170,6 +187,84 @@ class Loader:
             self.bytes_written += len(buf)
             row += used
 
+    def _copy_attempt(self, cols: list, lo: int, hi: int) -> Refusal | None:
+        """Rows [lo, hi) in one COPY in a savepoint (encoded first: the encoder's refusals
+        never reach the server)."""
+        binary = self.copy_format == "binary"
+        buf = bytearray(COPY_BINARY_HEADER if binary else b"")
+        t0 = time.perf_counter()
+        try:
+            (copy_encode.encode_binary if binary else copy_encode.encode_text)(
+                self.wp.plan, cols, lo, hi, buf)
+        except DataError as exc:
+            return self._encoder_refusal(exc)
+        if binary:
+            buf += COPY_BINARY_TRAILER
+        t1 = time.perf_counter()
+        self.timings["dest_encode_secs"] += t1 - t0
+        refusal = self._in_savepoint(lambda cur: _copy_all(cur, self._copy_sql, buf), lo)
+        self.timings["dest_flush_secs"] += time.perf_counter() - t1
+        self.bytes_written += len(buf) if refusal is None else 0
+        return refusal
+
+    def _insert_attempt(self, cols: list, lo: int, hi: int) -> Refusal | None:
+        """Rows [lo, hi) as INSERTs in a savepoint."""
+        statements: list[bytes] = []
+        row = lo
+        t0 = time.perf_counter()
+        try:
+            while row < hi:
+                buf = bytearray()
+                used, _ = insert_sql.build_insert(
+                    self.wp.plan, cols, row, hi, buf, self._insert_prefix, b"",
+                    self.pg.insert_batch_rows, self.pg.insert_batch_bytes)
+                statements.append(bytes(buf))
+                row += used
+        except DataError as exc:
+            return self._encoder_refusal(exc)
+        t1 = time.perf_counter()
+        self.timings["dest_encode_secs"] += t1 - t0
+
+        def execute(cur: psycopg.Cursor) -> None:
+            for statement in statements:
+                cur.execute(statement)
+
+        refusal = self._in_savepoint(execute, None)
+        self.timings["dest_flush_secs"] += time.perf_counter() - t1
+        self.bytes_written += sum(map(len, statements)) if refusal is None else 0
+        return refusal
+
+    def _encoder_refusal(self, exc: DataError) -> Refusal:
+        """A value our encoder cannot write, as a refusal of its row (data_exception)."""
+        if exc.row is None:  # not about one value (e.g. a batch over 2 GiB): the load fails
+            raise load_errors.in_stream(exc, self.prefix, self.rows_written) from None
+        return Refusal(f"column {exc.column!r}{exc.detail}", "22000", exc.row)
+
+    def _in_savepoint(self, send: Callable[[psycopg.Cursor], None],
+                      copy_lo: int | None) -> Refusal | None:
+        """Run ``send`` in a savepoint; a refused value rolls the savepoint back and is
+        returned (with its row when a COPY starting at row ``copy_lo`` names the line)."""
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(f"SAVEPOINT {_SAVEPOINT}")
+                try:
+                    send(cur)
+                except psycopg.Error as exc:
+                    if not load_errors.is_refusal(exc.sqlstate):
+                        raise
+                    cur.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+                    line, column = load_errors.copy_position(exc)
+                    reason = load_errors.pg_message(exc)
+                    column = column or exc.diag.column_name
+                    return Refusal(f"column {column!r}: {reason}" if column else reason,
+                                   exc.sqlstate or "",
+                                   None if line is None or copy_lo is None
+                                   else copy_lo + line - 1)
+                cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+        except psycopg.Error as exc:
+            raise dest_error(self.prefix, exc) from None
+        return None
+
     def finish(self, checkpoint: bool = False) -> None:
         """End the COPY (the transaction stays open). At a ``checkpoint`` a passthrough
         stream is cut after its last complete tuple and closed with a trailer of ours."""
@@ -208,3 +303,8 @@ class Loader:
             except BaseException:  # the server already knows the COPY failed
                 pass
             self._copy = None
+
+
+def _copy_all(cur: psycopg.Cursor, statement: str, data: bytearray) -> None:
+    with cur.copy(statement) as copy:
+        copy.write(data)

@@ -20,6 +20,7 @@ from ...pgtypes import describe_table, field_pg_type, target_encoding
 from ...state import progress
 from .ddl import column_list
 from .loader import Loader, dest_error
+from ...row_guard import Rejects
 from .spec import WriteSpec
 from .strategies import STRATEGIES
 
@@ -29,8 +30,11 @@ class TableLoad:
     ``abort``), then ``close``."""
 
     def __init__(self, endpoint: str, spec: WriteSpec, pg_cfg, evolution,
-                 before_commit: Callable[[psycopg.Connection], None] | None = None) -> None:
+                 before_commit: Callable[[psycopg.Connection], None] | None = None,
+                 rejects: Rejects | None = None) -> None:
         self.endpoint, self.spec, self.pg = endpoint, spec, pg_cfg
+        #: where rows the server refuses go (on_data_error skip|dlq); None: they fail the load
+        self.rejects = rejects
         #: runs in each transaction that commits rows, just before the commit (e.g. marking
         #: the attempt's dead letters committed with the rows)
         self.before_commit = before_commit
@@ -102,7 +106,7 @@ class TableLoad:
         """A loader of the load table on ``conn``."""
         loader = Loader(conn, self.spec.prefix, self.pg, self.strategy.load_rel, self._cols,
                         self._wp, self.spec.raw, continuation=continuation,
-                        pg_types=self._pg_types)
+                        pg_types=self._pg_types, rejects=self.rejects)
         self.loaders.append(loader)
         return loader
 

@@ -12,7 +12,8 @@ from ...config import PostgresSourceConfig
 from ...connector import Capabilities, CursorPlan, KeyCuts, KeyRange, RangePlan, StreamInfo
 from ...errors import SourceError
 from ...pgconn import connect, resolve_conninfo
-from ...pgtypes import PgTable, describe_table, project, qualified, split_table
+from ...pgtypes import (PgTable, carried_as_text, describe_table, project, qualified,
+                        split_table)
 from ...table_facts import attach
 from . import catalog, ranges
 from .reader import PostgresReader
@@ -43,9 +44,11 @@ class PostgresSourceConnector:
             self._conn = connect(self.endpoint, "source")
         return self._conn
 
-    def describe(self, stream: Any) -> StreamInfo:
+    def describe(self, stream: Any, text_columns: frozenset[str] = frozenset()) -> StreamInfo:
+        """The stream's table now; ``text_columns`` are read and carried as exact text (an
+        earlier attempt met arrays their Arrow list type cannot carry)."""
         schema, table = split_table(stream.name, self.config.schema_name)
-        info = self._info(stream.name, schema, table, stream.columns)
+        info = self._info(stream.name, schema, table, stream.columns, text_columns)
         rel = qualified(schema, table)
         denied = [c for (c,) in self.catalog.execute(
             "SELECT c FROM unnest(%s::text[]) c WHERE NOT has_table_privilege(%s, 'SELECT') "
@@ -55,8 +58,8 @@ class PostgresSourceConnector:
                               f"{schema}.{table} (no SELECT on {', '.join(denied)})")
         return info
 
-    def _info(self, name: str, schema: str, table: str,
-              columns: tuple[str, ...] | None) -> StreamInfo:
+    def _info(self, name: str, schema: str, table: str, columns: tuple[str, ...] | None,
+              text_columns: frozenset[str] = frozenset()) -> StreamInfo:
         conn = self.catalog
         try:
             full = describe_table(conn, schema, table)
@@ -64,7 +67,7 @@ class PostgresSourceConnector:
                 "SELECT greatest(reltuples, 0)::bigint, pg_relation_size(oid) FROM pg_class "
                 "WHERE oid = %s::regclass", (qualified(schema, table),)).fetchone()
             raw_types = passthrough.column_types(conn, schema, table)
-            t = project(full, columns, name)
+            t = carried_as_text(project(full, columns, name), text_columns)
             facts = catalog.table_facts(conn, t)
         except SourceError as exc:
             raise SourceError(f"stream {name}: {exc}") from None

@@ -1,0 +1,78 @@
+"""Row-level bad values at load time (``on_data_error: skip|dlq``).
+
+A guarded loader sends each batch in its own savepoint. When the server (or our encoder)
+refuses it, the savepoint is rolled back and the batch is narrowed down to the rows that
+are refused: straight to the row when the refusal names it (a COPY error's line, an
+encoder error's row), else by bisection. Those rows are skipped or dead-lettered with the
+server's message and SQLSTATE; every other row loads. ``fail`` (the default) never gets
+here: the first refusal fails the load.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+import pyarrow as pa
+
+from .state.dlq import records_json
+from .transforms import RejectSink
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why rows [lo, hi) of an attempt were refused; ``row`` is the refused row when known."""
+
+    reason: str
+    sqlstate: str
+    row: int | None = None
+
+
+#: Loads rows [lo, hi) of the current batch in a savepoint; None when they all loaded.
+Attempt = Callable[[int, int], "Refusal | None"]
+
+
+class Rejects:
+    """Where one stream's refused rows go: counted only (``skip``), or dead-lettered with
+    their reason (``dlq``). Shared by the stream's writers (thread-safe)."""
+
+    def __init__(self, stream: str, mode: str, sink: RejectSink | None) -> None:
+        if mode not in ("skip", "dlq") or (mode == "dlq") != (sink is not None):
+            raise ValueError(f"on_data_error {mode!r} with sink {sink!r}")
+        self.stream, self.mode, self.sink = stream, mode, sink
+        self.skipped = self.dead_lettered = 0
+        self._lock = threading.Lock()
+
+    def reject(self, batch: pa.RecordBatch, row: int, refusal: Refusal) -> None:
+        """Drop row ``row`` of ``batch`` for ``refusal``."""
+        with self._lock:
+            if self.sink is None:
+                self.skipped += 1
+                return
+            reason = f"{refusal.sqlstate}: {refusal.reason}"
+            self.sink(self.stream, records_json(batch, [row])[0], [reason], "load")
+            self.dead_lettered += 1
+
+
+def load_guarded(batch: pa.RecordBatch, attempt: Attempt, rejects: Rejects) -> int:
+    """Load every row of ``batch`` the destination accepts, rejecting the others; returns
+    the rows loaded."""
+    loaded = 0
+    stack = [(0, batch.num_rows)]
+    # (ranges are taken in row order: the top of the stack is always the lowest range)
+    while stack:
+        lo, hi = stack.pop()
+        if lo >= hi:
+            continue
+        refusal = attempt(lo, hi)
+        if refusal is None:
+            loaded += hi - lo
+        elif refusal.row is not None and lo <= refusal.row < hi:
+            rejects.reject(batch, refusal.row, refusal)
+            # rows before it passed every check up to it: they load in one go, normally
+            stack += [(refusal.row + 1, hi), (lo, refusal.row)]
+        elif hi - lo == 1:
+            rejects.reject(batch, lo, refusal)
+        else:
+            mid = (lo + hi) // 2
+            stack += [(mid, hi), (lo, mid)]
+    return loaded
