@@ -46,6 +46,8 @@ class StreamResult:
     records_refused: int = 0
     load_method: str = ""
     copy_format: str = ""
+    #: what the load left out of the target (objects not recreated, foreign keys)
+    notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -147,6 +149,7 @@ class RunResult:
                 f"({s.load_method}{'/' + s.copy_format if s.copy_format else ''}, "
                 f"{s.path}{': ' + s.path_reason if s.path_reason else ''})"
             )
+            lines += [f"    note: {note}" for note in s.notes]
             rejected = s.records_skipped + s.records_dlq
             if rejected:
                 went = "to the dead-letter table" if s.records_dlq else "skipped"

@@ -52,6 +52,12 @@ class Strategy:
         #: what the source had, for the tables this load creates
         self.facts = TableFacts()
         self.columns_schema: pa.Schema = pa.schema([])
+        #: what the load left out of the target, for the summary (also logged)
+        self.notes: list[str] = []
+
+    def _note(self, text: str) -> None:
+        self.notes.append(text)
+        _log.warning("%s%s", self.spec.prefix, text)
 
     @property
     def load_rel(self) -> str:
@@ -111,7 +117,7 @@ class Strategy:
         for text in created_tables.comments_sql(rel, facts):
             conn.execute(text)
         for note in created_tables.notes(facts):
-            _log.warning("%s%s", self.spec.prefix, note)
+            self._note(note)
 
     def _complete_created(self, conn: psycopg.Connection, rel: str) -> None:
         """After the load into a target this load created (appended or merged into): the
@@ -130,8 +136,7 @@ class Strategy:
                              if conn.execute("SELECT to_regclass(%s) IS NULL",
                                              (qualified(spec.schema, n),)).fetchone()[0]), None)
                 if name is None:
-                    _log.warning("%sindex %s is not created: its name is taken", spec.prefix,
-                                 index.name)
+                    self._note(f"index {index.name} is not created: its name is taken")
                     continue
                 conn.execute(created_tables.index_sql(rel, index, name, unique))
 
@@ -255,7 +260,7 @@ class Replace(Strategy):
             objs, notes = target_objects.keep(target_catalog.capture(conn, self.target),
                                               set(self.names), bool(spec.primary_key))
             for note in notes:
-                _log.warning("%s%s", spec.prefix, note)
+                self._note(note)
             self._run(conn, target_objects.prebuild_sql(objs, stage))
             self._run(conn, target_objects.before_drop_sql(objs))
         else:
