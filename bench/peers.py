@@ -61,6 +61,12 @@ with adbc.connect(os.environ["RAPIDBYTE_BENCH_URL"]) as conn:
         cur.adbc_ingest(name, table, mode="append", db_schema_name=schema)
     conn.commit()
 """
+_APITAP = """
+import os, apitap
+url = os.environ["RBF_CX_URL"]
+apitap.transfer(url, url, table=os.environ["RBF_SRC"], dest_table=os.environ["RBF_DST"],
+                mode="replace")
+"""
 
 
 @dataclass
@@ -177,6 +183,7 @@ def entries(setup: Setup, parallelism: str) -> list[Entry]:
     duck_load, duck_reason = _duckdb_load()
     missing_cx = [m for m in ("connectorx", "adbc_driver_postgresql")
                   if importlib.util.find_spec(m) is None]
+    no_apitap = None if importlib.util.find_spec("apitap") else "apitap is not installed"
     psql = psql_path()
     no_psql = None if psql.exists() else f"psql not found at {psql}"
 
@@ -188,6 +195,11 @@ def entries(setup: Setup, parallelism: str) -> list[Entry]:
                   primary_key=True, run=_ours(mode, write, parallelism))
             for write in ("append", "replace") for mode in ("copy", "passthrough")]
     return mine + [
+        # replace into a keyed table, as ours: its staging table is swapped in with the key
+        # (apitap needs a URL with a host)
+        Entry("apitap 0.63 replace", "apitap", schema("apitap"), ours=False, precreate=True,
+              primary_key=True, run=_script(_APITAP, RBF_CX_URL=connectorx_url(setup.dsn)),
+              unavailable=no_apitap),
         Entry("psql | psql binary COPY", "psql", schema("psql_pk"), ours=False,
               precreate=True, primary_key=True, run=_psql_pipe, unavailable=no_psql),
         Entry("psql | psql binary COPY, no pk", "psql nopk", schema("psql_nopk"), ours=False,
