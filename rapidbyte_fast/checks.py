@@ -40,8 +40,9 @@ def _columns(schema: pa.Schema) -> str:
 
 def check_pipeline(cfg: PipelineConfig) -> list[str]:
     """Lines describing a passed check; raises the first problem found."""
-    lines = [f"config: ok (pipeline {cfg.pipeline}, {len(cfg.source.streams)} stream(s))"]
     planner = Planner(cfg)
+    cfg = planner.cfg
+    lines = [f"config: ok (pipeline {cfg.pipeline}, {len(cfg.source.streams)} stream(s))"]
     try:
         describe = getattr(cfg.source.config, "describe", None)
         lines.append(f"source: connected ({describe()})" if describe is not None

@@ -4,14 +4,17 @@ from the last commit, and record the run in the history."""
 from __future__ import annotations
 
 import logging
+import os
 import resource
+import threading
 import time
 import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 
 from . import _impl, faults, load_errors, registry, retry
 from .config import PipelineConfig
-from .errors import ArrayShapeError, DataError, RapidbyteError
+from .errors import ArrayShapeError, DataError, RapidbyteError, StopRequested
 from .executors.local import run_task
 from .executors.pipe import OnRows
 from .plan import Learned, Planner, TaskPlan, make_plans
@@ -19,15 +22,18 @@ from .result import RunResult, StreamResult
 from .state.history import RunHistory
 
 _log = logging.getLogger("rapidbyte_fast")
+#: ``parallel_streams: auto`` runs at most this many streams at once (one per core below).
+AUTO_PARALLEL_STREAMS = 4
+_COUNT_LOCK = threading.Lock()
 
 
 def _run_with_retries(plan: TaskPlan, cfg: PipelineConfig, on_rows: OnRows | None,
-                      result: RunResult, run_id: str) -> StreamResult:
+                      result: RunResult, run_id: str, cancel: threading.Event) -> StreamResult:
     attempt = 0
     learned = Learned()
     while True:
         try:
-            return run_task(plan, on_rows, run_id)
+            return run_task(plan, on_rows, run_id, cancel)
         except ArrayShapeError as exc:
             if exc.column in learned.text_columns:
                 raise
@@ -51,10 +57,12 @@ def _run_with_retries(plan: TaskPlan, cfg: PipelineConfig, on_rows: OnRows | Non
             if attempt > cfg.resources.max_retries or not retry.is_transient(exc):
                 raise
             wait = retry.backoff_secs(attempt)
-            result.retry_count += 1
+            with _COUNT_LOCK:
+                result.retry_count += 1
             _log.warning("stream %s: transient error (%s); retry %d of %d in %.1fs",
                          plan.stream.name, exc, attempt, cfg.resources.max_retries, wait)
-            time.sleep(wait)
+            if cancel.wait(wait):  # the run is stopping
+                raise StopRequested(0) from exc
         # planned again: the retry goes on from what the failed attempt committed
         plan = _replan(cfg, plan, learned)
 
@@ -90,21 +98,97 @@ def run_pipeline(cfg: PipelineConfig, on_rows: OnRows | None = None) -> RunResul
     return result
 
 
+def stream_workers(setting: str | int, streams: int) -> int:
+    """How many streams run at once: ``resources.parallel_streams``, ``auto`` being the
+    machine's cores (at most ``AUTO_PARALLEL_STREAMS``), never more than there are."""
+    n = min(os.cpu_count() or 1, AUTO_PARALLEL_STREAMS) if setting == "auto" else int(setting)
+    return max(1, min(n, streams))
+
+
 def _run_plans(cfg: PipelineConfig, plans: list[TaskPlan], on_rows: OnRows | None,
                result: RunResult) -> None:
+    """Run the plans, ``parallel_streams`` at a time. Each stream commits on its own: one
+    that fails does not stop or roll back the others, and the run then fails naming every
+    stream's outcome. A stop (signal) stops them all."""
     history = RunHistory(cfg.state.backend, cfg.state.resolved_connection())
     run_id = result.run_id
-    for plan in plans:
-        history.started(run_id, cfg.pipeline, plan.stream.name)
+    outcomes: dict[str, StreamResult | BaseException] = {}
+    workers = stream_workers(cfg.resources.parallel_streams, len(plans))
+    cancel = threading.Event()
+    if workers == 1:
+        # in this thread: a signal interrupts the stream's own commit sequence
+        for plan in plans:
+            history.started(run_id, cfg.pipeline, plan.stream.name)
+            future: Future = Future()
+            try:
+                future.set_result(_run_with_retries(plan, cfg, on_rows, result, run_id,
+                                                    cancel))
+            except BaseException as exc:
+                future.set_exception(exc)
+            _finished(history, run_id, plan, future, outcomes)
+            if isinstance(outcomes[plan.stream.name], KeyboardInterrupt):
+                raise outcomes[plan.stream.name]
+    else:
+        # (history is written from this thread only: its sqlite connection is not shared)
+        with ThreadPoolExecutor(workers, thread_name_prefix="rbf-stream") as pool:
+            running = {}
+            for plan in plans:
+                history.started(run_id, cfg.pipeline, plan.stream.name)
+                running[pool.submit(_run_with_retries, plan, cfg, on_rows, result, run_id,
+                                    cancel)] = plan
+            try:
+                for future in _as_done(running):
+                    _finished(history, run_id, running[future], future, outcomes)
+            except BaseException:
+                cancel.set()  # e.g. a signal in this thread: every stream rolls back
+                for future in _as_done(running, every=True):
+                    if running[future].stream.name not in outcomes:
+                        _finished(history, run_id, running[future], future, outcomes)
+                raise
+    result.streams += [o for o in (outcomes[p.stream.name] for p in plans)
+                       if isinstance(o, StreamResult)]
+    failed = [(p.stream.name, outcomes[p.stream.name]) for p in plans
+              if isinstance(outcomes[p.stream.name], BaseException)]
+    if not failed:
+        return
+    first = failed[0][1]
+    if isinstance(first, KeyboardInterrupt):
+        raise first
+    if len(plans) == 1 or not isinstance(first, RapidbyteError):
+        raise first
+    raise first.noted("(streams: " + "; ".join(
+        f"{p.stream.name} failed" if isinstance(outcomes[p.stream.name], BaseException)
+        else f"{p.stream.name} committed {outcomes[p.stream.name].records_written:,} rows"
+        for p in plans) + ")") from first.__cause__
+
+
+def _as_done(running: dict[Future, TaskPlan], every: bool = False):
+    """The futures as they finish, waking up often so that a signal handler runs; with
+    ``every``, through interruptions too (the streams are stopping)."""
+    pending = set(running)
+    while pending:
         try:
-            sr = _run_with_retries(plan, cfg, on_rows, result, run_id)
-        except BaseException as exc:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            history.finished(run_id, plan.stream.name, status, 0, 0, "", str(exc) or status)
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+        except BaseException:
+            if every:
+                continue
             raise
-        history.finished(run_id, plan.stream.name, "succeeded", sr.records_written,
-                         sr.bytes_written, sr.path, None)
-        result.streams.append(sr)
+        yield from done
+
+
+def _finished(history: RunHistory, run_id: str, plan: TaskPlan, future: Future,
+              outcomes: dict) -> None:
+    name = plan.stream.name
+    exc = future.exception()
+    if exc is None:
+        sr = future.result()
+        outcomes[name] = sr
+        history.finished(run_id, name, "succeeded", sr.records_written, sr.bytes_written,
+                         sr.path, None)
+        return
+    outcomes[name] = exc
+    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+    history.finished(run_id, name, status, 0, 0, "", str(exc) or status)
 
 
 def run(path_or_config, env=None, on_rows: OnRows | None = None) -> RunResult:

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from . import registry
 from .config import PipelineConfig, StreamConfig
+from .config.models import ALL_STREAMS
 from .connector import CursorPlan, KeyCuts, RangePlan, StreamInfo
 from .destinations.postgres.spec import WriteSpec
 from .errors import ConfigError
@@ -110,8 +111,13 @@ class Planner:
     """Plans the streams of one pipeline (holds the connectors while it does)."""
 
     def __init__(self, cfg: PipelineConfig) -> None:
-        self.cfg = cfg
         self.source = registry.source(cfg.source.use)(cfg.source.config)
+        try:
+            #: the config with its streams listed (``"*"`` expanded)
+            self.cfg = _listed_streams(cfg, self.source)
+        except BaseException:
+            self.source.close()
+            raise
         self.dest = registry.destination(cfg.destination.use)(cfg.destination)
 
     def close(self) -> None:
@@ -212,12 +218,32 @@ def _cursor(stream: StreamConfig, info: StreamInfo, committed) -> CursorPlan | N
                       committed.tie if committed else None)
 
 
+def _listed_streams(cfg: PipelineConfig, source) -> PipelineConfig:
+    """``cfg`` with a ``"*"`` stream replaced by every table ``source`` lists (each with
+    the ``"*"`` entry's settings) that no other entry names."""
+    streams = cfg.source.streams
+    i = next((i for i, s in enumerate(streams) if s.name == ALL_STREAMS), None)
+    if i is None:
+        return cfg
+    if not hasattr(source, "stream_names"):
+        raise ConfigError(f"source.streams[{i}].name: {cfg.source.use} sources cannot "
+                          f"list their streams: name them instead of {ALL_STREAMS!r}")
+    named = {s.name for s in streams}
+    listed = [streams[i].model_copy(update={"name": n}) for n in source.stream_names()
+              if n not in named]
+    if not listed and len(streams) == 1:
+        raise ConfigError(f"source.streams[{i}].name: {ALL_STREAMS!r} found no table to read")
+    expanded = streams[:i] + tuple(listed) + streams[i + 1:]
+    return cfg.model_copy(update={"source": cfg.source.model_copy(
+        update={"streams": expanded})})
+
+
 def make_plans(cfg: PipelineConfig) -> list[TaskPlan]:
     """The plans of a run, in stream order; raises the first problem found, before any
     stream is run."""
     planner = Planner(cfg)
     try:
-        return [planner.plan(s) for s in cfg.source.streams]
+        return [planner.plan(s) for s in planner.cfg.source.streams]
     finally:
         planner.close()
 

@@ -136,7 +136,8 @@ destination:
   write_mode: append                 # append | replace (staging table + swap) | upsert
   primary_key: []                    # key of a created table (upsert needs it); []: the
                                      #   source's key, none for append (a log)
-  on_data_error: fail                # fail | skip | dlq (rejected rows: rbf_dead_letters)
+  on_data_error: fail                # fail | skip | dlq: rows refused by validation or by
+                                     #   the destination (rbf_dead_letters)
   allow_empty_replace: false         # true: an empty source may empty the table on replace
   schema_evolution:                  # when the source columns drift from an existing table
     new_column: add                  # add | ignore | fail
@@ -156,6 +157,7 @@ state:
   connection: null                   # sqlite file (null: <data dir>/state.db) or postgres URL
 resources:
   parallelism: auto                  # shards per full refresh: auto (>= 4 cores) | N
+  parallel_streams: auto             # streams at once: auto (one per core, <= 4) | N
   max_inflight_batches: 16           # bounded queues between stages (memory bound)
   max_batch_bytes: 64mb              # sizes accept kb/mb/gb
   max_batch_rows: 100000             # a batch ends at max_batch_rows or max_batch_bytes

@@ -66,6 +66,10 @@ class StreamConfig(ConfigModel):
         return problems
 
 
+#: The stream name that stands for every table of the source's schema.
+ALL_STREAMS = "*"
+
+
 def _stream_model(use: object) -> type[ConfigModel]:
     """The model of each ``source.streams[]`` entry: the source connector's ``stream_model``
     when it declares one (``use: http``), else ``StreamConfig``."""
@@ -83,7 +87,9 @@ class SourceConfig(ConfigModel):
     config: TypedConfig = Field(
         default_factory=dict, validate_default=True, union_mode="left_to_right"
     )
-    #: StreamConfig entries, or the source connector's own ``stream_model``
+    #: StreamConfig entries, or the source connector's own ``stream_model``; a bare name
+    #: stands for ``{name: ...}``, and the name ``"*"`` (or ``streams: "*"``) for every
+    #: table of the source's schema (``plan.with_listed_streams``)
     streams: tuple[Any, ...] = Field(min_length=1)
 
     @field_validator("config", mode="before")
@@ -95,10 +101,14 @@ class SourceConfig(ConfigModel):
     @classmethod
     def _streams_for_use(cls, value: Any, info: ValidationInfo) -> Any:
         model = _stream_model(info.data.get("use"))
+        if value == ALL_STREAMS:
+            value = [value]
         if not isinstance(value, (list, tuple)):
             return value  # (the field's own type reports it)
         problems, out = [], []
         for i, item in enumerate(value):
+            if isinstance(item, str):
+                item = {"name": item}
             try:
                 out.append(item if isinstance(item, model) else model.model_validate(item))
             except ValidationError as exc:
@@ -211,6 +221,8 @@ class ResourcesConfig(ConfigModel):
     """Parallelism, memory bounds, inter-stage compression, checkpoints and retries."""
 
     parallelism: Literal["auto"] | int = "auto"
+    #: streams run at once (auto: one per core, at most engine.AUTO_PARALLEL_STREAMS)
+    parallel_streams: Literal["auto"] | int = "auto"
     max_inflight_batches: int = Field(16, ge=1, le=1024)
     max_batch_bytes: BatchBytes = 64 << 20
     max_batch_rows: int = Field(100_000, ge=1)
@@ -225,7 +237,7 @@ class ResourcesConfig(ConfigModel):
     checkpoint_interval_seconds: float = Field(0, ge=0)
     max_retries: int = Field(3, ge=0, le=100)
 
-    @field_validator("parallelism", mode="before")
+    @field_validator("parallelism", "parallel_streams", mode="before")
     @classmethod
     def _auto_or_count(cls, value: Any) -> Any:
         if value == "auto":

@@ -14,13 +14,13 @@ import time
 import uuid
 
 from .. import faults, registry
-from ..errors import RapidbyteError, StageStopped
+from ..errors import RapidbyteError, StageStopped, StopRequested
 from ..plan import TaskPlan
 from ..result import StreamResult, merge_timings
 from ..row_guard import Rejects
 from ..state.dlq import DeadLetterStore
 from ..transforms import chain as chain_mod
-from .pipe import Frames, OnRows, Pipe, PipeSettings
+from .pipe import POLL_SECS, Frames, OnRows, Pipe, PipeSettings
 
 _log = logging.getLogger("rapidbyte_fast")
 
@@ -41,8 +41,9 @@ class _Run:
             r.cancel()
 
 
-def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "") -> StreamResult:
-    """Copy one stream as planned."""
+def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "",
+             cancel: threading.Event | None = None) -> StreamResult:
+    """Copy one stream as planned; ``cancel`` set stops it (rolled back as on a signal)."""
     res = plan.resources
     src = registry.source(plan.source_use)(plan.source_config, plan.source_endpoint)
     dest = registry.destination(plan.dest_use)(plan.dest_config, plan.dest_endpoint)
@@ -87,7 +88,9 @@ def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "") ->
         for p in pipes:
             p.start()
         for p in pipes:
-            p.join()
+            while not p.join(POLL_SECS):
+                if cancel is not None and cancel.is_set():
+                    raise StopRequested(0)
         if run.errors:
             raise run.errors[0]
         load.commit(pipes[0].last_loader if pipes and plan.write.commit == "once" else None)

@@ -113,10 +113,10 @@ class Pipe:
         for t in self.threads:
             t.start()
 
-    def join(self, timeout: float | None = None) -> None:
-        """Wait until every stage has ended (each for at most ``timeout``)."""
-        for ended in self._ended:
-            ended.wait(timeout)
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until every stage has ended (each for at most ``timeout``); True when all
+        have."""
+        return all([ended.wait(timeout) for ended in self._ended])
 
     def _put(self, item, q: queue.Queue | None = None,
              wait_key: str = "source_emit_wait_secs") -> None:

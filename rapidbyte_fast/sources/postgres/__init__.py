@@ -23,6 +23,12 @@ SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY c.relname
 """
 
+_BASE_TABLES_SQL = """
+SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND c.relname NOT LIKE 'rbf\\_%%' ORDER BY c.relname
+"""
+
 
 class PostgresSourceConnector:
     """``source: use: postgres``."""
@@ -77,6 +83,12 @@ class PostgresSourceConnector:
         # (the facts ride on the schema, to the tables a destination creates)
         return StreamInfo(name, attach(t.arrow_schema(), facts), t.primary_key, est_rows,
                           est_bytes, f"{schema}.{table}", {"table": t, "raw_types": raw_types})
+
+    def stream_names(self) -> list[str]:
+        """The tables of the configured schema, as stream names (``streams: "*"``): plain
+        and partitioned tables, not partitions (their parent reads them)."""
+        return [r[0] for r in self.catalog.execute(_BASE_TABLES_SQL,
+                                                   (self.config.schema_name,)).fetchall()]
 
     def discover(self) -> list[StreamInfo]:
         schema = self.config.schema_name
