@@ -48,15 +48,20 @@ def _sums(conn, schema: str, table: str):
 @pytest.mark.parametrize("streams", ["*", ["*"], TABLES[:4] + ["*"]])
 def test_every_table_of_the_schema_loads(pg_dsn, pg_conn, tables, pg_schema2, tmp_path,
                                          streams):
-    proc = _cli(pg_dsn, "run", _write(tmp_path, tables, pg_schema2, streams))
-    assert proc.returncode == 0, proc.stderr
-    for t in TABLES:
-        assert _sums(pg_conn, pg_schema2, t) == _sums(pg_conn, tables, t)
-    got = pg_conn.execute("SELECT relname FROM pg_class WHERE relnamespace = %s::regnamespace "
-                          "AND relkind = 'r' ORDER BY 1", (f'"{pg_schema2}"',)).fetchall()
-    assert [r[0] for r in got] == TABLES
-    listed = [ln.split(" → ")[0].strip() for ln in proc.stdout.splitlines() if " → " in ln]
-    assert sorted(listed) == TABLES
+    fresh = f"{pg_schema2}_new"  # created by the first of the streams that run at once
+    try:
+        proc = _cli(pg_dsn, "run", _write(tmp_path, tables, fresh, streams))
+        assert proc.returncode == 0, proc.stderr
+        for t in TABLES:
+            assert _sums(pg_conn, fresh, t) == _sums(pg_conn, tables, t)
+        got = pg_conn.execute("SELECT relname FROM pg_class WHERE relnamespace = "
+                              "%s::regnamespace AND relkind = 'r' ORDER BY 1",
+                              (f'"{fresh}"',)).fetchall()
+        assert [r[0] for r in got] == TABLES
+        listed = [ln.split(" → ")[0].strip() for ln in proc.stdout.splitlines() if " → " in ln]
+        assert sorted(listed) == TABLES
+    finally:
+        pg_conn.execute(f'DROP SCHEMA IF EXISTS "{fresh}" CASCADE')
 
 
 def test_a_failing_stream_leaves_its_siblings_committed(pg_dsn, pg_conn, tables, pg_schema2,

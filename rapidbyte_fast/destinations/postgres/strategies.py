@@ -70,10 +70,6 @@ class Strategy:
         rows load into an existing target."""
         spec = self.spec
         self.facts = facts_of(schema)  # (before the types' names change to the destination's)
-        # (only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database)
-        if conn.execute("SELECT to_regnamespace(%s) IS NULL",
-                        (quote_ident(spec.schema),)).fetchone()[0]:
-            conn.execute(f"CREATE SCHEMA {quote_ident(spec.schema)}")
         schema = ensure_types(conn, spec.schema, schema)
         if spec.discard is not None:
             progress.reset(conn, spec.schema, spec.pipeline, spec.stream)
@@ -303,8 +299,6 @@ class Merge(Strategy):
                 raise DestinationError(
                     f"{spec.prefix}upsert needs a primary key or unique index on "
                     f"({', '.join(spec.primary_key)}) in {spec.schema}.{spec.table}")
-        if spec.cursor is not None:
-            cursors.ensure_table(conn, spec.schema)
         return schema
 
     def checkpoint(self, conn: psycopg.Connection) -> None:

@@ -16,13 +16,17 @@ import pyarrow as pa
 
 from ... import faults
 from ...pgconn import connect
-from ...pgtypes import describe_table, field_pg_type, target_encoding
-from ...state import progress
+from ...pgtypes import describe_table, field_pg_type, quote_ident, table_exists, target_encoding
+from ...state import cursors, progress
 from .ddl import column_list
 from .loader import Loader, dest_error
 from ...row_guard import Rejects
 from .spec import WriteSpec
 from .strategies import STRATEGIES
+
+
+#: The advisory lock class (first key) under which a load creates its schema's shared objects.
+SHARED_DDL_LOCK = 0x7262
 
 
 class TableLoad:
@@ -82,6 +86,7 @@ class TableLoad:
         self.conn = self._connect()
         t0 = time.perf_counter()
         try:
+            self._shared_objects(self.conn)
             schema, target_types = self.strategy.prepare(self.conn, schema)
             self._wp = target_encoding(schema, target_types)
             self._pg_types = self._load_types(schema, target_types is not None)
@@ -94,6 +99,24 @@ class TableLoad:
         finally:
             self.timings["dest_ddl_secs"] += time.perf_counter() - t0
         self._ck_mark = (0, 0, time.monotonic())
+
+    def _shared_objects(self, conn: psycopg.Connection) -> None:
+        """The schema and the state tables every stream into it shares, when missing, in a
+        short transaction of their own: streams loading at once would otherwise wait on
+        (or collide with) each other's uncommitted DDL."""
+        spec = self.spec
+        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                     (SHARED_DDL_LOCK, spec.schema))
+        # (only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database)
+        if conn.execute("SELECT to_regnamespace(%s) IS NULL",
+                        (quote_ident(spec.schema),)).fetchone()[0]:
+            conn.execute(f"CREATE SCHEMA {quote_ident(spec.schema)}")
+        if spec.cursor is not None and not table_exists(conn, spec.schema, cursors.STATE_TABLE):
+            cursors.ensure_table(conn, spec.schema)
+        if spec.ranged is not None and not table_exists(conn, spec.schema,
+                                                        progress.PROGRESS_TABLE):
+            progress.ensure_table(conn, spec.schema)
+        conn.commit()
 
     def _load_types(self, schema: pa.Schema, into_existing: bool) -> list[str]:
         if not into_existing:
