@@ -22,7 +22,10 @@ from .result import RunResult, StreamResult
 from .state.history import RunHistory
 
 _log = logging.getLogger("rapidbyte_fast")
-#: ``parallel_streams: auto`` runs at most this many streams at once (one per core below).
+#: ``parallel_streams: auto`` runs one stream per core, at most this many. 10 tables x 300k
+#: rows, passthrough replace, 2 cores (shared, load average 8), 2 rounds: 1 at a time
+#: 20.6/31.0 s, 2: 18.4/14.2 s, 4: 17.4/11.3 s; peak RSS 125, 139, 171 MB (1 table: 110 MB).
+#: Beyond the cores, a stream's COPY threads mostly wait and memory grows with every stream.
 AUTO_PARALLEL_STREAMS = 4
 _COUNT_LOCK = threading.Lock()
 
