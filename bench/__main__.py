@@ -147,13 +147,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(compare.compare_table(refs[0], refs[1], a, b))
     for name, note in notes:
         print(f"{name}: {note}")
-    return 1 if any(note.startswith("FAILED") for _, note in notes) else 0
+    slower = compare.regressions(records, refs[0], refs[1])
+    for line in slower:
+        print(f"REGRESSION {line}")
+    if any(note.startswith("FAILED") for _, note in notes):
+        return 1
+    return 3 if slower else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    records = history.load(args.results)
+    records = report.select(history.load(args.results), args.last, args.sha)
     if not records:
-        print(f"no results in {args.results}", file=sys.stderr)
+        print(f"no results in {args.results}" + (" that match" if args.last or args.sha
+                                                 else ""), file=sys.stderr)
         return 1
     summaries = report.latest(records)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -226,7 +232,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("matrix", parents=[common], help="the standard scenario set"
                    ).set_defaults(fn=cmd_matrix)
 
-    cmp_ = sub.add_parser("compare", parents=[common], help="compare two git refs")
+    cmp_ = sub.add_parser("compare", parents=[common],
+                          help="compare two git refs (exit code 3: REF2 slower beyond noise)")
     cmp_.add_argument("ref1")
     cmp_.add_argument("ref2")
     cmp_.add_argument("--scenario", nargs="+", action="extend", metavar="NAME",
@@ -236,6 +243,8 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="Markdown table and PNG chart of the history")
     rep.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     rep.add_argument("--out", type=Path, default=RESULTS_DIR)
+    rep.add_argument("--last", type=int, metavar="N", help="only the last N invocations")
+    rep.add_argument("--sha", nargs="+", metavar="SHA", help="only these commits (prefixes)")
     rep.set_defaults(fn=cmd_report)
 
     peer = sub.add_parser("peers", parents=[common], help="us against other tools")

@@ -10,6 +10,7 @@ made with ``--system-site-packages`` from a venv would not see the venv's packag
 from __future__ import annotations
 
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,33 @@ def compare_table(label_a: str, label_b: str, a: list[dict], b: list[dict]) -> s
             f"{sa['rows_per_sec']:>12,.0f} {sb['rows_per_sec']:>12,.0f} "
             f"{pct_change(sa['rows_per_sec'], sb['rows_per_sec']):>+8.1f}%")
     return "\n".join(lines)
+
+
+#: A slowdown within this much is never called a regression, however quiet the runs: the
+#: smallest spread seen between alternated iterations of one ref on these shared machines
+#: (bench compare 20d91e5 vs 78603ae, 3 iters: 2.4-5.3%).
+NOISE_FLOOR_PCT = 3.0
+
+
+def regressions(records: list[dict], ref_a: str, ref_b: str) -> list[str]:
+    """One line per scenario where ``ref_b``'s median wall is slower than ``ref_a``'s by
+    more than the measured noise: the larger spread ((max - min) / median) of either ref's
+    own iterations, and at least ``NOISE_FLOOR_PCT``."""
+    walls: dict[str, dict[str, list[float]]] = {}
+    for r in records:
+        walls.setdefault(r["scenario"], {}).setdefault(r["ref"], []).append(r["wall_secs"])
+    out = []
+    for scenario, by_ref in walls.items():
+        a, b = by_ref.get(ref_a), by_ref.get(ref_b)
+        if not a or not b:
+            continue
+        noise = max(NOISE_FLOOR_PCT, *((max(w) - min(w)) / statistics.median(w) * 100.0
+                                       for w in (a, b)))
+        change = pct_change(statistics.median(a), statistics.median(b))
+        if change > noise:
+            out.append(f"{scenario}: {ref_b} is {change:.1f}% slower than {ref_a} "
+                       f"(noise {noise:.1f}%)")
+    return out
 
 
 def _git(repo: Path, *args: str) -> str:

@@ -63,6 +63,18 @@ def console_table(summaries: list[dict], notes: Iterable[tuple[str, str]] = ()) 
     return "\n".join(lines)
 
 
+def select(records: list[dict], last: int | None = None,
+           shas: list[str] | None = None) -> list[dict]:
+    """The records of the last ``last`` invocations (run ids, in file order) and of commits
+    starting with one of ``shas``."""
+    if shas:
+        records = [r for r in records if any(r.get("git_sha", "").startswith(s) for s in shas)]
+    if last:
+        runs = list(dict.fromkeys(r["run_id"] for r in records))[-last:]
+        records = [r for r in records if r["run_id"] in set(runs)]
+    return records
+
+
 def latest(records: list[dict]) -> list[dict]:
     """Summaries of the most recent invocation (run_id) of each (scenario, git sha, dirty),
     ordered by scenario then time."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 
 BENCH_PREFIX = "@@BENCH_JSON@@"
@@ -48,6 +49,9 @@ class StreamResult:
     copy_format: str = ""
     #: what the load left out of the target (objects not recreated, foreign keys)
     notes: list[str] = field(default_factory=list)
+    #: rows each worker wrote, and how long its writer ran
+    worker_rows: list[int] = field(default_factory=list)
+    worker_secs: list[float] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -124,9 +128,33 @@ class RunResult:
             "checkpoints": sum(s.checkpoints for s in self.streams),
             "resumed_ranges": sum(s.resumed_ranges for s in self.streams),
             "resumed_rows": sum(s.resumed_rows for s in self.streams),
+            **self._utilisation(),
         }
         d.update({k: round(v, 6) for k, v in sorted(self.timings().items())})
         return d
+
+    def _utilisation(self) -> dict:
+        """CPU use against one core and all cores, each stage's time split into waiting
+        and working, and how evenly the workers shared the rows (max / mean; 1 is even)."""
+        cores = os.cpu_count() or 1
+        one = self.process_cpu_secs / self.duration_secs * 100 if self.duration_secs else 0.0
+        t = self.timings()
+        rows = [n for s in self.streams for n in s.worker_rows]
+        secs = [x for s in self.streams for x in s.worker_secs]
+        return {
+            "available_cores": cores,
+            "process_cpu_pct_one_core": round(one, 1),
+            "process_cpu_pct_available_cores": round(one / cores, 1),
+            "source_busy_secs": round(t.get("source_duration_secs", 0.0)
+                                      - t.get("source_emit_wait_secs", 0.0), 6),
+            "dest_busy_secs": round(t.get("dest_duration_secs", 0.0)
+                                    - t.get("dest_recv_wait_secs", 0.0), 6),
+            "workers": len(rows),
+            "worker_records_skew_ratio": round(max(rows) * len(rows) / sum(rows), 3)
+            if rows and sum(rows) else 1.0,
+            "worker_secs_skew_ratio": round(max(secs) * len(secs) / sum(secs), 3)
+            if secs and sum(secs) else 1.0,
+        }
 
     def bench_line(self) -> str:
         """``@@BENCH_JSON@@{...}``."""

@@ -141,6 +141,8 @@ def _result(plan: TaskPlan, load, readers: list, pipes: list[Pipe], chain: list,
         records_refused=rejects.skipped + rejects.dead_lettered if rejects else 0,
         transform_count=len(chain),
         copy_format=load.copy_format, notes=list(load.strategy.notes),
+        worker_rows=[p.rows_written for p in pipes],
+        worker_secs=[p.times["dest_duration_secs"] for p in pipes],
         cursor_before=plan.cursor.value if plan.cursor is not None else None)
     sr.records_read = (sr.records_written if plan.path == "passthrough"
                        else sum(p.records_read for p in pipes))

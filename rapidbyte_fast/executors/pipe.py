@@ -87,7 +87,7 @@ class Pipe:
         # with transforms: source → q_in → transform thread → q → destination
         self.q_in: queue.Queue = (queue.Queue(maxsize=settings.queue_batches) if chain
                                   else self.q)
-        self.records_read = self.batches = 0
+        self.records_read = self.batches = self.rows_written = 0
         #: the once-committed loader the final commit finishes
         self.last_loader = None
         self.times = {"source_emit_wait_secs": 0.0, "dest_recv_wait_secs": 0.0,
@@ -201,6 +201,7 @@ class Pipe:
                     batch = self.s.frames.unpack(item)
                     self.writer.write(batch)
                     rows, nbytes = batch.num_rows, batch.nbytes
+                self.rows_written += rows
                 faults.hit("dest.batch")
                 if self.on_rows is not None:
                     self.on_rows(rows, nbytes)

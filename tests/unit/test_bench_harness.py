@@ -303,6 +303,37 @@ def test_compare_table_and_split_by_ref():
                                 "+90.9%"]
 
 
+def _walls(**by_ref: list[float]) -> list[dict]:
+    recs = []
+    for ref, walls in by_ref.items():
+        for w in walls:
+            r = _record(wall=w)
+            r["ref"] = ref
+            recs.append(r)
+    return recs
+
+
+def test_a_slowdown_beyond_the_measured_noise_is_a_regression():
+    # A spreads 9.5% ((1.1 - 1.0) / 1.05), B is 20% slower: beyond the noise
+    slow = compare.regressions(_walls(main=[1.0, 1.05, 1.1], feat=[1.26, 1.25, 1.27]),
+                               "main", "feat")
+    assert slow == ["bench_events-copy: feat is 20.0% slower than main (noise 9.5%)"]
+    # within the noise of either side, or below the floor: not one
+    assert compare.regressions(_walls(main=[1.0, 1.05, 1.1], feat=[1.1, 1.12, 1.15]),
+                               "main", "feat") == []
+    assert compare.regressions(_walls(main=[1.0, 1.0, 1.0], feat=[1.02, 1.02, 1.02]),
+                               "main", "feat") == []
+    assert compare.regressions(_walls(main=[1.0, 1.0], feat=[0.5, 0.5]), "main", "feat") == []
+
+
+def test_report_selects_the_last_runs_and_commits():
+    recs = [_record(run_id=f"r{i}", sha=sha) for i, sha in enumerate(["aaa1", "bbb2", "ccc3"])]
+    assert [r["run_id"] for r in report.select(recs, last=2)] == ["r1", "r2"]
+    assert [r["run_id"] for r in report.select(recs, shas=["aaa", "ccc"])] == ["r0", "r2"]
+    assert [r["run_id"] for r in report.select(recs, last=1, shas=["aaa", "bbb"])] == ["r1"]
+    assert report.select(recs) == recs
+
+
 # --- peers and runner helpers -----------------------------------------------------------
 
 def test_connectorx_url():
