@@ -133,6 +133,8 @@ destination:
     insert_batch_bytes: 4mb          # load_method insert: bytes per INSERT statement
     on_dependent_views: recreate     # replace: recreate dependent views, foreign keys | fail
     indexes: source                  # a created table gets the source's indexes | none
+    durable: true                    # false: replace loads an UNLOGGED table (no WAL;
+                                     #   a server crash empties it)
   write_mode: append                 # append | replace (staging table + swap) | upsert
   primary_key: []                    # key of a created table (upsert needs it); []: the
                                      #   source's key, none for append (a log)

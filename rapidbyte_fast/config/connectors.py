@@ -137,6 +137,8 @@ class PostgresDestinationConfig(PostgresConnection):
     insert_batch_bytes: Size = Field(4 << 20, ge=1)
     on_dependent_views: Literal["recreate", "fail"] = "recreate"
     indexes: Literal["source", "none"] = "source"
+    #: false: a replace loads an UNLOGGED table (no WAL), which a server crash empties
+    durable: bool = True
 
     @field_validator("passthrough", mode="before")
     @classmethod

@@ -25,17 +25,17 @@ def pkey_name(table: str) -> str:
 
 def create_table_sql(rel: str, table: str, columns: list[tuple[str, str]],
                      pk: tuple[str, ...] = (), seq: bool = False,
-                     constraints: list[str] | None = None) -> str:
-    """``CREATE TABLE rel`` with ``columns`` (name, type and column clauses), the primary
-    key ``pk`` (named after ``table``), table ``constraints`` clauses and, for upsert
-    staging, the arrival-order column."""
+                     constraints: list[str] | None = None, unlogged: bool = False) -> str:
+    """``CREATE [UNLOGGED] TABLE rel`` with ``columns`` (name, type and column clauses), the
+    primary key ``pk`` (named after ``table``), table ``constraints`` clauses and, for
+    upsert staging, the arrival-order column."""
     defs = [f"{quote_ident(n)} {t}" for n, t in columns]
     if seq:
         defs.append(f"{quote_ident(SEQ_COLUMN)} bigserial")
     if pk:
         defs.append(f"CONSTRAINT {pkey_name(table)} PRIMARY KEY ({column_list(pk)})")
     defs += constraints or []
-    return f"CREATE TABLE {rel} ({', '.join(defs)})"
+    return f"CREATE {'UNLOGGED ' if unlogged else ''}TABLE {rel} ({', '.join(defs)})"
 
 
 def add_primary_key_sql(rel: str, table: str, pk: tuple[str, ...]) -> str:

@@ -85,12 +85,16 @@ class Strategy:
         self._drop_orphan_stages(conn)
         if spec.staging is not None:
             if spec.ranged is None or not spec.ranged.columns:  # a new staging table
+                # durable: false: a replace's staging (its new target) skips the WAL
+                unlogged = spec.strategy == "replace" and not getattr(
+                    self.options, "durable", True)
                 if spec.strategy == "replace" and not exists:  # (the new target)
-                    self._create(conn, self.load_rel, self.load_table, schema, identities=False)
+                    self._create(conn, self.load_rel, self.load_table, schema, identities=False,
+                                 unlogged=unlogged)
                 else:
                     conn.execute(ddl.create_table_sql(
                         self.load_rel, self.load_table, _columns(schema),
-                        seq=spec.write_mode == "upsert"))
+                        seq=spec.write_mode == "upsert", unlogged=unlogged))
             target_types = None  # the staging table has the source's types
         elif not table_exists(conn, spec.schema, spec.table):
             self._create(conn, self.target, spec.table, schema)
@@ -104,12 +108,14 @@ class Strategy:
         return schema, target_types
 
     def _create(self, conn: psycopg.Connection, rel: str, table: str, schema: pa.Schema,
-                pk: tuple[str, ...] = (), identities: bool = True) -> None:
+                pk: tuple[str, ...] = (), identities: bool = True,
+                unlogged: bool = False) -> None:
         """Create a table that becomes the target, with what its source had (indexes
         come after the load: ``_complete_created``)."""
         facts = self.facts
         conn.execute(ddl.create_table_sql(rel, table, created_tables.columns(
-            schema, facts, identities), pk, constraints=created_tables.checks(facts)))
+            schema, facts, identities), pk, constraints=created_tables.checks(facts),
+            unlogged=unlogged))
         for text in created_tables.comments_sql(rel, facts):
             conn.execute(text)
         for note in created_tables.notes(facts):
