@@ -594,15 +594,26 @@ cdef inline Py_ssize_t put_timestamp(unsigned char* p, int64_t us, bint tz) noex
 cdef inline Py_ssize_t put_interval(unsigned char* p, int32_t months, int32_t days,
                                     int64_t us) noexcept nogil:
     # Explicit signs on every field: under IntervalStyle=sql_standard a lone leading '-'
-    # would otherwise apply to all fields.
+    # would otherwise apply to all fields. The time part as [+-]H:MM:SS.ffffff: PostgreSQL
+    # before 15 reads a "N microseconds" field as a 32-bit integer.
     cdef Py_ssize_t n = put_signed(p, months)
+    cdef uint64_t m = magnitude(us)
     memcpy(p + n, b" mons ", 6)
     n += 6
     n += put_signed(p + n, days)
     memcpy(p + n, b" days ", 6)
     n += 6
-    n += put_signed(p + n, us)
-    memcpy(p + n, b" microseconds", 13)
+    p[n] = 45 if us < 0 else 43
+    n += 1 + put_u64(p + n + 1, m // (<uint64_t>3600 * 1000000))
+    p[n] = 58
+    put_2(p + n + 1, <unsigned>(m // 60000000 % 60))
+    p[n + 3] = 58
+    put_2(p + n + 4, <unsigned>(m // 1000000 % 60))
+    p[n + 6] = 46
+    m %= 1000000
+    put_2(p + n + 7, <unsigned>(m // 10000))
+    put_2(p + n + 9, <unsigned>(m // 100 % 100))
+    put_2(p + n + 11, <unsigned>(m % 100))
     return n + 13
 
 

@@ -94,12 +94,6 @@ def load_arrow(pg_dsn):
     return load
 
 
-#: PostgreSQL 14 parses each interval field as a 32-bit integer, so it refuses the text and
-#: INSERT encoders' interval form ``+N microseconds`` once N passes 2^31 (a bug of ours:
-#: the encoders should write the time part as hours, minutes and seconds).
-PG14_INTERVAL_TEXT = "PostgreSQL 14 refuses the text encoders' '+N microseconds' intervals"
-
-
 @pytest.fixture
 def server_version(pg_conn) -> int:
     """The test server's ``server_version_num`` (e.g. 160004)."""

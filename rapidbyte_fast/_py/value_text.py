@@ -155,8 +155,14 @@ def fmt_interval(months: int, days: int, ns: int) -> str:
     if (months, days, ns) in INTERVAL_SPECIAL:
         return INTERVAL_SPECIAL[months, days, ns]
     # Explicit signs on every field: under IntervalStyle=sql_standard a lone leading '-'
-    # would otherwise apply to all fields.
-    return f"{months:+d} mons {days:+d} days {ns // 1000:+d} microseconds"
+    # would otherwise apply to all fields. The time part as [+-]H:MM:SS.ffffff: PostgreSQL
+    # before 15 reads a "N microseconds" field as a 32-bit integer.
+    us = ns // 1000
+    h, rest = divmod(abs(us), 3_600_000_000)
+    m, rest = divmod(rest, 60_000_000)
+    s, rest = divmod(rest, 1_000_000)
+    sign = "-" if us < 0 else "+"
+    return f"{months:+d} mons {days:+d} days {sign}{h}:{m:02d}:{s:02d}.{rest:06d}"
 
 
 def fmt_float(v: float, digits: int) -> str:

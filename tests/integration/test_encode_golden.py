@@ -16,7 +16,6 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tests.conftest import PG14_INTERVAL_TEXT
 from rapidbyte_fast._impl import twins
 from rapidbyte_fast.column_plan import (
     COPY_BINARY_HEADER, COPY_BINARY_TRAILER, INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN,
@@ -198,12 +197,10 @@ def _load(conn, method: str, impl: str, table: str, plan: ColumnPlan, cols: list
 
 @pytest.mark.parametrize("impl", ["python", "c"])
 @pytest.mark.parametrize("method", ["binary", "text", "insert"])
-def test_every_kind_round_trips(pg_conn, pg_schema, server_version, method: str,
+def test_every_kind_round_trips(pg_conn, pg_schema, method: str,
                                 impl: str) -> None:
     if impl not in ENCODE or impl not in INSERT:
         pytest.skip(f"{impl} twin not built")
-    if method != "binary" and server_version < 150000:
-        pytest.skip(PG14_INTERVAL_TEXT)
     batch, plan, expected = _batch()
     table = _create(pg_conn, pg_schema)
     _hostile_session(pg_conn)
@@ -270,12 +267,10 @@ def _list(elem_type: pa.DataType, rows: list) -> pa.Array:
 
 @pytest.mark.parametrize("impl", ["python", "c"])
 @pytest.mark.parametrize("method", ["binary", "text", "insert"])
-def test_arrays_round_trip(pg_conn, pg_schema, server_version, method: str,
+def test_arrays_round_trip(pg_conn, pg_schema, method: str,
                            impl: str) -> None:
     if impl not in ENCODE or impl not in INSERT:
         pytest.skip(f"{impl} twin not built")
-    if method != "binary" and server_version < 150000:
-        pytest.skip(PG14_INTERVAL_TEXT)
     names = ["rid"] + [c[0] for c in ARRAY_COLUMNS]
     arrays = [pa.array(range(ARRAY_ROWS), pa.int32())]
     arrays += [_list(c[4], [v for v, _ in c[5]]) for c in ARRAY_COLUMNS]

@@ -13,7 +13,6 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tests.conftest import PG14_INTERVAL_TEXT
 import rapidbyte_fast
 from rapidbyte_fast.pgconn import connect
 
@@ -78,10 +77,8 @@ def _source(conn, schema: str) -> None:
     ("insert", "off", "replace"), ("copy", "off", "replace"), ("copy", "auto", "replace"),
     ("insert", "off", "upsert"), ("copy", "off", "append")])
 def test_hostile_destination_gets_exact_values(pg_dsn, pg_conn, pg_schema, hostile_dsn,
-                                               server_version, load_method, passthrough,
+                                               load_method, passthrough,
                                                write_mode):
-    if load_method == "insert" and server_version < 150000:
-        pytest.skip(PG14_INTERVAL_TEXT)
     _source(pg_conn, pg_schema)
     rapidbyte_fast.run({
         "version": "1.0", "pipeline": "hostile",

@@ -312,8 +312,8 @@ def test_text_lines_exact(impl: str) -> None:
     TWINS[impl].encode_text(plan, cols, 0, 2, out)
     assert bytes(out).decode() == (
         "-1\ta\\tb\\\\c\\nd\\re\t\\\\x0aff\t0001-12-31 23:59:59.999999+00 BC\t"
-        "-1 mons +0 days +5 microseconds\t0.100000001\t-0.005\t0002-12-31 BC\tt\n"
-        "\\N\t\\\\N\t\\N\t-infinity\t+0 mons -3 days +0 microseconds\t-Infinity\t123.456\t"
+        "-1 mons +0 days +0:00:00.000005\t0.100000001\t-0.005\t0002-12-31 BC\tt\n"
+        "\\N\t\\\\N\t\\N\t-infinity\t+0 mons -3 days +0:00:00.000000\t-Infinity\t123.456\t"
         "5874897-12-31\tf\n")
 
 

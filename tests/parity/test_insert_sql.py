@@ -78,9 +78,9 @@ def test_statement_exact(impl: str) -> None:
         "INSERT INTO t VALUES "
         "(-9223372036854775808,'it''s \\ ''q''',true,'\\x0aff','-0','0002-12-31 BC',"
         "'infinity','00010203-0405-0607-0809-0a0b0c0d0e0f','-1.23','-Infinity',"
-        "'{\"a\": \"b''\"}','+0 mons +0 days +0 microseconds','00:00:00.000001'),"
+        "'{\"a\": \"b''\"}','+0 mons +0 days +0:00:00.000000','00:00:00.000001'),"
         "(NULL,'',false,'\\x','NaN','-infinity','1970-01-01 00:00:00.000001',NULL,'0.00',"
-        "'1.50',NULL,'-2 mons +3 days -4 microseconds','24:00:00.000000')"
+        "'1.50',NULL,'-2 mons +3 days -0:00:00.000004','24:00:00.000000')"
         " RETURNING 1").encode()
     assert got == (2, len(stmt))
     assert bytes(out) == b"--" + stmt

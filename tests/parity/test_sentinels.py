@@ -144,7 +144,7 @@ def test_interval_extremes_encode_as_infinity(impl):
     tuples = b"".join(struct.pack(">hi", 1, 16) + f for f in WIRE_INTERVAL)
     assert _binary(mod, P_INTERVAL, _intervals(INTERVALS)) == tuples
     assert _text(mod, P_INTERVAL, _intervals(INTERVALS)) == (
-        b"infinity\n-infinity\n+1 mons +2 days +3 microseconds\n")
+        b"infinity\n-infinity\n+1 mons +2 days +0:00:00.000003\n")
 
 
 @pytest.mark.parametrize("impl", sorted(INSERT))
