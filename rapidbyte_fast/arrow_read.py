@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import pyarrow as pa
 
@@ -204,7 +204,7 @@ def _parallel_readers(src: PostgresSourceConnector, info: StreamInfo,
                     if not put(batch):
                         return
             put(_DONE)
-        except BaseException as exc:  # handed to the consumer, raised in its thread
+        except BaseException as exc:  # noqa: BLE001 (raised again in the consumer's thread)
             put(exc)
 
     try:

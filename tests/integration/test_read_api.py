@@ -20,8 +20,13 @@ import pytest
 
 import rapidbyte_fast
 from rapidbyte_fast.config import PostgresSourceConfig, StreamConfig
-from rapidbyte_fast.errors import (ConfigError, ConnectionLost, DataError, RapidbyteError,
-                                   SourceError)
+from rapidbyte_fast.errors import (
+    ConfigError,
+    ConnectionLost,
+    DataError,
+    RapidbyteError,
+    SourceError,
+)
 from rapidbyte_fast.sources.postgres import PostgresSourceConnector
 
 pytestmark = pytest.mark.integration
@@ -180,7 +185,9 @@ def test_polars_duckdb_and_pandas_take_the_reader(pg_dsn, numbers):
         duckdb = None
     if duckdb is not None:
         reader = rapidbyte_fast.read(pg_dsn, numbers, where="id <= 100")
-        assert duckdb.sql("SELECT count(*), sum(id) FROM reader").fetchall() == [(100, 5050)]
+        # duckdb finds the reader by its variable name
+        got = duckdb.sql("SELECT count(*), sum(id) FROM reader").fetchall()
+        assert got == [(100, 5050)] and reader is not None
     if pl is None or duckdb is None:
         pytest.skip("polars or duckdb is not installed (pandas was checked)")
 
@@ -205,12 +212,13 @@ def test_to_parquet_round_trip(pg_dsn, typed, numbers, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["numbers.parquet", "typed.parquet"]
 
 
-def test_a_failing_read_leaves_no_parquet_file(pg_dsn, numbers, tmp_path):
+@pytest.mark.parametrize("parallel", [None, 3])
+def test_a_failing_read_leaves_no_parquet_file(pg_dsn, numbers, tmp_path, parallel):
     path = tmp_path / "out.parquet"
     with pytest.raises(SourceError, match="division by zero"):
-        # fails mid-stream, after the first batches were written
+        # fails mid-stream (in a worker thread when parallel), after batches were written
         rapidbyte_fast.read_to_parquet(pg_dsn, numbers, path, where="1 / (25000 - id) >= 0",
-                                       batch_rows=1000)
+                                       parallel=parallel, batch_rows=1000)
     assert os.listdir(tmp_path) == []
 
 
