@@ -301,3 +301,22 @@ def test_memory_is_bounded_by_batches_not_the_table(pg_conn, pg_dsn, pg_schema, 
     assert got_rows == rows
     # the whole table is 200 MB; a few batches (and libpq's buffers) are a fraction of it
     assert growth < 60 << 20, f"peak RSS grew by {growth >> 20} MB"
+
+
+def test_bench_read_runs_and_verifies(pg_conn, pg_dsn):
+    prefix = f"tb_{uuid.uuid4().hex[:10]}"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench", "read", "--rows", "2000", "--iters", "1",
+             "--schema-prefix", prefix, "--dsn", pg_dsn], cwd=root, capture_output=True,
+            text=True, timeout=600, env={**os.environ, "PYTHONPATH": root}, check=False)
+    finally:
+        pg_conn.execute(f'DROP SCHEMA IF EXISTS "{prefix}_src" CASCADE')
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    ours = next(ln for ln in lines if ln.startswith("rapidbyte_fast.read parallel=1"))
+    assert ours.split()[-1] == "1"  # one verified run
+    for peer in ("connectorx ", "ADBC postgresql "):
+        row = next(ln for ln in lines if ln.startswith(peer))
+        assert row.split()[-1] == "1" or "skipped: " in row
