@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .config import PostgresSourceConfig, StreamConfig
+from .config import PostgresSourceConfig, ResourcesConfig, StreamConfig
 from .config.base import validate_section
 from .connector import KeyRange, StreamInfo
 from .errors import ConfigError, DataError
@@ -27,9 +27,9 @@ from .pgtypes import PgTable, qualified
 from .sources.postgres import PostgresSourceConnector
 from .sources.postgres.reader import PostgresReader
 
-#: Batch caps: the pipeline defaults (``resources.max_batch_rows`` / ``max_batch_bytes``).
-BATCH_ROWS = 100_000
-BATCH_BYTES = 64 << 20
+#: Batch caps: a pipeline's defaults (``resources.max_batch_rows`` / ``max_batch_bytes``).
+BATCH_ROWS: int = ResourcesConfig.model_fields["max_batch_rows"].default
+BATCH_BYTES: int = ResourcesConfig.model_fields["max_batch_bytes"].default
 
 
 def read(url: str, table: str, columns: Sequence[str] | None = None, where: str | None = None,
@@ -51,10 +51,9 @@ def read(url: str, table: str, columns: Sequence[str] | None = None, where: str 
     column, a bad URL or a failing ``where`` raise a one-line ``RapidbyteError``. The
     reader's schema carries each column's Postgres type in field metadata (``pg_type``).
     """
-    src, info, table_def, ranges = _plan(url, table, columns, where, parallel)
     if batch_rows < 1 or batch_bytes < 1:
-        src.close()
-        raise ConfigError("read: batch_rows and batch_bytes must be at least 1")
+        raise ConfigError(f"read {table}: batch_rows and batch_bytes must be at least 1")
+    src, info, table_def, ranges = _plan(url, table, columns, where, parallel)
     batches = (_one_reader(src, info, ranges, batch_rows, batch_bytes) if len(ranges) == 1
                else _parallel_readers(src, info, ranges, min(parallel or 1, len(ranges)),
                                       batch_rows, batch_bytes))

@@ -230,6 +230,7 @@ def test_a_failing_read_leaves_no_parquet_file(pg_dsn, numbers, tmp_path, parall
     ({"where": "nope > 1"}, ConfigError, 'column "nope" does not exist'),
     ({"where": "id > 1; DROP TABLE x"}, ConfigError, "where 'id > 1; DROP TABLE x' fails"),
     ({"parallel": 0}, ConfigError, "parallel must be a positive integer"),
+    ({"batch_rows": 0}, ConfigError, "batch_rows and batch_bytes must be at least 1"),
     ({"url": "http://example.com/db"}, ConfigError, "postgresql:// URL"),
 ])
 def test_user_errors_are_one_line(pg_dsn, numbers, kwargs, error, text):
