@@ -169,27 +169,24 @@ def test_quoted_identifiers(pg_conn, pg_dsn, pg_schema):
     assert got.to_pylist() == [{'a"b': "q", "Select": 1}]
 
 
-def test_polars_duckdb_and_pandas_take_the_reader(pg_dsn, numbers):
+def test_pandas_takes_the_reader(pg_dsn, numbers):
+    pytest.importorskip("pandas")
     pandas = rapidbyte_fast.read(pg_dsn, numbers, columns=["id", "v"]).read_pandas()
     assert len(pandas) == 30000 and int(pandas["id"].sum()) == 30000 * 30001 // 2
-    try:
-        import polars as pl
-    except ImportError:
-        pl = None
-    if pl is not None:
-        df = pl.from_arrow(rapidbyte_fast.read(pg_dsn, numbers, parallel=2))
-        assert df.height == 30000 and df["id"].sum() == 30000 * 30001 // 2
-    try:
-        import duckdb
-    except ImportError:
-        duckdb = None
-    if duckdb is not None:
-        reader = rapidbyte_fast.read(pg_dsn, numbers, where="id <= 100")
-        # duckdb finds the reader by its variable name
-        got = duckdb.sql("SELECT count(*), sum(id) FROM reader").fetchall()
-        assert got == [(100, 5050)] and reader is not None
-    if pl is None or duckdb is None:
-        pytest.skip("polars or duckdb is not installed (pandas was checked)")
+
+
+def test_polars_takes_the_reader(pg_dsn, numbers):
+    pl = pytest.importorskip("polars")
+    df = pl.from_arrow(rapidbyte_fast.read(pg_dsn, numbers, parallel=2))
+    assert df.height == 30000 and df["id"].sum() == 30000 * 30001 // 2
+
+
+def test_duckdb_takes_the_reader(pg_dsn, numbers):
+    duckdb = pytest.importorskip("duckdb")
+    reader = rapidbyte_fast.read(pg_dsn, numbers, where="id <= 100")
+    # duckdb finds the reader by its variable name
+    got = duckdb.sql("SELECT count(*), sum(id) FROM reader").fetchall()
+    assert got == [(100, 5050)] and reader is not None
 
 
 def test_to_parquet_round_trip(pg_dsn, typed, numbers, tmp_path):
