@@ -91,6 +91,11 @@ class Sizing:
     #: the share of the budget these bounds were solved for
     worker_bytes: int
 
+    def describe(self) -> str:
+        """One line for the debug log."""
+        return (f"{mb(self.worker_bytes)} per worker: batches of {self.batch_bytes >> 10:,} KB"
+                f" or {self.batch_rows:,} rows, queues of {self.queue_batches}")
+
 
 def resolve(max_memory: int, baseline: int | None = None,
             cgroup: int | None | bool = True) -> Budget:
