@@ -6,9 +6,11 @@ batches in its queues, one batch in each stage's hands, the temporaries of compr
 between stages, and the fixed buffers of reading and COPY writing. ``per_worker`` solves
 that sum for the batch size and the queue depth; ``max_batch_bytes``, ``max_batch_rows`` and
 ``max_inflight_batches`` stay upper bounds the budget can only lower. The budget is for the
-whole process: workers that run at the same time (shards, streams run side by side) split
-it, and an executor running workers elsewhere (one Dask worker process per machine) calls
-``per_worker`` with its own share. The budget never counts the interpreter and libraries
+whole process: workers that run at the same time split it (a stream's shards in
+``per_worker``; tasks run side by side through ``Budget.shared``), and an executor running
+tasks in other processes (a Dask worker) resolves the budget there, in that process and
+its cgroup: ``resolve(plan.resources.max_memory).shared(tasks_at_once)``, passed to
+``executors.local.run_task``. The budget never counts the interpreter and libraries
 loaded before the run (its *baseline*); on Linux a cgroup memory limit lower than baseline
 plus budget lowers the budget to what the cgroup leaves.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -65,6 +67,12 @@ class Budget:
     cgroup_limit: int | None
     #: resident bytes of the process when the run started (not counted in the budget)
     baseline: int
+
+    def shared(self, tasks: int) -> Budget:
+        """One task's budget when ``tasks`` tasks run at once in this process (streams side
+        by side, or a Dask worker's threads): the run's reserve is paid once."""
+        rows = max(self.bytes - RUN_RESERVE, 0) // max(tasks, 1)
+        return replace(self, bytes=RUN_RESERVE + rows)
 
     def describe(self) -> str:
         """One line for the log and the summary."""

@@ -81,6 +81,15 @@ def test_a_lower_cgroup_limit_lowers_the_budget_and_says_so():
     assert mb.resolve(256 * MB, baseline=100 * MB, cgroup=110 * MB).bytes == 48 * MB
 
 
+def test_tasks_side_by_side_share_the_budget_and_pay_the_run_reserve_once():
+    b = mb.resolve(256 * MB, baseline=100 * MB, cgroup=None)
+    half = b.shared(2)
+    assert half.bytes == mb.RUN_RESERVE + (256 * MB - mb.RUN_RESERVE) // 2
+    assert (half.baseline, half.configured) == (b.baseline, b.configured)
+    two = mb.per_worker(half.bytes).worker_bytes * 2
+    assert mb.per_worker(b.bytes).worker_bytes - 2 <= two <= mb.per_worker(b.bytes).worker_bytes
+
+
 def _tree(tmp_path, cgroup_line: str, files: dict[str, str]):
     tmp_path.mkdir(parents=True, exist_ok=True)
     proc = tmp_path / "cgroup"
