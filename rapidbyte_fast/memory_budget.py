@@ -22,8 +22,12 @@ import platform
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config.sizes import MIN_MEMORY_BUDGET
+
+if TYPE_CHECKING:
+    from .plan import TaskPlan
 
 #: Per process, outside the workers: what a run touches besides its rows (connections,
 #: libpq and socket buffers, code pages of kernels loaded on first use, allocator slack).
@@ -34,13 +38,13 @@ RUN_RESERVE = 24 << 20
 #: tuple straddles them).
 WORKER_RESERVE = 10 << 20
 #: A batch cut at N bytes of column data holds more: validity bytes, bytearray growth slack
-#: (1/8), packed bitmaps. python -m bench run, large-copy at max_memory 64 MB: RSS above
-#: baseline was 1.2x the batches the model counted.
+#: (1/8), packed bitmaps. A margin, not a fit: with it every run measured (the README's
+#: table, tests/integration/test_memory_budget.py) peaked at least 8 MB under its limit.
 BATCH_OVERHEAD = 1.25
-#: Queue depth the budget aims for before it shrinks batches to deepen queues further:
-#: a deeper queue only absorbs longer stalls, and 4 batches of several MB each already
-#: keep both sides busy (python -m bench run, bench_events-copy 10M rows: 16 deep 22.9 s,
-#: 4 deep within the run-to-run noise).
+#: Queue depth the budget aims for before it shrinks batches to deepen queues further: a
+#: deeper queue only absorbs longer stalls of the writer, which is bound by the server.
+#: 10M bench_events rows, Arrow path, COPY flush time: 28.6 s with 16 queued batches (before
+#: the budget), 28.9 s with 13 (256 MB), 31.8 s with 3 (128 MB) on a loaded machine.
 TARGET_QUEUE = 4
 #: The smallest batch worth its per-batch costs (config's own floor for max_batch_bytes).
 MIN_BATCH_BYTES = 64 << 10
@@ -142,7 +146,7 @@ def per_worker(budget_bytes: int, workers: int = 1, *, raw: bool = False,
     # in hand at once: the batch the reader fills and the one the writer encodes; a
     # transform's input and output; compression's IPC stream and frame (reader), frame
     # being decompressed (writer)
-    held = 2 + (2 if transforms else 0) + (3 if compressed and not raw else 0)
+    held = 2 + (2 if transforms else 0) + (3 if compressed else 0)
     queues = 2 if transforms else 1
     batch = min(max_batch_bytes, int(room / (held + queues * TARGET_QUEUE)))
     rows = max_batch_rows
@@ -155,7 +159,7 @@ def per_worker(budget_bytes: int, workers: int = 1, *, raw: bool = False,
     return Sizing(batch, rows, max(1, min(max_inflight_batches, depth)), share)
 
 
-def for_plan(plan, budget_bytes: int, concurrent_workers: int = 0) -> Sizing:
+def for_plan(plan: TaskPlan, budget_bytes: int, concurrent_workers: int = 0) -> Sizing:
     """``per_worker`` for a ``TaskPlan``'s workers; ``concurrent_workers``: every worker
     sharing the budget at once (default: the plan's own)."""
     res, info = plan.resources, plan.info
