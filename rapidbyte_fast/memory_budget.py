@@ -116,7 +116,9 @@ def resolve(max_memory: int, baseline: int | None = None,
             cgroup: int | None | bool = True) -> Budget:
     """The run's budget: ``max_memory``, lowered to what a cgroup memory limit leaves above
     ``baseline`` (default: the process's resident bytes now). ``cgroup``: True reads this
-    process's cgroup, None means no limit, an int is the limit."""
+    process's cgroup, None means no limit, an int is the limit. Called where the rows will
+    move (any executor's process), it also makes freed memory go back to the OS there."""
+    release_freed_memory()
     base = resident_bytes() if baseline is None else baseline
     limit = cgroup_limit() if cgroup is True else (cgroup or None)
     budget = max_memory
