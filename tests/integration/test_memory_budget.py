@@ -48,7 +48,8 @@ def _load(pg_dsn: str, schema: str, max_memory: str, compression: str,
                                     env={**os.environ, "TEST_DSN": pg_dsn})
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
-        text = open(out_path).read()
+        with open(out_path) as f:
+            text = f.read()
     assert proc.returncode == 0, text
     line = next(ln for ln in text.splitlines() if ln.startswith(BENCH_PREFIX))
     peak_mb = usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / 2**20
