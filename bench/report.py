@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterable
 
 COLUMNS = ("scenario", "rows", "iters", "wall s", "tool s", "rows/s", "MB/s", "path", "par",
-           "cpu s", "RSS MB")
+           "cpu s", "RSS MB", "base+budget MB")
 
 
 def summarize(records: Iterable[dict]) -> list[dict]:
@@ -37,6 +37,9 @@ def summarize(records: Iterable[dict]) -> list[dict]:
             "parallelism": res.get("parallelism", ""),
             "cpu_secs": statistics.median(r["result"]["process_cpu_secs"] for r in rs),
             "peak_rss_mb": max(r["result"]["peak_rss_mb"] for r in rs),
+            # what the peak must stay under (results from before the budget have none)
+            "baseline_rss_mb": res.get("baseline_rss_mb"),
+            "max_memory_mb": res.get("max_memory_mb"),
             "impl": last.get("impl", ""),
             "git_sha": last.get("git_sha", ""),
             "git_dirty": last.get("git_dirty", False),
@@ -49,7 +52,13 @@ def _cells(s: dict) -> list[str]:
     return [s["scenario"], f"{s['rows']:,}", str(s["iters"]), f"{s['wall_secs']:.3f}",
             f"{s['tool_secs']:.3f}", f"{s['rows_per_sec']:,.0f}", f"{s['mb_per_sec']:,.1f}",
             str(s["path"]), str(s["parallelism"]), f"{s['cpu_secs']:.2f}",
-            f"{s['peak_rss_mb']:.0f}"]
+            f"{s['peak_rss_mb']:.0f}", _limit(s)]
+
+
+def _limit(s: dict) -> str:
+    if s.get("max_memory_mb") is None:
+        return "-"
+    return f"{s['baseline_rss_mb']:.0f}+{s['max_memory_mb']:.0f}"
 
 
 def console_table(summaries: list[dict], notes: Iterable[tuple[str, str]] = ()) -> str:
@@ -102,7 +111,7 @@ def markdown(summaries: list[dict], machine: dict | None = None) -> str:
         head += [f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
                  f"{machine.get('memory_gb', '?')} GB.", ""]
     cols = ["scenario", "rows", "git sha", "date", "impl", "iters", "wall s", "tool s",
-            "rows/s", "MB/s", "path", "par", "cpu s", "RSS MB"]
+            "rows/s", "MB/s", "path", "par", "cpu s", "RSS MB", "base+budget MB"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for s in summaries:
         c = _cells(s)

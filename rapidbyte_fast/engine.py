@@ -12,7 +12,7 @@ import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 
-from . import _impl, faults, load_errors, registry, retry
+from . import _impl, faults, load_errors, memory_budget, registry, retry
 from .config import PipelineConfig
 from .errors import ArrayShapeError, DataError, RapidbyteError, StopRequested
 from .executors.local import run_task
@@ -31,12 +31,13 @@ _COUNT_LOCK = threading.Lock()
 
 
 def _run_with_retries(plan: TaskPlan, cfg: PipelineConfig, on_rows: OnRows | None,
-                      result: RunResult, run_id: str, cancel: threading.Event) -> StreamResult:
+                      result: RunResult, run_id: str, cancel: threading.Event,
+                      budget: memory_budget.Budget) -> StreamResult:
     attempt = 0
     learned = Learned()
     while True:
         try:
-            return run_task(plan, on_rows, run_id, cancel)
+            return run_task(plan, on_rows, run_id, cancel, budget)
         except ArrayShapeError as exc:
             if exc.column in learned.text_columns:
                 raise
@@ -84,6 +85,9 @@ def run_pipeline(cfg: PipelineConfig, on_rows: OnRows | None = None) -> RunResul
     faults.arm()
     result = RunResult(pipeline=cfg.pipeline, impl=_impl.IMPL,
                        compression=cfg.resources.compression)
+    # measured before any row moves: the interpreter and libraries are not the budget's
+    result.memory = memory_budget.resolve(cfg.resources.max_memory)
+    _log.info("%s", result.memory.describe())
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     plans = make_plans(cfg)
@@ -118,6 +122,7 @@ def _run_plans(cfg: PipelineConfig, plans: list[TaskPlan], on_rows: OnRows | Non
     outcomes: dict[str, StreamResult | BaseException] = {}
     workers = stream_workers(cfg.resources.parallel_streams, len(plans))
     cancel = threading.Event()
+    budget = result.memory.shared(workers)  # streams running at once split the budget
     if workers == 1:
         # in this thread: a signal interrupts the stream's own commit sequence
         for plan in plans:
@@ -125,7 +130,7 @@ def _run_plans(cfg: PipelineConfig, plans: list[TaskPlan], on_rows: OnRows | Non
             future: Future = Future()
             try:
                 future.set_result(_run_with_retries(plan, cfg, on_rows, result, run_id,
-                                                    cancel))
+                                                    cancel, budget))
             except BaseException as exc:
                 future.set_exception(exc)
             _finished(history, run_id, plan, future, outcomes)
@@ -138,7 +143,7 @@ def _run_plans(cfg: PipelineConfig, plans: list[TaskPlan], on_rows: OnRows | Non
             for plan in plans:
                 history.started(run_id, cfg.pipeline, plan.stream.name)
                 running[pool.submit(_run_with_retries, plan, cfg, on_rows, result, run_id,
-                                    cancel)] = plan
+                                    cancel, budget)] = plan
             try:
                 for future in _as_done(running):
                     _finished(history, run_id, running[future], future, outcomes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 BENCH_PREFIX = "@@BENCH_JSON@@"
 
@@ -68,6 +69,8 @@ class RunResult:
     retry_count: int = 0
     compression: str = "none"
     run_id: str = ""
+    #: the run's memory budget (a memory_budget.Budget), when it was resolved
+    memory: Any = None
 
     @property
     def parallelism(self) -> int:
@@ -130,6 +133,12 @@ class RunResult:
             "resumed_rows": sum(s.resumed_rows for s in self.streams),
             **self._utilisation(),
         }
+        if self.memory is not None:
+            m = self.memory
+            d.update({"max_memory_mb": round(m.bytes / (1 << 20), 1),
+                      "baseline_rss_mb": round(m.baseline / (1 << 20), 1),
+                      "memory_budget_source": "cgroup" if m.bytes < m.configured
+                      else "max_memory"})
         d.update({k: round(v, 6) for k, v in sorted(self.timings().items())})
         return d
 
@@ -195,7 +204,8 @@ class RunResult:
                 ("commit", "dest_commit_secs")]
         parts = [f"{label} {t[k]:.3f}s" for label, k in keys if k in t]
         lines.append("  timings: " + ", ".join(parts))
-        lines.append(f"  cpu {self.process_cpu_secs:.2f}s, peak RSS {self.peak_rss_mb:.0f} MB")
+        lines.append(f"  cpu {self.process_cpu_secs:.2f}s, peak RSS {self.peak_rss_mb:.0f} MB"
+                     + (f"; {self.memory.describe()}" if self.memory is not None else ""))
         return "\n".join(lines)
 
     def to_dict(self) -> dict:

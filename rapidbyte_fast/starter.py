@@ -160,7 +160,8 @@ state:
 resources:
   parallelism: auto                  # shards per full refresh: auto (>= 4 cores) | N
   parallel_streams: auto             # streams at once: auto (one per core, <= 4) | N
-  max_inflight_batches: 16           # bounded queues between stages (memory bound)
+  max_memory: 256mb                  # rows in flight; batches and queues are sized to it
+  max_inflight_batches: 16           # bounded queues between stages (the budget may lower)
   max_batch_bytes: 64mb              # sizes accept kb/mb/gb
   max_batch_rows: 100000             # a batch ends at max_batch_rows or max_batch_bytes
   compression: none                  # none | lz4 | zstd, between stages

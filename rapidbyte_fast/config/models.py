@@ -16,7 +16,7 @@ from ..redact import MASK, redact
 from .base import ConfigModel, Name, TypedConfig, typed_config
 from .connectors import DATASETS, GenerateConfig, connector_config_model
 from .problems import SECRET_KEY, LoadContext, Problem, flatten, problems_error, rule
-from .sizes import BatchBytes, Size
+from .sizes import BatchBytes, MemoryBudget, Size
 from .transforms import TransformConfig
 
 
@@ -226,6 +226,9 @@ class ResourcesConfig(ConfigModel):
     max_inflight_batches: int = Field(16, ge=1, le=1024)
     max_batch_bytes: BatchBytes = 64 << 20
     max_batch_rows: int = Field(100_000, ge=1)
+    #: what the rows in flight may take (memory_budget.py sizes batches and queues to it;
+    #: the three bounds above only cap what it derives)
+    max_memory: MemoryBudget = 256 << 20
     compression: Literal["none", "lz4", "zstd"] = "none"
     compression_level: int = 0
     #: 256 MB: a crash costs at most this much re-loading, and a full refresh smaller than

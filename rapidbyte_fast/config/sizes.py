@@ -56,7 +56,20 @@ def _at_least_64kb(value: int) -> int:
     return value
 
 
+#: The least memory budget: a run's and a worker's fixed buffers (memory_budget.py) and a
+#: few small batches.
+MIN_MEMORY_BUDGET = 48 << 20
+
+
+def _at_least_48mb(value: int) -> int:
+    if value < MIN_MEMORY_BUDGET:
+        raise ValueError("must be at least 48mb")
+    return value
+
+
 #: A size field of a config model: validated by the parser above.
 Size = Annotated[int, BeforeValidator(_size_bytes)]
 #: A bound on the bytes of a batch: smaller than 64kb would cut rows into slivers.
 BatchBytes = Annotated[Size, AfterValidator(_at_least_64kb)]
+#: A memory budget (resources.max_memory).
+MemoryBudget = Annotated[Size, AfterValidator(_at_least_48mb)]

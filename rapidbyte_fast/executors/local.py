@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 
-from .. import faults, registry
+from .. import faults, memory_budget, registry
 from ..errors import RapidbyteError, StageStopped, StopRequested
 from ..plan import TaskPlan
 from ..result import StreamResult, merge_timings
@@ -42,8 +42,11 @@ class _Run:
 
 
 def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "",
-             cancel: threading.Event | None = None) -> StreamResult:
-    """Copy one stream as planned; ``cancel`` set stops it (rolled back as on a signal)."""
+             cancel: threading.Event | None = None,
+             budget: memory_budget.Budget | None = None) -> StreamResult:
+    """Copy one stream as planned; ``cancel`` set stops it (rolled back as on a signal).
+    Its workers share ``budget`` (default: resources.max_memory as ``memory_budget.resolve``
+    lowers it, for this task alone)."""
     res = plan.resources
     src = registry.source(plan.source_use)(plan.source_config, plan.source_endpoint)
     dest = registry.destination(plan.dest_use)(plan.dest_config, plan.dest_endpoint)
@@ -57,9 +60,7 @@ def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "",
     rejects = (Rejects(plan.stream.name, on_data_error, sink)
                if on_data_error != "fail" else None)
     faults.bind(plan.source_endpoint, plan.dest_endpoint)
-    settings = PipeSettings(res.max_inflight_batches, res.max_batch_bytes, res.max_batch_rows,
-                            plan.path == "passthrough",
-                            Frames(res.compression, res.compression_level))
+    settings = _settings(plan, budget or memory_budget.resolve(res.max_memory))
     run = _Run()
     load = dest.open_load(plan.write, dlq.mark_committed if dlq is not None else None, rejects)
     pipes: list[Pipe] = []
@@ -120,6 +121,15 @@ def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "",
         load.close()
     return _result(plan, load, run.readers, pipes, chain, settings.frames,
                    time.perf_counter() - t_start)
+
+
+def _settings(plan: TaskPlan, budget: memory_budget.Budget) -> PipeSettings:
+    """The pipes' batch and queue bounds: this task's workers' share of the budget."""
+    res = plan.resources
+    sizing = memory_budget.for_plan(plan, budget.bytes)
+    _log.debug("stream %s: %s", plan.stream.name, sizing.describe())
+    return PipeSettings(sizing.queue_batches, sizing.batch_bytes, sizing.batch_rows,
+                        plan.path == "passthrough", Frames(res.compression, res.compression_level))
 
 
 def _result(plan: TaskPlan, load, readers: list, pipes: list[Pipe], chain: list,

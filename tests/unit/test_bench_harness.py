@@ -240,9 +240,13 @@ def test_console_table_lists_rows_and_notes():
                                 [("x-copy", "skipped: nope")])
     lines = text.splitlines()
     assert lines[0].split() == ["scenario", "rows", "iters", "wall", "s", "tool", "s", "rows/s",
-                                "MB/s", "path", "par", "cpu", "s", "RSS", "MB"]
+                                "MB/s", "path", "par", "cpu", "s", "RSS", "MB", "base+budget",
+                                "MB"]
     assert lines[2].split() == ["bench_events-copy", "1,000", "1", "2.000", "0.500", "500",
-                                "1.0", "arrow", "1", "0.25", "100"]
+                                "1.0", "arrow", "1", "0.25", "100", "-"]
+    budgeted = _record(wall=2.0, baseline_rss_mb=98.4, max_memory_mb=256.0)
+    assert report.console_table(report.summarize([budgeted])).splitlines()[2].split()[-2:] \
+        == ["100", "98+256"]
     assert lines[3] == "x-copy: skipped: nope"
 
 
@@ -266,10 +270,10 @@ def test_markdown_table():
     assert lines[0] == "# Benchmark results"
     assert "Machine: X, 2 cores, 8.0 GB." in lines
     assert lines[-3] == ("| scenario | rows | git sha | date | impl | iters | wall s | tool s | "
-                         "rows/s | MB/s | path | par | cpu s | RSS MB |")
-    assert lines[-2] == "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+                         "rows/s | MB/s | path | par | cpu s | RSS MB | base+budget MB |")
+    assert lines[-2] == "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     assert lines[-1] == ("| bench_events-copy | 1,000 | abcdef0 | 2026-01-01 | c | 1 | 2.000 | "
-                         "0.500 | 500 | 1.0 | arrow | 1 | 0.25 | 100 |")
+                         "0.500 | 500 | 1.0 | arrow | 1 | 0.25 | 100 | - |")
 
 
 def test_chart_writes_a_png(tmp_path):

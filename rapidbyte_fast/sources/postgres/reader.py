@@ -79,8 +79,12 @@ class PostgresReader:
         assert self.conn is not None
         pgconn = self.conn.pgconn
         t0 = time.perf_counter()
-        pgconn.send_query(self.copy_sql(raw, key_range).encode())
-        res = wait_result(pgconn)
+        try:
+            pgconn.send_query(self.copy_sql(raw, key_range).encode())
+            res = wait_result(pgconn)
+        except psycopg.OperationalError as exc:  # the connection died between two ranges
+            raise SourceError(f"stream {self.stream_name}: {' '.join(str(exc).split())}",
+                              sqlstate="08006") from None
         if res is None or res.status != pq.ExecStatus.COPY_OUT:
             raise _source_error(self.stream_name, pgconn, res)
         self.timings["source_query_secs"] += time.perf_counter() - t0
