@@ -7,6 +7,7 @@
   peers    psql pipe, psycopg, duckdb, connectorx → ADBC and us on the same data
   resume   resumable full refresh: its cost, and a crashed load resumed vs redone
   http     the HTTP source against dlt's rest_api on one local JSON API
+  cdc      change capture: bootstrap, then a change set drained and verified
 
 The database is --dsn, else RAPIDBYTE_BENCH_DSN, else a pgserver of the harness's own.
 Kernel micro-benchmarks are a separate tool: python -m bench.micro.
@@ -20,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from . import history, http, report
+from . import cdc, history, http, report
 from .database import server
 from .history import DEFAULT_RESULTS, RESULTS_DIR
 from .runner import TOOL_ROOT, Setup, ensure_seeded, run_scenario
@@ -246,6 +247,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("resume", parents=[common], help="resumable full refresh: cost and saving"
                    ).set_defaults(fn=cmd_resume)
     http.add_parser(sub, common)
+    cdc.add_parser(sub, common)
     return ap
 
 

@@ -12,6 +12,7 @@ from dataclasses import replace
 from . import _impl, faults, load_errors, registry, retry
 from .config import PipelineConfig
 from .errors import ArrayShapeError, DataError, RapidbyteError
+from .executors.cdc import run_changes
 from .executors.local import run_task
 from .executors.pipe import OnRows
 from .plan import Learned, Planner, TaskPlan, make_plans
@@ -27,6 +28,8 @@ def _run_with_retries(plan: TaskPlan, cfg: PipelineConfig, on_rows: OnRows | Non
     learned = Learned()
     while True:
         try:
+            if plan.changes is not None:
+                return run_changes(plan, on_rows, run_id)
             return run_task(plan, on_rows, run_id)
         except ArrayShapeError as exc:
             if exc.column in learned.text_columns:

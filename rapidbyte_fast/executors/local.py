@@ -41,8 +41,11 @@ class _Run:
             r.cancel()
 
 
-def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "") -> StreamResult:
-    """Copy one stream as planned."""
+def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "",
+             snapshot: str | None = None, before_commit=None) -> StreamResult:
+    """Copy one stream as planned; ``snapshot``: an exported snapshot every reader imports
+    (a cdc bootstrap's), ``before_commit(conn)``: runs in the transaction committing the
+    rows (the cdc bootstrap saves its position there)."""
     res = plan.resources
     src = registry.source(plan.source_use)(plan.source_config, plan.source_endpoint)
     dest = registry.destination(plan.dest_use)(plan.dest_config, plan.dest_endpoint)
@@ -60,18 +63,20 @@ def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "") ->
                             plan.path == "passthrough",
                             Frames(res.compression, res.compression_level))
     run = _Run()
-    load = dest.open_load(plan.write, dlq.mark_committed if dlq is not None else None, rejects)
+    hooks = [h for h in (dlq.mark_committed if dlq is not None else None, before_commit) if h]
+    load = dest.open_load(plan.write, (lambda conn: [h(conn) for h in hooks]) if hooks else None,
+                          rejects)
     pipes: list[Pipe] = []
     exporter = None
     t_start = time.perf_counter()
     try:
-        if plan.snapshot == "export":
+        if plan.snapshot == "export" and snapshot is None:
             exporter = src.exporter(plan.stream.name)
+            snapshot = exporter.snapshot
         workers = plan.reads.workers
         for w in range(workers):
-            reader = src.reader(plan.info, plan.cursor,
-                                snapshot=exporter.snapshot if exporter else None,
-                                hold_snapshot=plan.snapshot == "hold")
+            reader = src.reader(plan.info, plan.cursor, snapshot=snapshot,
+                                hold_snapshot=plan.snapshot == "hold" and snapshot is None)
             run.readers.append(reader)  # (closed with the others, also when open fails)
             reader.open()
         if plan.resumed_ranges:
