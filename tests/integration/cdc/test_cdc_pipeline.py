@@ -377,10 +377,15 @@ def test_configurations_cdc_cannot_run_are_refused(cdc, change, error):
     assert str(err.value) == error
 
 
-def test_embedded_server_with_logical_wal(tmp_path, monkeypatch):
+def test_embedded_server_with_logical_wal(monkeypatch):
+    import shutil
+    import tempfile
+
     from rapidbyte_fast import embedded
 
-    monkeypatch.setenv("RAPIDBYTE_EMBEDDED_DIR", str(tmp_path / "emb"))
+    # (not under pytest's 0700 tmp_path: the server runs as the 'pgserver' user under root)
+    root = tempfile.mkdtemp(prefix="rbf-test-emb-logical-")
+    monkeypatch.setenv("RAPIDBYTE_EMBEDDED_DIR", root)
     url = embedded.ensure("logical", logical=True)
     try:
         with psycopg.connect(url, autocommit=True) as conn:
@@ -388,6 +393,7 @@ def test_embedded_server_with_logical_wal(tmp_path, monkeypatch):
         assert embedded.ensure("logical", logical=True)   # already logical: no restart
     finally:
         embedded.stop("logical")
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_new_column_goes_through_schema_evolution(cdc):
