@@ -43,9 +43,8 @@ class _Run:
 
 def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "",
              snapshot: str | None = None, before_commit=None) -> StreamResult:
-    """Copy one stream as planned; ``snapshot``: an exported snapshot every reader imports
-    (a cdc bootstrap's), ``before_commit(conn)``: runs in the transaction committing the
-    rows (the cdc bootstrap saves its position there)."""
+    """Copy one stream as planned; every reader imports ``snapshot`` (a cdc bootstrap's),
+    and ``before_commit(conn)`` runs in the rows' commit (where a bootstrap saves its LSN)."""
     res = plan.resources
     src = registry.source(plan.source_use)(plan.source_config, plan.source_endpoint)
     dest = registry.destination(plan.dest_use)(plan.dest_config, plan.dest_endpoint)
