@@ -8,6 +8,7 @@
   resume   resumable full refresh: its cost, and a crashed load resumed vs redone
   http     the HTTP source against dlt's rest_api on one local JSON API
   read     rapidbyte_fast.read() against connectorx and ADBC, a table into Arrow
+  cdc      change capture: bootstrap, then a change set drained and verified
 
 The database is --dsn, else RAPIDBYTE_BENCH_DSN, else a pgserver of the harness's own.
 Kernel micro-benchmarks are a separate tool: python -m bench.micro.
@@ -21,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from . import history, http, read, report
+from . import cdc, history, http, read, report
 from .database import server
 from .history import DEFAULT_RESULTS, RESULTS_DIR
 from .runner import TOOL_ROOT, Setup, ensure_seeded, run_scenario
@@ -257,6 +258,7 @@ def _parser() -> argparse.ArgumentParser:
                    ).set_defaults(fn=cmd_resume)
     http.add_parser(sub, common)
     read.add_parser(sub, common)
+    cdc.add_parser(sub, common)
     return ap
 
 

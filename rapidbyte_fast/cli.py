@@ -299,6 +299,23 @@ def _state_targets(path: str):
     return cfg, resolve_conninfo(cfg.destination.config), cfg.destination.config.schema_name
 
 
+#: ``state show`` warns when a cdc slot makes the source keep this much WAL (a stopped
+#: pipeline's slot fills the source's disk)
+SLOT_RETAINED_WARN_BYTES = 1 << 30
+
+
+def _cdc_slots(cfg, stream: str | None = None):
+    """(source connector, [(stream, slot)]) of the pipeline's cdc streams (or one)."""
+    from . import registry
+
+    cdc = [s.name for s in cfg.source.streams if getattr(s, "sync_mode", "") == "cdc"]
+    if not cdc:
+        return None, []
+    src = registry.source(cfg.source.use)(cfg.source.config)
+    return src, [(s, src.slot_of(cfg.pipeline, s, len(cdc) > 1)) for s in cdc
+                 if stream is None or s == stream]
+
+
 @state_group.command("show")
 @click.argument("pipeline", type=click.Path(dir_okay=False))
 @click.option("--limit", default=10, show_default=True, help="Run history entries to show.")
@@ -318,10 +335,26 @@ def state_show(pipeline: str, limit: int) -> None:
             loads = progress.show(conn, schema, cfg.pipeline)
         runs = RunHistory(cfg.state.backend, cfg.state.resolved_connection()).recent(
             cfg.pipeline, limit)
+        src, slots = _cdc_slots(cfg)
+        try:
+            slots = [(stream, slot, src.slot_status(slot)) for stream, slot in slots]
+        finally:
+            if src is not None:
+                src.close()
     except BaseException as exc:
         _fail(exc)
         return
     click.echo(f"pipeline {cfg.pipeline}")
+    for stream, slot, st in slots:
+        if st is None:
+            click.echo(f"  {stream}: slot {slot} does not exist (the next run bootstraps "
+                       "when the stream has no position)")
+            continue
+        click.echo(f"  {stream}: slot {slot}, wal_status {st.wal_status}, lag "
+                   f"{st.lag_bytes or 0:,} bytes, retains {st.retained_bytes or 0:,} bytes of WAL"
+                   + (" — WARNING: run the pipeline, or reset the stream, before the source's "
+                      "disk fills" if (st.retained_bytes or 0) >= SLOT_RETAINED_WARN_BYTES
+                      else ""))
     click.echo("cursors:" if rows else "cursors: none")
     for stream, value, tie, updated in rows:
         click.echo(f"  {stream}: {value}" + (f" (tie {tie})" if tie is not None else "")
@@ -345,7 +378,8 @@ def state_show(pipeline: str, limit: int) -> None:
 @click.option("--stream", default=None, help="Only this stream.")
 def state_reset(pipeline: str, stream: str | None) -> None:
     """Forget the cursors and unfinished loads of PIPELINE: the next incremental run reads
-    from the start, and an interrupted full refresh starts over."""
+    from the start, an interrupted full refresh starts over, and a cdc stream's slot is
+    dropped (its next run bootstraps again)."""
     from .pgconn import connect
     from .state import cursors, progress
 
@@ -354,9 +388,17 @@ def state_reset(pipeline: str, stream: str | None) -> None:
         with connect(conninfo, "destination") as conn, conn.transaction():
             n = cursors.reset(conn, schema, cfg.pipeline, stream)
             loads = progress.reset(conn, schema, cfg.pipeline, stream)
+        src, slots = _cdc_slots(cfg, stream)
+        try:
+            dropped = [slot for _, slot in slots if src.drop_slot(slot)]
+        finally:
+            if src is not None:
+                src.close()
     except BaseException as exc:
         _fail(exc)
         return
+    for slot in dropped:
+        click.echo(f"dropped replication slot {slot}")
     click.echo(f"reset {n} cursor(s) and {loads} unfinished load(s) of pipeline "
                f"{cfg.pipeline}" + (f" stream {stream}" if stream else ""))
 
@@ -438,12 +480,16 @@ def _embedded(fn: Callable[[str], None]) -> Callable[[str], None]:
 
 @embedded_group.command("url")
 @click.argument("name", default="default")
-@_embedded
-def embedded_url(name: str) -> None:
+@click.option("--logical", is_flag=True,
+              help="With wal_level = logical (a cdc source), restarting it if needed.")
+def embedded_url(name: str, logical: bool) -> None:
     """Start NAME if needed and print its libpq URL (for psql)."""
     from . import embedded
 
-    click.echo(embedded.ensure(name))
+    try:
+        click.echo(embedded.ensure(name, logical=logical))
+    except BaseException as exc:
+        _fail(exc)
 
 
 @embedded_group.command("status")

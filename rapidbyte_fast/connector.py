@@ -73,6 +73,33 @@ class CursorPlan:
 
 
 @dataclass(frozen=True)
+class ChangePlan:
+    """A change-capture read (``sync_mode: cdc``): where its changes come from, where the
+    destination has applied them up to, and what they become there."""
+
+    publication: str
+    slot: str
+    #: the source's name of the table, e.g. ``public.orders``
+    table: str
+    key: tuple[str, ...]
+    #: one drain window's bounds (decoded bytes; changes)
+    window_bytes: int
+    window_changes: int
+    #: where the destination has applied the changes up to, in the source's text form
+    #: (the end LSN of the last window); None: the first run bootstraps (a new slot, and a
+    #: full load in its exported snapshot)
+    position: str | None = None
+    #: "replica" (write_mode upsert) or "log" (write_mode append, one row per change)
+    shape: str = "replica"
+    #: "hard" or "soft" deletes of a replica
+    deletes: str = "hard"
+
+    @property
+    def bootstrap(self) -> bool:
+        return self.position is None
+
+
+@dataclass(frozen=True)
 class KeyRange:
     """One range of a ranged read: ``predicate`` is opaque to everyone but its source."""
 

@@ -46,18 +46,39 @@ def _pgserver():
     return pgserver
 
 
-def ensure(name: str = "default") -> str:
-    """Start (or find running) the embedded server ``name``; return its libpq URL."""
+def ensure(name: str = "default", logical: bool = False) -> str:
+    """Start (or find running) the embedded server ``name``; return its libpq URL.
+    ``logical``: with ``wal_level = logical`` (change capture), restarting it if needed."""
     pgserver = _pgserver()
     path = data_dir(name)
     path.mkdir(parents=True, exist_ok=True)
     try:
         server = pgserver.get_server(path, cleanup_mode=None)
+        if logical:
+            set_logical(server, path)
     except Exception as exc:  # pgserver raises plain exceptions from pg_ctl/initdb
         raise EmbeddedError(
             f"embedded server {name!r} failed to start in {path}: {exc} (see {path / 'log'})"
         ) from exc
     return server.get_uri()
+
+
+def set_logical(server, path: Path) -> None:
+    """Give a running pgserver ``server`` (data in ``path``) ``wal_level = logical`` and room
+    for slots; a restart, unless it has them already."""
+    import psycopg
+    from pgserver._commands import pg_ctl
+    from pgserver.utils import PostmasterInfo
+
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        if conn.execute("SHOW wal_level").fetchone()[0] == "logical":
+            return
+        conn.execute("ALTER SYSTEM SET wal_level = logical")
+        conn.execute("ALTER SYSTEM SET max_replication_slots = 20")
+        conn.execute("ALTER SYSTEM SET max_wal_senders = 20")
+    # pg_ctl restart keeps the socket options of the first start (postmaster.opts)
+    pg_ctl(["-w", "-m", "fast", "restart"], pgdata=path, user=server.system_user, timeout=60)
+    server._postmaster_info = PostmasterInfo.read_from_pgdata(path)  # the new postmaster
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import replace
 from . import _impl, faults, load_errors, memory_budget, registry, retry
 from .config import PipelineConfig
 from .errors import ArrayShapeError, DataError, RapidbyteError, StopRequested
+from .executors.cdc import run_changes
 from .executors.local import run_task
 from .executors.pipe import OnRows
 from .plan import Learned, Planner, TaskPlan, make_plans
@@ -37,6 +38,8 @@ def _run_with_retries(plan: TaskPlan, cfg: PipelineConfig, on_rows: OnRows | Non
     learned = Learned()
     while True:
         try:
+            if plan.changes is not None:
+                return run_changes(plan, on_rows, run_id)
             return run_task(plan, on_rows, run_id, cancel, budget)
         except ArrayShapeError as exc:
             if exc.column in learned.text_columns:

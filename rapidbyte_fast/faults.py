@@ -28,6 +28,9 @@ ENV = "RAPIDBYTE_FAULTS"
 POINTS = frozenset({
     "source.batch", "dest.batch", "dest.checkpoint", "dest.checkpointed",
     "dest.range_commit", "dest.range_committed", "dest.commit", "dest.committed",
+    # change capture: slot made (bootstrap), before/after a window's destination commit,
+    # after the slot's advance
+    "cdc.slot_created", "cdc.apply", "cdc.applied", "cdc.advanced",
 })
 ACTIONS = frozenset({"kill", "term", "terminate-source", "terminate-dest"})
 

@@ -238,7 +238,7 @@ def describe_table(conn, schema: str, table: str) -> PgTable:
     reg = qualified(schema, table)
     cols = []
     for *row, type_oid, user_type in conn.execute(_COLUMNS_SQL, (reg,)).fetchall():
-        col = _column(*row)
+        col = column_of_row(*row)
         if user_type:
             col = replace(col, type_defs=tuple(type_defs(conn, type_oid)))
         cols.append(col)
@@ -247,7 +247,7 @@ def describe_table(conn, schema: str, table: str) -> PgTable:
     return PgTable(schema, table, tuple(cols), pk, validate_utf8=encoding == "SQL_ASCII")
 
 
-def _column(name: str, pg_type: str, not_null: bool, base: str, typtype: str, typmod: int,
+def column_of_row(name: str, pg_type: str, not_null: bool, base: str, typtype: str, typmod: int,
             ndims: int, elem: str | None, elem_oid: int | None, base_oid: int) -> PgColumn:
     """A column from its catalog row: ``base`` names the type behind a domain (schema-
     qualified unless built-in), ``elem`` the element of a built-in array type; kinds are

@@ -10,7 +10,7 @@ plans (``describe``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
@@ -18,7 +18,7 @@ import pyarrow as pa
 from . import registry
 from .config import PipelineConfig, StreamConfig
 from .config.models import ALL_STREAMS
-from .connector import CursorPlan, KeyCuts, RangePlan, StreamInfo
+from .connector import ChangePlan, CursorPlan, KeyCuts, RangePlan, StreamInfo
 from .destinations.postgres.spec import WriteSpec
 from .errors import ConfigError
 from .transforms import chain as chain_mod
@@ -67,6 +67,8 @@ class TaskPlan:
     resumed_rows: int
     #: batch and queue sizes, compression between stages, retries
     resources: Any
+    #: a change-capture stream (its bootstrap load is the rest of this plan)
+    changes: ChangePlan | None = None
 
     @property
     def resumed_ranges(self) -> int:
@@ -97,6 +99,11 @@ class TaskPlan:
                       "resumable": w.ranged is not None,
                       "checkpoint_every": list(w.checkpoint_every),
                       "primary_key": list(w.primary_key), "target_exists": w.target_exists},
+            "changes": None if self.changes is None else {
+                "publication": self.changes.publication, "slot": self.changes.slot,
+                "shape": self.changes.shape, "deletes": self.changes.deletes,
+                "phase": "bootstrap" if self.changes.bootstrap else "drain",
+                "after": self.changes.position},
             "cursor": None if self.cursor is None else {
                 "field": self.cursor.field, "tie_breaker": self.cursor.tie_breaker,
                 "after": self.cursor.value, "after_tie": self.cursor.tie},
@@ -126,23 +133,29 @@ class Planner:
     def plan(self, stream: StreamConfig, learned: Learned = Learned()) -> TaskPlan:
         """The plan of one stream (``learned``: from its failed attempts)."""
         cfg, src, dest = self.cfg, self.source, self.dest
-        _check_modes(cfg, stream, src)
+        _check_modes(cfg, stream, src, dest)
         info = (src.describe(stream, text_columns=learned.text_columns)
                 if learned.text_columns else src.describe(stream))
         schema = _transformed_schema(cfg, stream.name, info.schema)
         state = dest.inspect(cfg.pipeline, stream.name, schema)
+        changes = self._changes(stream, info, state)
+        # a replica's bootstrap is a full refresh: replace (also over an older copy)
+        boot_mode = ("replace" if changes is not None and changes.bootstrap
+                     and changes.shape == "replica" else None)
         cursor = _cursor(stream, info, state.cursor)
         path, why = ("arrow", learned.arrow_reason) if learned.arrow_reason else self._path(
             info, state)
-        reads = self._reads(stream, info, schema, state)
+        reads = self._reads(stream, info, schema, state, boot_mode)
         res = cfg.resources
         # mid-stream checkpoints of an incremental read commit the cursor reached so far:
         # only a read in cursor order has one
+        # (a cdc bootstrap commits once, with the slot's position)
         every = ((res.checkpoint_interval_bytes, res.checkpoint_interval_rows,
                   res.checkpoint_interval_seconds)
-                 if cursor is None or src.capabilities.cursor_ordered else (0, 0, 0.0))
+                 if changes is None and (cursor is None or src.capabilities.cursor_ordered)
+                 else (0, 0, 0.0))
         write = dest.plan_write(cfg.pipeline, stream.name, schema, state, reads,
-                                path == "passthrough", cursor, every)
+                                path == "passthrough", cursor, every, boot_mode)
         done = write.ranged.done if write.ranged is not None else frozenset()
         pending = tuple(r for r in reads.ranges if r.index not in done)
         workers = min(reads.workers, len(pending))
@@ -155,7 +168,24 @@ class Planner:
             tuple(cfg.transforms), path, why,
             RangePlan(pending, workers, reads.partitioning, reads.cuts), snapshot, write, cursor,
             len(reads.ranges), write.ranged.rows_done if write.ranged is not None else 0,
-            cfg.resources)
+            cfg.resources, changes)
+
+    def _changes(self, stream: StreamConfig, info: StreamInfo, state) -> ChangePlan | None:
+        """A cdc stream's change plan: the source's slot and publication, the position
+        the destination committed, the destination shape."""
+        if stream.sync_mode != "cdc":
+            return None
+        cfg = self.cfg
+        several = sum(s.sync_mode == "cdc" for s in cfg.source.streams) > 1
+        position = state.cursor.value if state.cursor is not None else None
+        plan = self.source.plan_changes(cfg.pipeline, stream, info, several, position)
+        dest_cfg = cfg.destination
+        key = tuple(dest_cfg.primary_key)
+        if dest_cfg.write_mode == "upsert" and key != plan.key:
+            raise ConfigError(f"destination.primary_key: stream {stream.name} is captured by "
+                              f"its key ({', '.join(plan.key)}); set primary_key to it")
+        return replace(plan, position=position, deletes=dest_cfg.deletes,
+                       shape="replica" if dest_cfg.write_mode == "upsert" else "log")
 
     def _path(self, info: StreamInfo, state) -> tuple[str, str]:
         """("passthrough" | "arrow", why): raw COPY bytes when nothing needs the values."""
@@ -167,13 +197,20 @@ class Planner:
         return ("arrow", reason) if reason else ("passthrough", "identical column types")
 
     def _reads(self, stream: StreamConfig, info: StreamInfo, schema: pa.Schema,
-               state) -> RangePlan:
+               state, boot_mode: str | None = None) -> RangePlan:
         cfg, src = self.cfg, self.source
         mode = cfg.destination.write_mode
         # transforms like validate/unique are stateful per stream: one reader
-        if (stream.sync_mode != "full_refresh" or cfg.transforms
+        if (stream.sync_mode not in ("full_refresh", "cdc") or cfg.transforms
                 or not src.capabilities.key_ranges):
             return RangePlan()
+        if stream.sync_mode == "cdc":
+            # a bootstrap reads in the slot's snapshot, which ends with the run: one
+            # transaction, never resumed
+            if state.cursor is not None:
+                return RangePlan()
+            return src.plan_ranges(info, stream, cfg.resources.parallelism,
+                                   boot_mode or mode, False, None, (0, 0))
         earlier = state.earlier
         cuts = None
         if earlier is not None and state.earlier_usable:
@@ -184,8 +221,23 @@ class Planner:
                                (res.checkpoint_interval_bytes, res.checkpoint_interval_rows))
 
 
-def _check_modes(cfg: PipelineConfig, stream: StreamConfig, src) -> None:
+def _check_modes(cfg: PipelineConfig, stream: StreamConfig, src, dest) -> None:
     i = cfg.source.streams.index(stream)
+    if stream.sync_mode == "cdc":
+        if not (src.capabilities.change_capture and dest.capabilities.change_capture):
+            raise ConfigError(f"source.streams[{i}].sync_mode: cdc needs a source and a "
+                              f"destination that capture changes ({cfg.source.use} → "
+                              f"{cfg.destination.use} do not)")
+        if cfg.destination.write_mode == "replace":
+            raise ConfigError(f"source.streams[{i}].sync_mode: cdc writes a replica "
+                              "(write_mode upsert) or a change log (write_mode append), "
+                              "not replace")
+        if cfg.transforms:
+            raise ConfigError(f"source.streams[{i}].sync_mode: cdc streams take no "
+                              "transforms in this version")
+        if cfg.destination.on_data_error != "fail":
+            raise ConfigError(f"source.streams[{i}].sync_mode: a cdc replica or log cannot "
+                              "leave rows out: on_data_error must be fail")
     if stream.sync_mode == "incremental" and not src.capabilities.incremental:
         raise ConfigError(f"source.streams[{i}].sync_mode: incremental needs a source that "
                           f"reads incrementally ({cfg.source.use} does not)")

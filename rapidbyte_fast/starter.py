@@ -31,6 +31,7 @@ pipeline: {name}{pad}# names its run history, cursors and state: [A-Za-z0-9_.-]
 
 _STREAM_KEYS = """\
       sync_mode: full_refresh        # full_refresh | incremental (reads cursor > last value)
+                                     #   | cdc (postgres: logical replication, see README)
       cursor_field: null             # incremental: column compared with its own type
       tie_breaker_field: null        # incremental: unique column ordering equal cursors (id)
       columns: null                  # list of columns to read (projection); null: all
@@ -49,6 +50,10 @@ source:
     # or embedded: NAME              # an embedded server by name (started on demand)
     schema: public                   # schema of the stream tables
     connect_timeout: 10              # seconds
+    publication: null                # cdc: publication (created); null: rbf_<pipeline>
+    replication_slot: null           # cdc: logical slot; null: rbf_<pipeline>
+    cdc_window_bytes: 256mb          # cdc: decoded changes applied per transaction at most
+    cdc_window_changes: 1000000      # cdc: changes per window (whole transactions)
   streams:
     - name: orders                   # a table, or schema.table
 """ + _STREAM_KEYS,
@@ -141,6 +146,7 @@ destination:
   on_data_error: fail                # fail | skip | dlq: rows refused by validation or by
                                      #   the destination (rbf_dead_letters)
   allow_empty_replace: false         # true: an empty source may empty the table on replace
+  deletes: hard                      # cdc replica: hard | soft (_rb_deleted_at, _rb_op)
   schema_evolution:                  # when the source columns drift from an existing table
     new_column: add                  # add | ignore | fail
     removed_column: ignore           # ignore (stays NULL) | fail

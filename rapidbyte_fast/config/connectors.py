@@ -125,6 +125,14 @@ class PostgresConnection(ConfigModel):
 class PostgresSourceConfig(PostgresConnection):
     """``source.config`` for ``use: postgres``."""
 
+    #: change capture (``sync_mode: cdc``): the publication (created if missing) and the
+    #: logical slot (default: derived from the pipeline name)
+    publication: Name | None = None
+    replication_slot: Name | None = None
+    #: one drain window's decoded changes at most (a larger transaction is refused)
+    cdc_window_bytes: Size = Field(256 << 20, ge=1 << 20)
+    cdc_window_changes: int = Field(1_000_000, ge=1)
+
 
 class PostgresDestinationConfig(PostgresConnection):
     """``destination.config`` for ``use: postgres``."""

@@ -37,10 +37,10 @@ class StreamConfig(ConfigModel):
 
     def _rules(self) -> list[Problem]:
         problems = []
-        if self.sync_mode == "cdc":
+        if self.sync_mode == "cdc" and self.columns is not None:
             problems.append(rule(
-                "sync_mode", ("sync_mode",),
-                "cdc is not supported yet (use incremental with a cursor_field)",
+                "sync_mode columns", ("columns",),
+                "cdc captures whole rows: remove columns (or use a transform)",
             ))
         if self.cursor_field is None:
             if self.sync_mode == "incremental":
@@ -165,6 +165,9 @@ class DestinationConfig(ConfigModel):
     primary_key: tuple[Name, ...] = ()
     on_data_error: Literal["fail", "skip", "dlq"] = "fail"
     allow_empty_replace: bool = False
+    #: what a captured delete (sync_mode cdc) does to a replica: remove the row, or keep it
+    #: with ``_rb_deleted_at`` and ``_rb_op`` set
+    deletes: Literal["hard", "soft"] = "hard"
     schema_evolution: SchemaEvolution = SchemaEvolution()
 
     @field_validator("config", mode="before")

@@ -43,10 +43,12 @@ class _Run:
 
 def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "",
              cancel: threading.Event | None = None,
-             budget: memory_budget.Budget | None = None) -> StreamResult:
+             budget: memory_budget.Budget | None = None, snapshot: str | None = None,
+             before_commit=None) -> StreamResult:
     """Copy one stream as planned; ``cancel`` set stops it (rolled back as on a signal).
     Its workers share ``budget`` (default: resources.max_memory as ``memory_budget.resolve``
-    lowers it, for this task alone)."""
+    lowers it, for this task alone); every reader imports ``snapshot`` (a cdc bootstrap's),
+    and ``before_commit(conn)`` runs in the rows' commit (where a bootstrap saves its LSN)."""
     res = plan.resources
     src = registry.source(plan.source_use)(plan.source_config, plan.source_endpoint)
     dest = registry.destination(plan.dest_use)(plan.dest_config, plan.dest_endpoint)
@@ -62,18 +64,20 @@ def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "",
     faults.bind(plan.source_endpoint, plan.dest_endpoint)
     settings = _settings(plan, budget or memory_budget.resolve(res.max_memory))
     run = _Run()
-    load = dest.open_load(plan.write, dlq.mark_committed if dlq is not None else None, rejects)
+    hooks = [h for h in (dlq.mark_committed if dlq is not None else None, before_commit) if h]
+    load = dest.open_load(plan.write, (lambda conn: [h(conn) for h in hooks]) if hooks else None,
+                          rejects)
     pipes: list[Pipe] = []
     exporter = None
     t_start = time.perf_counter()
     try:
-        if plan.snapshot == "export":
+        if plan.snapshot == "export" and snapshot is None:
             exporter = src.exporter(plan.stream.name)
+            snapshot = exporter.snapshot
         workers = plan.reads.workers
         for w in range(workers):
-            reader = src.reader(plan.info, plan.cursor,
-                                snapshot=exporter.snapshot if exporter else None,
-                                hold_snapshot=plan.snapshot == "hold")
+            reader = src.reader(plan.info, plan.cursor, snapshot=snapshot,
+                                hold_snapshot=plan.snapshot == "hold" and snapshot is None)
             run.readers.append(reader)  # (closed with the others, also when open fails)
             reader.open()
         if plan.resumed_ranges:

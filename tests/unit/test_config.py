@@ -464,7 +464,7 @@ def test_stream_rules() -> None:
     data = with_changes((("source", "streams"), [
         {"name": "a", "sync_mode": "incremental"},
         {"name": "b", "tie_breaker_field": "id"},
-        {"name": "c", "sync_mode": "cdc"},
+        {"name": "c", "sync_mode": "cdc", "columns": ["id"]},
         {"name": "d", "columns": ["id", "v", "id"], "sync_mode": "incremental",
          "cursor_field": "ts", "tie_breaker_field": "seq", "partition_key": "pk"},
         {"name": "a"},
@@ -472,8 +472,8 @@ def test_stream_rules() -> None:
     assert problems(data) == [
         "source.streams[0].cursor_field: required when sync_mode is incremental",
         "source.streams[1].tie_breaker_field: needs a cursor_field",
-        "source.streams[2].sync_mode: cdc is not supported yet "
-        "(use incremental with a cursor_field)",
+        "source.streams[2].columns: cdc captures whole rows: remove columns (or use a "
+        "transform)",
         "source.streams[3].columns: duplicate column 'id'",
         "source.streams[3].cursor_field: 'ts' is not in columns",
         "source.streams[3].tie_breaker_field: 'seq' is not in columns",

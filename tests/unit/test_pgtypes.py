@@ -12,7 +12,7 @@ from rapidbyte_fast.column_plan import Kind
 from rapidbyte_fast.destinations.postgres import adaptive_flush_bytes
 from rapidbyte_fast.errors import ConfigError, DataError
 from rapidbyte_fast.pgtypes import (
-    _column, check_type_sql, conform, declared_base, derived_name, json_text, pg_type_for_arrow,
+    column_of_row, check_type_sql, conform, declared_base, derived_name, json_text, pg_type_for_arrow,
     primary_key_of, qualified, quote_ident, split_table, target_encoding,
 )
 
@@ -232,7 +232,7 @@ def test_primary_key_of():
      ("regclass", Kind.TEXT, 0, 0, True)),
 ])
 def test_catalog_rows_to_columns(row, expected):
-    col = _column(*row)
+    col = column_of_row(*row)
     assert (col.pg_type, col.kind, col.elem_kind, col.elem_oid, col.as_text) == expected
     if col.kind == Kind.ARRAY and col.elem_kind == Kind.NUMERIC:
         assert (col.precision, col.scale) == (5, 2)

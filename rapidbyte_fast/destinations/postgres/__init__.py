@@ -12,12 +12,13 @@ import pyarrow as pa
 
 from ... import passthrough
 from ...config import PostgresDestinationConfig
-from ...connector import Capabilities, CursorPlan, KeyCuts, RangePlan, StreamInfo
+from ...connector import Capabilities, ChangePlan, CursorPlan, KeyCuts, RangePlan, StreamInfo
 from ...pgconn import connect, resolve_conninfo
 from ...errors import DestinationError
 from ...row_guard import Rejects
 from ...pgtypes import primary_key_of, qualified, quote_ident, split_table, table_exists
 from ...state import cursors, progress
+from .change_apply import ChangeApply, bootstrap_sql
 from .ddl import stage_name
 from .loader import adaptive_flush_bytes
 from .run_lock import RunLock
@@ -72,7 +73,8 @@ class PostgresDestinationConnector:
     """``destination: use: postgres``; ``config`` is the whole ``destination`` section."""
 
     name = "postgres"
-    capabilities = Capabilities(raw_copy=True, key_ranges=True, incremental=True)
+    capabilities = Capabilities(raw_copy=True, key_ranges=True, incremental=True,
+                                change_capture=True)
     config_model = PostgresDestinationConfig
 
     def __init__(self, config, endpoint: str | None = None) -> None:
@@ -139,9 +141,13 @@ class PostgresDestinationConnector:
 
     def plan_write(self, pipeline: str, stream: str, schema: pa.Schema, state: TargetState,
                    reads: RangePlan, raw: bool, cursor: CursorPlan | None,
-                   checkpoint_every: tuple[int, int, float]) -> WriteSpec:
-        """The writes of one stream: strategy, load table, commit policy."""
-        mode = self.config.write_mode
+                   checkpoint_every: tuple[int, int, float], mode: str | None = None
+                   ) -> WriteSpec:
+        """The writes of one stream: strategy, load table, commit policy; ``mode``
+        overrides the write mode (a cdc replica's bootstrap replaces, even with an empty
+        source)."""
+        allow_empty = self.config.allow_empty_replace or mode is not None
+        mode = mode or self.config.write_mode
         strategy = ("replace" if mode == "replace"
                     else "merge" if mode == "upsert" or cursor is not None else "append")
         ranged, discard = self._ranged(mode, state, reads.cuts)
@@ -158,8 +164,7 @@ class PostgresDestinationConnector:
             "copy" if raw else self.pg.load_method, raw, self.primary_key(schema), staging,
             staging_schema, commit,
             checkpoint_every if strategy == "merge" and commit == "once" else (0, 0, 0.0),
-            ranged, discard, cursor, state.column_types is not None,
-            self.config.allow_empty_replace)
+            ranged, discard, cursor, state.column_types is not None, allow_empty)
 
     def _ranged(self, mode: str, state: TargetState, cuts: KeyCuts | None
                 ) -> tuple[progress.RangedLoad | None, progress.RangedLoad | None]:
@@ -187,3 +192,25 @@ class PostgresDestinationConnector:
         refuses (else they fail the load)."""
         return TableLoad(self.endpoint, spec, self.pg, self.config.schema_evolution,
                          before_commit, rejects)
+
+    def open_change_apply(self, spec: WriteSpec, changes: ChangePlan) -> ChangeApply:
+        """The applies of a cdc stream's windows (call ``open`` on it)."""
+        return ChangeApply(self.endpoint, spec, self.pg, self.config.schema_evolution, changes)
+
+    def bootstrap_commit(self, spec: WriteSpec, changes: ChangePlan, position: str,
+                         lsn: int):
+        """What a cdc bootstrap load runs in its commit transaction (``before_commit``):
+        the target gets its cdc columns, and ``position`` is saved with the rows."""
+        rel = qualified(spec.schema, spec.table)
+
+        def before_commit(conn) -> None:
+            have = {r[0] for r in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass "
+                "AND attnum > 0 AND NOT attisdropped", (rel,))}
+            for text in bootstrap_sql(rel, changes, lsn, have):
+                conn.execute(text)
+            cursors.ensure_table(conn, spec.schema)
+            cursors.save(conn, spec.schema, spec.pipeline, spec.stream,
+                         cursors.Cursor(position))
+
+        return before_commit

@@ -123,9 +123,10 @@ class ChangeReader:
 
     def open(self) -> None:
         """Connect, check the server and the tables, create the publication if missing."""
-        self.conn = connect(self.conninfo, f"change capture slot {self.slot}")
+        self.conn = connect(self.conninfo, f"source (change capture slot {self.slot})")
         self.conn.execute("SET bytea_output = hex")
-        self._catalog = connect(self.conninfo, f"change capture slot {self.slot} (catalog)")
+        self._catalog = connect(self.conninfo,
+                                f"source (change capture slot {self.slot}, catalog)")
         level = self.conn.execute("SHOW wal_level").fetchone()[0]
         if level != "logical":
             raise SourceError(f"change capture needs wal_level = logical, the server has "
@@ -167,6 +168,16 @@ class ChangeReader:
         """Lag and retained WAL of the slot (None when it does not exist)."""
         assert self.conn is not None
         return S.status(self.conn, self.slot)
+
+    @staticmethod
+    def position_text(lsn: int) -> str:
+        """A position as the destination stores it (``X/Y``)."""
+        return P.lsn_text(lsn)
+
+    @staticmethod
+    def parse_position(text: str) -> int:
+        """The LSN of a stored position."""
+        return P.parse_lsn(text)
 
     def advance(self, lsn: int) -> int:
         """Move the slot's confirmed position to ``lsn`` (a window's ``end_lsn``); call only
@@ -222,7 +233,9 @@ class ChangeReader:
         pgconn = self.conn.pgconn
         dec, win = pgoutput.Decoder(), _Segments()
         pgconn.send_query(self._peek_sql())
+        t0 = time.perf_counter()
         res = wait_result(pgconn)   # the server decodes the whole peek first: GIL released
+        self.timings["source_fetch_secs"] += time.perf_counter() - t0
         if res is None or res.status != pq.ExecStatus.COPY_OUT:
             _raise_server(self.slot, pgconn, res)
         buf = bytearray()

@@ -3,7 +3,7 @@ metadata, old key), with the same kinds and Arrow fields as a full load of the t
 
 Types are looked up by the OIDs the message names (the message, not today's catalog, says
 which columns the changes after it carry) with the select list of ``pgtypes``' column query,
-so that ``pgtypes._column`` decides kinds exactly as for a full load; the primary key comes
+so that ``pgtypes.column_of_row`` decides kinds exactly as for a full load; the primary key comes
 from the catalog, else the replica identity columns the message flags (REPLICA IDENTITY
 USING INDEX).
 """
@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from ...column_plan import ColumnPlan, Kind
 from ...errors import SourceError
-from ...pgtypes import PgColumn, _column, qualified, type_defs
+from ...pgtypes import PgColumn, column_of_row, qualified, type_defs
 from .protocol import Relation
 
 #: Change metadata after the data columns (see ``_py/pgoutput.py`` for their meaning).
@@ -109,7 +109,7 @@ def resolve(conn, rel: Relation) -> RelationPlan:
                           "exists in the catalog")
     cols = []
     for *row, type_oid, user_type in rows:
-        col = _column(*row)
+        col = column_of_row(*row)
         if user_type:
             col = replace(col, type_defs=tuple(type_defs(conn, type_oid)))
         cols.append(col)

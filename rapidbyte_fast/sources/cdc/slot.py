@@ -139,3 +139,15 @@ def advance(conn: psycopg.Connection, slot: str, lsn: int) -> int:
         raise SourceError(f"slot {slot}: cannot advance to {P.lsn_text(lsn)}: "
                           f"{_one_line(exc)}", sqlstate=exc.sqlstate) from None
     return P.parse_lsn(row[0])
+
+
+def drop(conn: psycopg.Connection, slot: str) -> bool:
+    """Drop the slot (waiting for a reader that holds it to let go); False when missing."""
+    if status(conn, slot) is None:
+        return False
+    try:
+        conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+    except psycopg.Error as exc:
+        raise SourceError(f"slot {slot}: cannot drop it: {_one_line(exc)}",
+                          sqlstate=exc.sqlstate) from None
+    return True

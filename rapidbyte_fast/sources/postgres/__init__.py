@@ -3,13 +3,15 @@ ranges, and opens COPY readers (Arrow batches, or the raw COPY binary stream for
 passthrough). The only source module that knows it reads Postgres."""
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Any
 
 import psycopg
 
 from ... import passthrough
 from ...config import PostgresSourceConfig
-from ...connector import Capabilities, CursorPlan, KeyCuts, KeyRange, RangePlan, StreamInfo
+from ...connector import Capabilities, ChangePlan, CursorPlan, KeyCuts, KeyRange, RangePlan, StreamInfo
 from ...errors import SourceError
 from ...pgconn import connect, resolve_conninfo
 from ...pgtypes import (PgTable, carried_as_text, describe_table, project, qualified,
@@ -35,7 +37,7 @@ class PostgresSourceConnector:
 
     name = "postgres"
     capabilities = Capabilities(raw_copy=True, key_ranges=True, incremental=True,
-                                snapshots=True, cursor_ordered=True)
+                                change_capture=True, snapshots=True, cursor_ordered=True)
     config_model = PostgresSourceConfig
 
     def __init__(self, config: PostgresSourceConfig, endpoint: str | None = None) -> None:
@@ -135,6 +137,76 @@ class PostgresSourceConnector:
         """A connection holding a snapshot the workers of ``stream`` import."""
         return ranges.SnapshotExporter(connect(self.endpoint, f"source stream {stream}"))
 
+    def plan_changes(self, pipeline: str, stream: Any, info: StreamInfo, several: bool,
+                     position: str | None) -> ChangePlan:
+        """The change plan of a cdc stream: checks the server, the table's key and (after
+        the bootstrap) the slot, each refusal with its fix."""
+        from ..cdc import slot as cdc_slot
+        from ..cdc.relations import identity_problem
+
+        cfg, conn = self.config, self.catalog
+        level = conn.execute("SHOW wal_level").fetchone()[0]
+        if level != "logical":
+            raise SourceError(f"stream {stream.name}: change capture needs wal_level = "
+                              f"logical, the source has {level} (ALTER SYSTEM SET wal_level "
+                              "= logical; then restart the server)")
+        table: PgTable = info.extra["table"]
+        rel = qualified(table.schema, table.name)
+        replident = conn.execute("SELECT relreplident FROM pg_class WHERE oid = %s::regclass",
+                                 (rel,)).fetchone()[0]
+        problem = identity_problem(rel, replident, table.primary_key)
+        if problem:
+            raise SourceError(f"stream {stream.name}: {problem}")
+        key = table.primary_key or tuple(r[0] for r in conn.execute(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s::regclass "
+            "AND i.indisreplident ORDER BY array_position(i.indkey::int2[], a.attnum)",
+            (rel,)))
+        slot = self.slot_of(pipeline, stream.name, several)
+        if position is not None:
+            try:
+                cdc_slot.usable(conn, slot)
+            except SourceError as exc:
+                raise SourceError(f"stream {stream.name}: {exc} (rapidbyte-fast state reset "
+                                  f"<pipeline> --stream {stream.name} forgets the position)"
+                                  ) from None
+        return ChangePlan(cfg.publication or _derived_name(pipeline), slot,
+                          info.qualified_name, key, cfg.cdc_window_bytes,
+                          cfg.cdc_window_changes)
+
+    def slot_of(self, pipeline: str, stream: str, several: bool) -> str:
+        """The slot of a cdc stream: ``replication_slot``, else derived from the pipeline
+        name (and the stream's, when the pipeline captures several)."""
+        from ..cdc import slot as cdc_slot
+
+        if several and self.config.replication_slot:
+            raise SourceError("source.config.replication_slot: one slot per cdc stream; "
+                              "leave it out when a pipeline captures several streams")
+        return cdc_slot.check_name(self.config.replication_slot or _derived_name(
+            pipeline + ("_" + stream if several else "")))
+
+    def change_reader(self, plan: ChangePlan, max_batch_rows: int, max_batch_bytes: int):
+        """A reader of the changes of a planned cdc stream (``sources.cdc.ChangeReader``)."""
+        from ..cdc.reader import ChangeReader
+
+        return ChangeReader(self.endpoint, plan.publication, plan.slot, [plan.table],
+                            max_window_bytes=plan.window_bytes,
+                            max_window_changes=plan.window_changes,
+                            max_batch_rows=max_batch_rows, max_batch_bytes=max_batch_bytes,
+                            budget_setting="source.config.cdc_window_bytes")
+
+    def drop_slot(self, slot: str) -> bool:
+        """Drop a cdc stream's slot (``state reset``); False when there was none."""
+        from ..cdc import slot as cdc_slot
+
+        return cdc_slot.drop(self.catalog, slot)
+
+    def slot_status(self, slot: str):
+        """Lag and retained WAL of a slot (None when it does not exist)."""
+        from ..cdc import slot as cdc_slot
+
+        return cdc_slot.status(self.catalog, slot)
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -145,3 +217,12 @@ def _key_ranges(cuts: KeyCuts) -> tuple[KeyRange, ...]:
     return tuple(KeyRange(i, ranges.key_range_sql(cuts.key, cuts.key_types, cuts.cuts, i,
                                                   cuts.has_null))
                  for i in range(cuts.count))
+
+
+def _derived_name(text: str) -> str:
+    """A slot or publication name made from a pipeline (and stream) name: ``rbf_`` and
+    lower-case letters, digits and underscores, shortened with a hash past 63 chars."""
+    name = "rbf_" + re.sub(r"[^a-z0-9_]", "_", text.lower())
+    if len(name) > 63:
+        name = name[:54] + "_" + hashlib.sha1(text.encode()).hexdigest()[:8]
+    return name

@@ -29,18 +29,11 @@ def logical_dsn() -> str:
         yield dsn
         return
     pgserver = pytest.importorskip("pgserver")
-    from pgserver._commands import pg_ctl
-    from pgserver.utils import PostmasterInfo
+    from rapidbyte_fast.embedded import set_logical
 
     root = Path(tempfile.mkdtemp(prefix="rbf-test-pg-logical-"))
     srv = pgserver.get_server(root, cleanup_mode="delete")
-    with psycopg.connect(srv.get_uri(), autocommit=True) as conn:
-        conn.execute("ALTER SYSTEM SET wal_level = logical")
-        conn.execute("ALTER SYSTEM SET max_replication_slots = 20")
-        conn.execute("ALTER SYSTEM SET max_wal_senders = 20")
-    # pg_ctl restart keeps the socket options of the first start (postmaster.opts)
-    pg_ctl(["-w", "-m", "fast", "restart"], pgdata=root, user=srv.system_user, timeout=60)
-    srv._postmaster_info = PostmasterInfo.read_from_pgdata(root)  # the new postmaster
+    set_logical(srv, root)
     yield srv.get_uri()
     srv.cleanup()
     shutil.rmtree(root, ignore_errors=True)
