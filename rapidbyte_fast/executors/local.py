@@ -92,10 +92,7 @@ def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "",
                               on_rows, f"{plan.stream.name}-{w}"))
         for p in pipes:
             p.start()
-        for p in pipes:
-            while not p.join(POLL_SECS):
-                if cancel is not None and cancel.is_set():
-                    raise StopRequested(0)
+        _wait(pipes, cancel)
         if run.errors:
             raise run.errors[0]
         load.commit(pipes[0].last_loader if pipes and plan.write.commit == "once" else None)
@@ -107,11 +104,7 @@ def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "",
         for p in pipes:
             p.join(timeout=10)
         load.abort()
-        kept = (len(plan.write.ranged.done) + load.checkpoints
-                if plan.write.ranged is not None else 0)
-        if kept and isinstance(exc, RapidbyteError):
-            raise exc.noted(f"({kept} of {plan.total_ranges} key ranges are committed: the "
-                            "next run goes on from there)") from exc.__cause__
+        _raise_with_kept(plan, load, exc)
         raise
     finally:
         for t in chain:
@@ -125,6 +118,23 @@ def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "",
         load.close()
     return _result(plan, load, run.readers, pipes, chain, settings.frames,
                    time.perf_counter() - t_start)
+
+
+def _wait(pipes: list[Pipe], cancel: threading.Event | None) -> None:
+    """Until every pipe has ended; ``cancel`` set raises StopRequested."""
+    for p in pipes:
+        while not p.join(POLL_SECS):
+            if cancel is not None and cancel.is_set():
+                raise StopRequested(0)
+
+
+def _raise_with_kept(plan: TaskPlan, load, exc: BaseException) -> None:
+    """Re-raise ``exc`` saying how many key ranges stay committed, when some do."""
+    kept = (len(plan.write.ranged.done) + load.checkpoints
+            if plan.write.ranged is not None else 0)
+    if kept and isinstance(exc, RapidbyteError):
+        raise exc.noted(f"({kept} of {plan.total_ranges} key ranges are committed: the "
+                        "next run goes on from there)") from exc.__cause__
 
 
 def _settings(plan: TaskPlan, budget: memory_budget.Budget) -> PipeSettings:
