@@ -88,12 +88,14 @@ def run_pipeline(cfg: PipelineConfig, on_rows: OnRows | None = None) -> RunResul
     faults.arm()
     result = RunResult(pipeline=cfg.pipeline, impl=_impl.IMPL,
                        compression=cfg.resources.compression)
-    # measured before any row moves: the interpreter and libraries are not the budget's
-    result.memory = memory_budget.resolve(cfg.resources.max_memory)
-    _log.info("%s", result.memory.describe())
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     plans = make_plans(cfg)
+    # measured once every stream is planned (the connectors and the libraries they use are
+    # loaded: pyarrow's first array imports pandas when it is installed, ~50 MB) and before
+    # any row moves: they are the interpreter's baseline, not the budget's
+    result.memory = memory_budget.resolve(cfg.resources.max_memory)
+    _log.info("%s", result.memory.describe())
     run_id = uuid.uuid4().hex
     result.run_id = run_id
     dest = registry.destination(cfg.destination.use)(cfg.destination, plans[0].dest_endpoint)
