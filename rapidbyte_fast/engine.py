@@ -15,7 +15,7 @@ from dataclasses import replace
 from . import _impl, faults, load_errors, registry, retry
 from .config import PipelineConfig
 from .errors import ArrayShapeError, DataError, RapidbyteError, StopRequested
-from .executors.local import run_task
+from .executors.choice import Executor, open_executor
 from .executors.pipe import OnRows
 from .plan import Learned, Planner, TaskPlan, make_plans
 from .result import RunResult, StreamResult
@@ -31,12 +31,13 @@ _COUNT_LOCK = threading.Lock()
 
 
 def _run_with_retries(plan: TaskPlan, cfg: PipelineConfig, on_rows: OnRows | None,
-                      result: RunResult, run_id: str, cancel: threading.Event) -> StreamResult:
+                      result: RunResult, run_id: str, cancel: threading.Event,
+                      executor: Executor) -> StreamResult:
     attempt = 0
     learned = Learned()
     while True:
         try:
-            return run_task(plan, on_rows, run_id, cancel)
+            return executor.run(plan, on_rows, run_id, cancel)
         except ArrayShapeError as exc:
             if exc.column in learned.text_columns:
                 raise
@@ -78,8 +79,10 @@ def _replan(cfg: PipelineConfig, plan: TaskPlan, learned: Learned) -> TaskPlan:
         planner.close()
 
 
-def run_pipeline(cfg: PipelineConfig, on_rows: OnRows | None = None) -> RunResult:
-    """Run every stream of ``cfg``; raise the first error, else return the result."""
+def run_pipeline(cfg: PipelineConfig, on_rows: OnRows | None = None,
+                 executor: str | None = None) -> RunResult:
+    """Run every stream of ``cfg``; raise the first error, else return the result.
+    ``executor`` (``run --executor``) overrides ``resources.executor``."""
     _impl.warn_if_python()
     faults.arm()
     result = RunResult(pipeline=cfg.pipeline, impl=_impl.IMPL,
@@ -92,7 +95,12 @@ def run_pipeline(cfg: PipelineConfig, on_rows: OnRows | None = None) -> RunResul
     dest = registry.destination(cfg.destination.use)(cfg.destination, plans[0].dest_endpoint)
     lock = dest.lock(cfg.pipeline, run_id, [p.stream.name for p in plans])
     try:
-        _run_plans(cfg, plans, on_rows, result)
+        runner = open_executor(cfg.resources, executor)
+        result.executor = runner.name
+        try:
+            _run_plans(cfg, plans, on_rows, result, runner)
+        finally:
+            runner.close()
     finally:
         lock.close()
     result.duration_secs = time.perf_counter() - t0
@@ -109,7 +117,7 @@ def stream_workers(setting: str | int, streams: int) -> int:
 
 
 def _run_plans(cfg: PipelineConfig, plans: list[TaskPlan], on_rows: OnRows | None,
-               result: RunResult) -> None:
+               result: RunResult, executor: Executor) -> None:
     """Run the plans, ``parallel_streams`` at a time. Each stream commits on its own: one
     that fails does not stop or roll back the others, and the run then fails naming every
     stream's outcome. A stop (signal) stops them all."""
@@ -125,7 +133,7 @@ def _run_plans(cfg: PipelineConfig, plans: list[TaskPlan], on_rows: OnRows | Non
             future: Future = Future()
             try:
                 future.set_result(_run_with_retries(plan, cfg, on_rows, result, run_id,
-                                                    cancel))
+                                                    cancel, executor))
             except BaseException as exc:
                 future.set_exception(exc)
             _finished(history, run_id, plan, future, outcomes)
@@ -138,7 +146,7 @@ def _run_plans(cfg: PipelineConfig, plans: list[TaskPlan], on_rows: OnRows | Non
             for plan in plans:
                 history.started(run_id, cfg.pipeline, plan.stream.name)
                 running[pool.submit(_run_with_retries, plan, cfg, on_rows, result, run_id,
-                                    cancel)] = plan
+                                    cancel, executor)] = plan
             try:
                 for future in _as_done(running):
                     _finished(history, run_id, running[future], future, outcomes)
@@ -194,13 +202,14 @@ def _finished(history: RunHistory, run_id: str, plan: TaskPlan, future: Future,
     history.finished(run_id, name, status, 0, 0, "", str(exc) or status)
 
 
-def run(path_or_config, env=None, on_rows: OnRows | None = None) -> RunResult:
+def run(path_or_config, env=None, on_rows: OnRows | None = None,
+        executor: str | None = None) -> RunResult:
     """Python API: run a pipeline from a YAML path, a dict or a PipelineConfig."""
     from .config import load_config
 
     cfg = path_or_config if isinstance(path_or_config, PipelineConfig) else load_config(
         path_or_config, env)
-    return run_pipeline(cfg, on_rows)
+    return run_pipeline(cfg, on_rows, executor)
 
 
 __all__ = ["run", "run_pipeline", "RapidbyteError"]
