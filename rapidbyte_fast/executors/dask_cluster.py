@@ -123,7 +123,9 @@ class DaskExecutor:
             load.open(plan.schema)
             self._map_ranges(plan, exporter.snapshot if exporter else None, load.prepared,
                              run_id, on_rows, parts)
-            load.commit(None, rows=sum(p.records_written for p, _ in parts))
+            written = (load.ranged_rows() - plan.resumed_rows if plan.write.ranged is not None
+                       else sum(p.records_written for p, _ in parts))
+            load.commit(None, rows=written)
         except BaseException as exc:
             load.abort()
             raise_kept(exc, plan, len(parts))
@@ -134,7 +136,9 @@ class DaskExecutor:
             load.close()
         sr = stream_result(plan, load, [], [], [], pipe_settings(plan).frames,
                            time.perf_counter() - t_start)
-        return _combined(sr, parts)
+        sr = _combined(sr, parts)
+        sr.records_written = written
+        return sr
 
     def _map_ranges(self, plan: TaskPlan, snapshot: str | None, prepared: tuple,
                     run_id: str, on_rows: OnRows | None,

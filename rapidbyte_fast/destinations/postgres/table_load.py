@@ -208,6 +208,16 @@ class TableLoad:
         self.timings["dest_commit_secs"] += time.perf_counter() - t0
         self.checkpoints += spec.ranged is not None
 
+    def ranged_rows(self) -> int:
+        """The rows a resumable load's committed ranges hold, by every attempt (a task
+        lost after its commit never reports its rows)."""
+        spec = self.spec
+        try:
+            record = progress.load(self.conn, spec.schema, spec.pipeline, spec.stream)
+        except psycopg.Error as exc:
+            raise dest_error(spec.prefix, exc) from None
+        return record.rows_done if record is not None else 0
+
     def commit(self, last: Loader | None = None, rows: int | None = None) -> None:
         """Finish the load (``last``: the once-committed loader), put the rows in place, and
         commit (``rows``: those written by writers elsewhere, when not by this load's)."""
