@@ -54,27 +54,20 @@ class StreamResult:
     worker_secs: list[float] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     #: on a cluster: per worker, {"worker", "tasks", "rows", "seconds"} (executors/dask)
-    workers: list[dict] = field(default_factory=list)
+    cluster_workers: list[dict] = field(default_factory=list)
 
 
-def worker_rows(streams: list[StreamResult]) -> list[dict]:
-    """The workers of every stream, summed per worker."""
+def cluster_workers(streams: list[StreamResult]) -> list[dict]:
+    """The cluster workers of every stream, summed per worker."""
     out: dict[str, dict] = {}
     for s in streams:
-        for w in s.workers:
+        for w in s.cluster_workers:
             row = out.setdefault(w["worker"], {"worker": w["worker"], "tasks": 0, "rows": 0,
                                                "seconds": 0.0})
             row["tasks"] += w["tasks"]
             row["rows"] += w["rows"]
             row["seconds"] = round(row["seconds"] + w["seconds"], 6)
     return list(out.values())
-
-
-def skew(workers: list[dict]) -> float:
-    """The busiest worker's seconds over the mean (1.0: even; 0.0: no workers)."""
-    secs = [w["seconds"] for w in workers]
-    mean = sum(secs) / len(secs) if secs else 0.0
-    return round(max(secs) / mean, 3) if mean else 0.0
 
 
 @dataclass
@@ -155,10 +148,9 @@ class RunResult:
             **self._utilisation(),
             "executor": self.executor,
         }
-        workers = worker_rows(self.streams)
-        if workers:
-            d["workers"] = workers
-            d["worker_skew"] = skew(workers)
+        on_cluster = cluster_workers(self.streams)
+        if on_cluster:
+            d["cluster_workers"] = on_cluster
         d.update({k: round(v, 6) for k, v in sorted(self.timings().items())})
         return d
 
@@ -218,11 +210,12 @@ class RunResult:
                 lines.append(
                     f"    resumed: {s.resumed_ranges} of {s.ranges} key ranges "
                     f"({s.resumed_rows:,} rows) were committed by an earlier attempt")
-        workers = worker_rows(self.streams)
-        if workers:
-            lines.append(f"  {len(workers)} {self.executor} workers (skew {skew(workers):.2f}): "
+        on_cluster = cluster_workers(self.streams)
+        if on_cluster:
+            lines.append(f"  {len(on_cluster)} {self.executor} workers (seconds skew "
+                         f"{self._utilisation()['worker_secs_skew_ratio']:.2f}): "
                          + ", ".join(f"{w['worker']} {w['rows']:,} rows in {w['tasks']} "
-                                     f"tasks, {w['seconds']:.2f}s" for w in workers))
+                                     f"tasks, {w['seconds']:.2f}s" for w in on_cluster))
         keys = [("source", "source_duration_secs"), ("fetch", "source_fetch_secs"),
                 ("decode", "source_decode_secs"), ("dest", "dest_duration_secs"),
                 ("encode", "dest_encode_secs"), ("flush", "dest_flush_secs"),

@@ -85,8 +85,10 @@ class DaskExecutor:
         threads = sum(self.client.nthreads().values()) or 1
         return min(threads, self.slots_cap or threads)
 
-    def run(self, plan: TaskPlan, on_rows: OnRows | None, run_id: str) -> StreamResult:
-        """Copy one stream: range by range when it commits per range, else as one task."""
+    def run(self, plan: TaskPlan, on_rows: OnRows | None, run_id: str,
+            cancel: threading.Event | None = None) -> StreamResult:
+        """Copy one stream: range by range when it commits per range, else as one task
+        (``cancel``: the engine's stop, seen by the driver between task results)."""
         if plan.write.commit == "per_range":
             return self._run_ranged(plan, on_rows, run_id)
         future = self.client.submit(_stream_task, plan, run_id, pure=False,
@@ -94,8 +96,9 @@ class DaskExecutor:
         sr, worker = _unwrap(self._result(future))
         if on_rows is not None:
             on_rows(sr.records_written, sr.bytes_written)
-        sr.workers = [{"worker": worker, "tasks": 1, "rows": sr.records_written,
-                       "seconds": round(sr.duration_secs, 6)}]
+        sr.cluster_workers = [{"worker": worker, "tasks": 1, "rows": sr.records_written,
+                               "seconds": round(sr.duration_secs, 6)}]
+        sr.worker_rows, sr.worker_secs = [sr.records_written], [sr.duration_secs]
         return sr
 
     def _result(self, future):
@@ -201,7 +204,10 @@ def _combined(sr: StreamResult, parts: list[tuple[StreamResult, str]]) -> Stream
         w["rows"] += p.records_written
         w["seconds"] = round(w["seconds"] + p.duration_secs, 6)
     sr.timings = merge_timings(sr.timings, *(p.timings for p, _ in parts))
-    sr.workers = list(workers.values())
+    sr.cluster_workers = list(workers.values())
+    # (the skew keys of @@BENCH_JSON@@ come from these)
+    sr.worker_rows = [w["rows"] for w in sr.cluster_workers]
+    sr.worker_secs = [w["seconds"] for w in sr.cluster_workers]
     sr.parallelism = max(len(workers), 1)
     return sr
 
