@@ -75,7 +75,6 @@ def make_record(*, run_id: str, command: str, scenario: Scenario, rows: int, ite
         "parallelism": scenario.parallelism,
         "transform": scenario.transform,
         "aot": scenario.aot,
-        "executor": scenario.executor,
         "rows": rows,
         "iteration": iteration,
         "wall_secs": round(wall_secs, 6),
