@@ -83,10 +83,13 @@ def _measure(setup: Setup, scenarios: list[Scenario], rows_for: Callable[[str], 
 def _chosen(args: argparse.Namespace) -> list[Scenario]:
     named = [parse(n) for n in args.scenario or []]
     axes = (args.dataset, args.mode, args.compression, args.parallelism)
+    # --executor X runs every scenario on the local executor and beside it on X
+    executors = list(dict.fromkeys(["local", *(args.executor or [])]))
+    named = [replace(sc, executor=x) for sc in named for x in executors]
     if named and not any(axes):
-        return named
+        return list(dict.fromkeys(named))
     expanded = expand(args.dataset or ["bench_events"], args.mode or ["copy"],
-                      args.compression or ["none"], args.parallelism or ["1"])
+                      args.compression or ["none"], args.parallelism or ["1"], executors)
     return list(dict.fromkeys(named + expanded))
 
 
@@ -224,6 +227,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--mode", action="append", choices=MODES)
     run.add_argument("--compression", action="append", choices=COMPRESSIONS)
     run.add_argument("--parallelism", action="append", help="1, N or auto")
+    run.add_argument("--executor", action="append", metavar="EXECUTOR",
+                     help="also run each scenario on this executor (dask://local, "
+                          "dask://HOST:PORT), beside the local one")
     run.add_argument("--scenario", nargs="+", action="extend", metavar="NAME",
                      help="scenario names, e.g. bench_events-copy small-copy-lz4 "
                           "bench_events-copy-p_auto bench_events-copy-transform")

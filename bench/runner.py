@@ -81,15 +81,16 @@ class Outcome:
 
 
 def run_tool(pipeline: dict[str, Any], setup: Setup, env: dict[str, str] | None = None,
-             prefix: Sequence[str] = ()) -> ToolRun:
-    """Run one pipeline; ``prefix`` wraps the command (e.g. a profiler)."""
+             prefix: Sequence[str] = (), args: Sequence[str] = ()) -> ToolRun:
+    """Run one pipeline; ``prefix`` wraps the command (e.g. a profiler), ``args`` follow
+    it (e.g. ``--executor``)."""
     with tempfile.TemporaryDirectory(prefix="rbf-bench-") as tmp:
         path = Path(tmp) / "pipeline.yaml"
         path.write_text(yaml.safe_dump(pipeline, sort_keys=False))
         proc_env = {**os.environ, **(env or {}), URL_ENV: setup.dsn,
                     "PYTHONPATH": os.pathsep.join(
                         [str(setup.root), *filter(None, [os.environ.get("PYTHONPATH")])])}
-        cmd = [*prefix, sys.executable, "-m", "rapidbyte_fast", "run", "-q", str(path)]
+        cmd = [*prefix, sys.executable, "-m", "rapidbyte_fast", "run", "-q", str(path), *args]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=setup.root, env=proc_env, capture_output=True,
                               text=True, check=False)
@@ -123,7 +124,7 @@ def run_scenario(setup: Setup, scenario: Scenario, rows: int, iteration: int,
     destination that does not check out, raises ``RuntimeError``."""
     setup.checkpoint()
     pipeline = scenario.pipeline(URL_REF, setup.source_schema, setup.dest_schema)
-    run = run_tool(pipeline, setup, scenario.env(), prefix)
+    run = run_tool(pipeline, setup, scenario.env(), prefix, scenario.tool_args())
     if run.returncode == 2 and scenario.feature_gated:
         return Outcome(scenario, iteration, skipped=f"the tool rejects it: {run.reason()}")
     if run.returncode != 0:

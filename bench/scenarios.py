@@ -49,6 +49,8 @@ class Scenario:
     parallelism: str = "1"
     transform: str | None = None
     aot: bool | None = None
+    #: ``run --executor`` of the tool: local, dask://local, dask://HOST:PORT
+    executor: str = "local"
 
     def __post_init__(self) -> None:
         problems = []
@@ -86,7 +88,14 @@ class Scenario:
             parts.append(self.transform)
         if self.aot is not None:
             parts.append("aot_on" if self.aot else "aot_off")
+        if self.executor != "local":
+            parts.append("dask" if self.executor == "dask://local"
+                         else "dask@" + self.executor.removeprefix("dask://"))
         return "-".join(parts)
+
+    def tool_args(self) -> list[str]:
+        """Extra arguments of the tool's ``run`` command."""
+        return [] if self.executor == "local" else ["--executor", self.executor]
 
     @property
     def feature_gated(self) -> bool:
@@ -141,10 +150,12 @@ def parse(name: str) -> Scenario:
             key, value = "transform", token
         elif token in ("aot_on", "aot_off"):
             key, value = "aot", token == "aot_on"
+        elif token == "dask" or token.startswith("dask@"):
+            key, value = "executor", "dask://" + (token[5:] or "local")
         else:
             raise ValueError(f"scenario {name!r}: unknown option {token!r} (use "
                              f"{'|'.join(COMPRESSIONS[1:])}, p_N|p_auto, "
-                             f"{'|'.join(TRANSFORMS)}, aot_on|aot_off)")
+                             f"{'|'.join(TRANSFORMS)}, aot_on|aot_off, dask|dask@HOST:PORT)")
         if key in fields:
             raise ValueError(f"scenario {name!r}: {key} given twice")
         fields[key] = value
@@ -155,10 +166,12 @@ def parse(name: str) -> Scenario:
 
 
 def expand(datasets: Iterable[str], modes: Iterable[str], compressions: Iterable[str],
-           parallelisms: Iterable[str]) -> list[Scenario]:
+           parallelisms: Iterable[str], executors: Iterable[str] = ("local",)
+           ) -> list[Scenario]:
     """Every combination, datasets outermost, in the order given."""
-    return [Scenario(d, m, c, p)
-            for d, m, c, p in itertools.product(datasets, modes, compressions, parallelisms)]
+    return [Scenario(d, m, c, p, executor=x)
+            for d, m, c, p, x in itertools.product(datasets, modes, compressions, parallelisms,
+                                                   executors)]
 
 
 #: ``python -m bench matrix``: every mode on bench_events and small, the Arrow path with each

@@ -11,11 +11,12 @@ from typing import Any
 __version__ = "0.1.0"
 
 
-def run(path_or_config, env=None, on_rows=None):
-    """Run a pipeline (YAML path, dict or PipelineConfig) and return its RunResult."""
+def run(path_or_config, env=None, on_rows=None, executor=None):
+    """Run a pipeline (YAML path, dict or PipelineConfig) and return its RunResult;
+    ``executor`` ("local", "dask://host:8786", "dask://local") overrides the file's."""
     from .engine import run as _run
 
-    return _run(path_or_config, env, on_rows)
+    return _run(path_or_config, env, on_rows, executor)
 
 
 def __getattr__(name: str) -> Any:

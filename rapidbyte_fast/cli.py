@@ -127,8 +127,11 @@ class _Progress:
 @click.option("--schedule", metavar="CRON", default=None,
               help="Run on a cron schedule (local time) until SIGTERM, one run at a time; "
                    "SIGTERM stops after the run in flight.")
+@click.option("--executor", metavar="EXECUTOR", default=None,
+              help="Where the streams run, over resources.executor: local, dask://local (a "
+                   "LocalCluster sized to this machine) or dask://HOST:PORT (a scheduler).")
 def run(pipeline: str, quiet: bool, verbose: int, log_format: str, dry_run: bool,
-        as_json: bool, schedule: str | None) -> None:
+        as_json: bool, schedule: str | None, executor: str | None) -> None:
     """Run the pipeline described by PIPELINE (a YAML file)."""
     _setup_logging(verbose, quiet, log_format)
     if dry_run:
@@ -137,14 +140,18 @@ def run(pipeline: str, quiet: bool, verbose: int, log_format: str, dry_run: bool
     from .engine import run_pipeline
 
     if schedule is not None:
-        _run_on_schedule(pipeline, schedule, quiet)
+        _run_on_schedule(pipeline, schedule, quiet, executor)
         return
 
     _stop_on_signals()
     progress = _Progress(not quiet, log_format)
     try:
         cfg = _load(pipeline)
-        result = run_pipeline(cfg, progress)
+        if executor is not None:
+            from .executors.choice import parse_executor
+
+            parse_executor(executor)
+        result = run_pipeline(cfg, progress, executor)
     except BaseException as exc:
         progress.close()
         _fail(exc)
@@ -157,19 +164,24 @@ def run(pipeline: str, quiet: bool, verbose: int, log_format: str, dry_run: bool
     click.echo(result.bench_line())
 
 
-def _run_on_schedule(pipeline: str, expression: str, quiet: bool) -> None:
+def _run_on_schedule(pipeline: str, expression: str, quiet: bool,
+                     executor: str | None) -> None:
     from .engine import run_pipeline
     from .schedule import check_schedule, run_on_schedule
 
     try:
         check_schedule(expression)
         _load(pipeline)
+        if executor is not None:
+            from .executors.choice import parse_executor
+
+            parse_executor(executor)
     except BaseException as exc:
         _fail(exc)
         return
 
     def once():
-        result = run_pipeline(_load(pipeline), None)
+        result = run_pipeline(_load(pipeline), None, executor)
         if not quiet:
             click.echo(result.summary())
         click.echo(result.bench_line())

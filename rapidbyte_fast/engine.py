@@ -16,7 +16,7 @@ from . import _impl, faults, load_errors, memory_budget, registry, retry
 from .config import PipelineConfig
 from .errors import ArrayShapeError, DataError, RapidbyteError, StopRequested
 from .executors.cdc import run_changes
-from .executors.local import run_task
+from .executors.choice import Executor, open_executor
 from .executors.pipe import OnRows
 from .plan import Learned, Planner, TaskPlan, make_plans
 from .result import RunResult, StreamResult
@@ -33,14 +33,14 @@ _COUNT_LOCK = threading.Lock()
 
 def _run_with_retries(plan: TaskPlan, cfg: PipelineConfig, on_rows: OnRows | None,
                       result: RunResult, run_id: str, cancel: threading.Event,
-                      budget: memory_budget.Budget) -> StreamResult:
+                      budget: memory_budget.Budget, executor: Executor) -> StreamResult:
     attempt = 0
     learned = Learned()
     while True:
         try:
             if plan.changes is not None:
                 return run_changes(plan, on_rows, run_id)
-            return run_task(plan, on_rows, run_id, cancel, budget)
+            return executor.run(plan, on_rows, run_id, cancel, budget)
         except ArrayShapeError as exc:
             if exc.column in learned.text_columns:
                 raise
@@ -82,8 +82,10 @@ def _replan(cfg: PipelineConfig, plan: TaskPlan, learned: Learned) -> TaskPlan:
         planner.close()
 
 
-def run_pipeline(cfg: PipelineConfig, on_rows: OnRows | None = None) -> RunResult:
-    """Run every stream of ``cfg``; raise the first error, else return the result."""
+def run_pipeline(cfg: PipelineConfig, on_rows: OnRows | None = None,
+                 executor: str | None = None) -> RunResult:
+    """Run every stream of ``cfg``; raise the first error, else return the result.
+    ``executor`` (``run --executor``) overrides ``resources.executor``."""
     _impl.warn_if_python()
     faults.arm()
     result = RunResult(pipeline=cfg.pipeline, impl=_impl.IMPL,
@@ -101,7 +103,12 @@ def run_pipeline(cfg: PipelineConfig, on_rows: OnRows | None = None) -> RunResul
     dest = registry.destination(cfg.destination.use)(cfg.destination, plans[0].dest_endpoint)
     lock = dest.lock(cfg.pipeline, run_id, [p.stream.name for p in plans])
     try:
-        _run_plans(cfg, plans, on_rows, result)
+        runner = open_executor(cfg.resources, executor)
+        result.executor = runner.name
+        try:
+            _run_plans(cfg, plans, on_rows, result, runner)
+        finally:
+            runner.close()
     finally:
         lock.close()
     result.duration_secs = time.perf_counter() - t0
@@ -118,7 +125,7 @@ def stream_workers(setting: str | int, streams: int) -> int:
 
 
 def _run_plans(cfg: PipelineConfig, plans: list[TaskPlan], on_rows: OnRows | None,
-               result: RunResult) -> None:
+               result: RunResult, executor: Executor) -> None:
     """Run the plans, ``parallel_streams`` at a time. Each stream commits on its own: one
     that fails does not stop or roll back the others, and the run then fails naming every
     stream's outcome. A stop (signal) stops them all."""
@@ -135,7 +142,7 @@ def _run_plans(cfg: PipelineConfig, plans: list[TaskPlan], on_rows: OnRows | Non
             future: Future = Future()
             try:
                 future.set_result(_run_with_retries(plan, cfg, on_rows, result, run_id,
-                                                    cancel, budget))
+                                                    cancel, budget, executor))
             except BaseException as exc:
                 future.set_exception(exc)
             _finished(history, run_id, plan, future, outcomes)
@@ -148,7 +155,7 @@ def _run_plans(cfg: PipelineConfig, plans: list[TaskPlan], on_rows: OnRows | Non
             for plan in plans:
                 history.started(run_id, cfg.pipeline, plan.stream.name)
                 running[pool.submit(_run_with_retries, plan, cfg, on_rows, result, run_id,
-                                    cancel, budget)] = plan
+                                    cancel, budget, executor)] = plan
             try:
                 for future in _as_done(running):
                     _finished(history, run_id, running[future], future, outcomes)
@@ -204,13 +211,14 @@ def _finished(history: RunHistory, run_id: str, plan: TaskPlan, future: Future,
     history.finished(run_id, name, status, 0, 0, "", str(exc) or status)
 
 
-def run(path_or_config, env=None, on_rows: OnRows | None = None) -> RunResult:
+def run(path_or_config, env=None, on_rows: OnRows | None = None,
+        executor: str | None = None) -> RunResult:
     """Python API: run a pipeline from a YAML path, a dict or a PipelineConfig."""
     from .config import load_config
 
     cfg = path_or_config if isinstance(path_or_config, PipelineConfig) else load_config(
         path_or_config, env)
-    return run_pipeline(cfg, on_rows)
+    return run_pipeline(cfg, on_rows, executor)
 
 
 __all__ = ["run", "run_pipeline", "RapidbyteError"]

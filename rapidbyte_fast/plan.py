@@ -158,7 +158,7 @@ class Planner:
                                 path == "passthrough", cursor, every, boot_mode)
         done = write.ranged.done if write.ranged is not None else frozenset()
         pending = tuple(r for r in reads.ranges if r.index not in done)
-        workers = min(reads.workers, len(pending))
+        workers = min(reads.workers, len(pending), task_slots(cfg.resources) or len(pending))
         snapshot = ("export" if workers > 1
                     else "hold" if write.commit == "per_range" and len(pending) > 1
                     else "none")
@@ -288,6 +288,17 @@ def _listed_streams(cfg: PipelineConfig, source) -> PipelineConfig:
     expanded = streams[:i] + tuple(listed) + streams[i + 1:]
     return cfg.model_copy(update={"source": cfg.source.model_copy(
         update={"streams": expanded})})
+
+
+def task_slots(resources) -> int | None:
+    """How many workers (one connection to each side apiece) may run at once under
+    ``resources.max_connections``, after the run's own connections (the exported snapshot
+    on the source; the run lock and the load's DDL/commit connection on the destination);
+    None when unlimited."""
+    limits = resources.max_connections
+    caps = [n - held for n, held in ((limits.source, 1), (limits.destination, 2))
+            if n is not None]
+    return min(caps) if caps else None
 
 
 def make_plans(cfg: PipelineConfig) -> list[TaskPlan]:

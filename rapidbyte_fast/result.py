@@ -54,6 +54,21 @@ class StreamResult:
     worker_rows: list[int] = field(default_factory=list)
     worker_secs: list[float] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    #: on a cluster: per worker, {"worker", "tasks", "rows", "seconds"} (executors/dask)
+    cluster_workers: list[dict] = field(default_factory=list)
+
+
+def cluster_workers(streams: list[StreamResult]) -> list[dict]:
+    """The cluster workers of every stream, summed per worker."""
+    out: dict[str, dict] = {}
+    for s in streams:
+        for w in s.cluster_workers:
+            row = out.setdefault(w["worker"], {"worker": w["worker"], "tasks": 0, "rows": 0,
+                                               "seconds": 0.0})
+            row["tasks"] += w["tasks"]
+            row["rows"] += w["rows"]
+            row["seconds"] = round(row["seconds"] + w["seconds"], 6)
+    return list(out.values())
 
 
 @dataclass
@@ -71,6 +86,8 @@ class RunResult:
     run_id: str = ""
     #: the run's memory budget (a memory_budget.Budget), when it was resolved
     memory: Any = None
+    #: where the plans ran: "local" or "dask"
+    executor: str = "local"
 
     @property
     def parallelism(self) -> int:
@@ -132,6 +149,7 @@ class RunResult:
             "resumed_ranges": sum(s.resumed_ranges for s in self.streams),
             "resumed_rows": sum(s.resumed_rows for s in self.streams),
             **self._utilisation(),
+            "executor": self.executor,
         }
         if self.memory is not None:
             m = self.memory
@@ -139,6 +157,9 @@ class RunResult:
                       "baseline_rss_mb": round(m.baseline / (1 << 20), 1),
                       "memory_budget_source": "cgroup" if m.bytes < m.configured
                       else "max_memory"})
+        on_cluster = cluster_workers(self.streams)
+        if on_cluster:
+            d["cluster_workers"] = on_cluster
         d.update({k: round(v, 6) for k, v in sorted(self.timings().items())})
         return d
 
@@ -198,6 +219,12 @@ class RunResult:
                 lines.append(
                     f"    resumed: {s.resumed_ranges} of {s.ranges} key ranges "
                     f"({s.resumed_rows:,} rows) were committed by an earlier attempt")
+        on_cluster = cluster_workers(self.streams)
+        if on_cluster:
+            lines.append(f"  {len(on_cluster)} {self.executor} workers (seconds skew "
+                         f"{self._utilisation()['worker_secs_skew_ratio']:.2f}): "
+                         + ", ".join(f"{w['worker']} {w['rows']:,} rows in {w['tasks']} "
+                                     f"tasks, {w['seconds']:.2f}s" for w in on_cluster))
         keys = [("source", "source_duration_secs"), ("fetch", "source_fetch_secs"),
                 ("decode", "source_decode_secs"), ("dest", "dest_duration_secs"),
                 ("encode", "dest_encode_secs"), ("flush", "dest_flush_secs"),

@@ -176,6 +176,9 @@ resources:
   checkpoint_interval_rows: 0        # also by rows; 0: off
   checkpoint_interval_seconds: 0     # also by time; 0: off
   max_retries: 3                     # transient errors, exponential backoff with jitter
+  executor: local                    # local (threads) | dask (pip install "rapidbyte-fast[dask]")
+  dask: {scheduler: local}           # local (a LocalCluster here) | tcp://host:8786
+  max_connections: {source: null, destination: null}   # per database at once; null: no cap
 """
 
 

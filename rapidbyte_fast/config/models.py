@@ -220,6 +220,31 @@ class StateConfig(ConfigModel):
 MAX_PARALLELISM = 64
 
 
+class DaskConfig(ConfigModel):
+    """Where the Dask executor runs (``resources.dask``)."""
+
+    #: a scheduler address (``tcp://host:8786``, ``tls://...``) or ``local`` (a LocalCluster
+    #: of worker processes sized to this machine)
+    scheduler: Name = "local"
+
+    @field_validator("scheduler")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value != "local" and "://" not in value:
+            raise ValueError("must be 'local' or a scheduler address such as tcp://host:8786")
+        return value
+
+
+class ConnectionLimits(ConfigModel):
+    """The most connections a run opens to each database at once (``resources.
+    max_connections``; an integer sets both sides). None: as many as the workers need."""
+
+    #: (the run itself holds one source connection, the exported snapshot, and two
+    #: destination ones, the run lock and the load's DDL/commit; each worker one per side)
+    source: int | None = Field(None, ge=2)
+    destination: int | None = Field(None, ge=3)
+
+
 class ResourcesConfig(ConfigModel):
     """Parallelism, memory bounds, inter-stage compression, checkpoints and retries."""
 
@@ -242,6 +267,17 @@ class ResourcesConfig(ConfigModel):
     checkpoint_interval_rows: int = Field(0, ge=0)
     checkpoint_interval_seconds: float = Field(0, ge=0)
     max_retries: int = Field(3, ge=0, le=100)
+    #: where the streams run: threads of this process, or tasks on a Dask cluster
+    executor: Literal["local", "dask"] = "local"
+    dask: DaskConfig = DaskConfig()
+    max_connections: ConnectionLimits = ConnectionLimits()
+
+    @field_validator("max_connections", mode="before")
+    @classmethod
+    def _both_sides(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return {"source": value, "destination": value}
+        return value
 
     @field_validator("parallelism", "parallel_streams", mode="before")
     @classmethod

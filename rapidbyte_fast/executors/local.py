@@ -14,6 +14,7 @@ import time
 import uuid
 
 from .. import faults, memory_budget, registry
+from ..connector import KeyRange
 from ..errors import RapidbyteError, StageStopped, StopRequested
 from ..plan import TaskPlan
 from ..result import StreamResult, merge_timings
@@ -41,15 +42,70 @@ class _Run:
             r.cancel()
 
 
+def pipe_settings(plan: TaskPlan, budget: memory_budget.Budget | None = None) -> PipeSettings:
+    """The queue, batch and compression settings of every pipe of ``plan``: its workers'
+    share of ``budget`` (default: resources.max_memory as ``memory_budget.resolve`` lowers it
+    in this process, so a Dask worker's memory is bounded exactly as a local task's)."""
+    res = plan.resources
+    budget = budget or memory_budget.resolve(res.max_memory)
+    sizing = memory_budget.for_plan(plan, budget.bytes)
+    _log.debug("stream %s: %s", plan.stream.name, sizing.describe())
+    return PipeSettings(sizing.queue_batches, sizing.batch_bytes, sizing.batch_rows,
+                        plan.path == "passthrough", Frames(res.compression, res.compression_level))
+
+
+def run_ranges(plan: TaskPlan, ranges: tuple[KeyRange, ...], snapshot: str | None,
+               prepared: tuple, on_rows: OnRows | None = None) -> StreamResult:
+    """Read and commit some key ranges of a load committed per range whose destination
+    another process has prepared (``prepared``, from its ``open``), on connections of its
+    own: what one task of a distributed load does. Ranges already marked committed are
+    skipped (a retried task whose first run got that far); a range that fails rolls back."""
+    src = registry.source(plan.source_use)(plan.source_config, plan.source_endpoint)
+    dest = registry.destination(plan.dest_use)(plan.dest_config, plan.dest_endpoint)
+    faults.bind(plan.source_endpoint, plan.dest_endpoint)
+    settings = pipe_settings(plan)
+    run = _Run()
+    load = dest.open_load(plan.write)
+    load.attach(prepared)
+    pipe = None
+    t_start = time.perf_counter()
+    try:
+        writer = load.writer()
+        done = writer.committed()
+        todo = tuple(r for r in ranges if r.index not in done)
+        reader = src.reader(plan.info, plan.cursor, snapshot=snapshot,
+                            hold_snapshot=snapshot is None and len(todo) > 1)
+        run.readers.append(reader)
+        if todo:
+            reader.open()
+        pipe = Pipe(reader, writer, todo, [], settings, run.stop, run.fail, on_rows,
+                    f"{plan.stream.name}-r{ranges[0].index if ranges else 0}")
+        pipe.start()
+        pipe.join()
+        if run.errors:
+            raise run.errors[0]
+    except BaseException:
+        run.fail(StageStopped("stopped"))
+        if pipe is not None:
+            pipe.join(timeout=10)
+        load.abort()
+        raise
+    finally:
+        for r in run.readers:
+            r.close()
+        load.close()
+    return stream_result(plan, load, run.readers, [pipe], [], settings.frames,
+                         time.perf_counter() - t_start)
+
+
 def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "",
              cancel: threading.Event | None = None,
              budget: memory_budget.Budget | None = None, snapshot: str | None = None,
              before_commit=None) -> StreamResult:
     """Copy one stream as planned; ``cancel`` set stops it (rolled back as on a signal).
-    Its workers share ``budget`` (default: resources.max_memory as ``memory_budget.resolve``
-    lowers it, for this task alone); every reader imports ``snapshot`` (a cdc bootstrap's),
-    and ``before_commit(conn)`` runs in the rows' commit (where a bootstrap saves its LSN)."""
-    res = plan.resources
+    Its workers share ``budget`` (``pipe_settings``); every reader imports ``snapshot`` (a
+    cdc bootstrap's), and ``before_commit(conn)`` runs in the rows' commit (where a
+    bootstrap saves its LSN)."""
     src = registry.source(plan.source_use)(plan.source_config, plan.source_endpoint)
     dest = registry.destination(plan.dest_use)(plan.dest_config, plan.dest_endpoint)
     on_data_error = plan.dest_config.on_data_error
@@ -62,7 +118,7 @@ def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "",
     rejects = (Rejects(plan.stream.name, on_data_error, sink)
                if on_data_error != "fail" else None)
     faults.bind(plan.source_endpoint, plan.dest_endpoint)
-    settings = _settings(plan, budget or memory_budget.resolve(res.max_memory))
+    settings = pipe_settings(plan, budget)
     run = _Run()
     hooks = [h for h in (dlq.mark_committed if dlq is not None else None, before_commit) if h]
     load = dest.open_load(plan.write, (lambda conn: [h(conn) for h in hooks]) if hooks else None,
@@ -104,7 +160,7 @@ def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "",
         for p in pipes:
             p.join(timeout=10)
         load.abort()
-        _raise_with_kept(plan, load, exc)
+        raise_kept(exc, plan, load.checkpoints)
         raise
     finally:
         for t in chain:
@@ -116,8 +172,8 @@ def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "",
         if exporter is not None:
             exporter.close()
         load.close()
-    return _result(plan, load, run.readers, pipes, chain, settings.frames,
-                   time.perf_counter() - t_start)
+    return stream_result(plan, load, run.readers, pipes, chain, settings.frames,
+                         time.perf_counter() - t_start)
 
 
 def _wait(pipes: list[Pipe], cancel: threading.Event | None) -> None:
@@ -128,26 +184,17 @@ def _wait(pipes: list[Pipe], cancel: threading.Event | None) -> None:
                 raise StopRequested(0)
 
 
-def _raise_with_kept(plan: TaskPlan, load, exc: BaseException) -> None:
-    """Re-raise ``exc`` saying how many key ranges stay committed, when some do."""
-    kept = (len(plan.write.ranged.done) + load.checkpoints
-            if plan.write.ranged is not None else 0)
+def raise_kept(exc: BaseException, plan: TaskPlan, committed: int) -> None:
+    """Raise ``exc`` saying how many key ranges of a resumable load stay committed
+    (``committed`` by this attempt, besides those it resumed after); return when none."""
+    kept = len(plan.write.ranged.done) + committed if plan.write.ranged is not None else 0
     if kept and isinstance(exc, RapidbyteError):
         raise exc.noted(f"({kept} of {plan.total_ranges} key ranges are committed: the "
                         "next run goes on from there)") from exc.__cause__
 
 
-def _settings(plan: TaskPlan, budget: memory_budget.Budget) -> PipeSettings:
-    """The pipes' batch and queue bounds: this task's workers' share of the budget."""
-    res = plan.resources
-    sizing = memory_budget.for_plan(plan, budget.bytes)
-    _log.debug("stream %s: %s", plan.stream.name, sizing.describe())
-    return PipeSettings(sizing.queue_batches, sizing.batch_bytes, sizing.batch_rows,
-                        plan.path == "passthrough", Frames(res.compression, res.compression_level))
-
-
-def _result(plan: TaskPlan, load, readers: list, pipes: list[Pipe], chain: list,
-            frames: Frames, seconds: float) -> StreamResult:
+def stream_result(plan: TaskPlan, load, readers: list, pipes: list[Pipe], chain: list,
+                  frames: Frames, seconds: float) -> StreamResult:
     rejects = load.rejects
     chain_timings, skipped, dead = chain_mod.stats(chain)
     w = plan.write

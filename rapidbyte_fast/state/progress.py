@@ -107,12 +107,17 @@ def save(conn: psycopg.Connection, schema: str, pipeline: str, stream: str,
 
 
 def mark_done(conn: psycopg.Connection, schema: str, pipeline: str, stream: str, index: int,
-              rows: int) -> None:
-    """Mark range ``index`` loaded, in the transaction that commits its rows."""
-    conn.execute(
+              rows: int) -> bool:
+    """Mark range ``index`` loaded, in the transaction that commits its rows; False when
+    another attempt has marked it (a retried task whose first run committed): the caller
+    rolls its copy back. The row lock makes two concurrent attempts wait for each other,
+    and the second then sees the first's mark."""
+    cur = conn.execute(
         f"UPDATE {_table(schema)} SET done = array_append(done, %s), "
-        "rows_done = rows_done + %s, updated_at = now() WHERE pipeline = %s AND stream = %s",
-        (index, rows, pipeline, stream))
+        "rows_done = rows_done + %s, updated_at = now() WHERE pipeline = %s AND stream = %s "
+        "AND NOT %s = ANY(done)",
+        (index, rows, pipeline, stream, index))
+    return cur.rowcount == 1
 
 
 def reset(conn: psycopg.Connection, schema: str, pipeline: str,

@@ -8,6 +8,7 @@ the load is resumable, else into a staging table that the final commit moves or 
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable
 
@@ -24,6 +25,7 @@ from ...row_guard import Rejects
 from .spec import WriteSpec
 from .strategies import STRATEGIES
 
+_log = logging.getLogger("rapidbyte_fast")
 
 #: The advisory lock class (first key) under which a load creates its schema's shared objects.
 SHARED_DDL_LOCK = 0x7262
@@ -52,10 +54,14 @@ class TableLoad:
         self._cols = ""
         self._pg_types: list[str] = []
         self._ck_mark = (0, 0, 0.0)
+        #: what ``open`` decided about the columns, for ``attach`` elsewhere
+        self.prepared: tuple | None = None
+        #: rows of ranges another attempt had committed first (rolled back here)
+        self.discarded_rows = 0
 
     @property
     def rows_written(self) -> int:
-        return sum(ld.rows_written for ld in self.loaders)
+        return sum(ld.rows_written for ld in self.loaders) - self.discarded_rows
 
     @property
     def bytes_written(self) -> int:
@@ -88,9 +94,8 @@ class TableLoad:
         try:
             self._shared_objects(self.conn)
             schema, target_types = self.strategy.prepare(self.conn, schema)
-            self._wp = target_encoding(schema, target_types)
-            self._pg_types = self._load_types(schema, target_types is not None)
-            self._cols = column_list(schema.names)
+            self.attach((schema, target_types,
+                         self._load_types(schema, target_types is not None)))
             if self.spec.commit == "per_range":
                 self.conn.commit()  # other connections must see the staging table
                 self.strategy.stage_committed = self.spec.staging is not None
@@ -117,6 +122,15 @@ class TableLoad:
                                                         progress.PROGRESS_TABLE):
             progress.ensure_table(conn, spec.schema)
         conn.commit()
+
+    def attach(self, prepared: tuple) -> None:
+        """Load into a table another process's ``open`` prepared (its picklable
+        ``prepared``): range writers of a distributed load, which run no DDL."""
+        schema, target_types, pg_types = prepared
+        self.prepared = prepared
+        self._wp = target_encoding(schema, target_types)
+        self._pg_types = list(pg_types)
+        self._cols = column_list(schema.names)
 
     def _load_types(self, schema: pa.Schema, into_existing: bool) -> list[str]:
         if not into_existing:
@@ -179,8 +193,13 @@ class TableLoad:
             rows = loader.rows_written
         spec = self.spec
         try:
-            if spec.ranged is not None:
-                progress.mark_done(conn, spec.schema, spec.pipeline, spec.stream, index, rows)
+            if spec.ranged is not None and not progress.mark_done(
+                    conn, spec.schema, spec.pipeline, spec.stream, index, rows):
+                conn.rollback()
+                self.discarded_rows += rows
+                _log.warning("%skey range %d was committed by another attempt; this copy "
+                             "is rolled back", spec.prefix, index)
+                return
             faults.hit("dest.range_commit")
             conn.commit()
         except psycopg.Error as exc:
@@ -189,15 +208,25 @@ class TableLoad:
         self.timings["dest_commit_secs"] += time.perf_counter() - t0
         self.checkpoints += spec.ranged is not None
 
-    def commit(self, last: Loader | None = None) -> None:
+    def ranged_rows(self) -> int:
+        """The rows a resumable load's committed ranges hold, by every attempt (a task
+        lost after its commit never reports its rows)."""
+        spec = self.spec
+        try:
+            record = progress.load(self.conn, spec.schema, spec.pipeline, spec.stream)
+        except psycopg.Error as exc:
+            raise dest_error(spec.prefix, exc) from None
+        return record.rows_done if record is not None else 0
+
+    def commit(self, last: Loader | None = None, rows: int | None = None) -> None:
         """Finish the load (``last``: the once-committed loader), put the rows in place, and
-        commit."""
+        commit (``rows``: those written by writers elsewhere, when not by this load's)."""
         if last is not None:
             last.finish()
         conn = self.conn
         try:
             t0 = time.perf_counter()
-            self.strategy.finish(conn, self.rows_written)
+            self.strategy.finish(conn, self.rows_written if rows is None else rows)
             if self.spec.ranged is not None:
                 progress.reset(conn, self.spec.schema, self.spec.pipeline, self.spec.stream)
             if self.before_commit is not None:
@@ -287,6 +316,18 @@ class RangeWriter:
     def write_raw(self, chunk: bytearray) -> int:
         """Send a chunk of the range's COPY binary stream; returns its tuples."""
         return self._current().write_raw(chunk)
+
+    def committed(self) -> frozenset[int]:
+        """The ranges already marked committed (a retried task skips them)."""
+        spec = self.load.spec
+        if spec.ranged is None:
+            return frozenset()
+        try:
+            record = progress.load(self.conn, spec.schema, spec.pipeline, spec.stream)
+            self.conn.commit()
+        except psycopg.Error as exc:
+            raise dest_error(spec.prefix, exc) from None
+        return record.done if record is not None else frozenset()
 
     def end_range(self, index: int) -> None:
         """Commit range ``index`` (with its mark when resumable)."""

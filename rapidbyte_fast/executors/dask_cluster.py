@@ -1,0 +1,295 @@
+"""The Dask executor: a plan's key ranges (and whole streams) as tasks on a Dask
+distributed cluster (``pip install "rapidbyte-fast[dask]"``; ``resources.executor: dask``
+or ``run --executor dask://host:8786 | dask://local``).
+
+The driver (this process) plans, as locally, and owns what must happen once: the exported
+snapshot (its transaction stays open until every range is read, so every worker reads one
+snapshot), the load's DDL (staging table, progress record), the final commit (key and
+index build, swap, merge, cursor), the run lock and the run history (engine.py). A load
+committed per range ships each key range as a task (``run_ranges``, the function a local
+worker's pipe runs too): the worker opens its own source and destination connections and
+commits the range with its progress mark. A load committed once runs as one task
+(``run_task``) on one worker.
+
+Faults: a worker lost mid-task has its tasks rerun elsewhere by the scheduler; a range
+whose mark was committed is skipped by the rerun, and a half-written one was never
+committed. Two attempts of one range cannot both commit: the mark's update is conditional
+(state/progress.py). A lost driver leaves the committed ranges marked: the next run goes
+on with the rest. Tasks in flight never exceed ``resources.max_connections`` (per side,
+after the driver's own connections). Each worker's memory is bounded as one local worker's
+(``pipe_settings``); a LocalCluster runs one task per worker process.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from .. import faults, registry, retry
+from ..connector import KeyRange
+from ..errors import ConfigError, ConnectionLost, RapidbyteError, SetupError
+from ..plan import TaskPlan, task_slots
+from ..result import StreamResult, merge_timings
+from .local import pipe_settings, raise_kept, run_ranges, run_task, stream_result
+from .pipe import OnRows
+
+_log = logging.getLogger("rapidbyte_fast")
+#: seconds to wait for a remote scheduler before giving up
+CONNECT_TIMEOUT_SECS = 10
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise ConfigError("executor dask: the dask package is not installed "
+                          "(pip install \"rapidbyte-fast[dask]\")") from None
+    return distributed
+
+
+class DaskExecutor:
+    """Runs plans as tasks of a Dask cluster (``scheduler``: an address, or ``local``)."""
+
+    name = "dask"
+
+    def __init__(self, scheduler: str, resources: Any) -> None:
+        distributed = _distributed()
+        self.cluster = None
+        if scheduler == "local":
+            # one single-threaded worker process per core: a task's own stage threads
+            # (reader, writer) use the cores, and one pipe per process bounds its memory
+            self.cluster = distributed.LocalCluster(
+                n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                dashboard_address=None)
+            self.client = distributed.Client(self.cluster)
+        else:
+            try:
+                self.client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_SECS)
+            except (OSError, TimeoutError) as exc:
+                raise SetupError(f"executor dask: cannot reach the scheduler at {scheduler} "
+                                 f"({exc})") from None
+        self.slots_cap = task_slots(resources)
+
+    def close(self) -> None:
+        """Disconnect; stop the LocalCluster this executor started."""
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def slots(self) -> int:
+        """Tasks in flight at once: the cluster's threads, within the connection budget."""
+        threads = sum(self.client.nthreads().values()) or 1
+        return min(threads, self.slots_cap or threads)
+
+    def run(self, plan: TaskPlan, on_rows: OnRows | None, run_id: str,
+            cancel: threading.Event | None = None, budget: Any = None) -> StreamResult:
+        """Copy one stream: range by range when it commits per range, else as one task
+        (``cancel``: the engine's stop, seen by the driver between task results)."""
+        if plan.write.commit == "per_range":
+            return self._run_ranged(plan, on_rows, run_id)
+        future = self.client.submit(_stream_task, plan, run_id, pure=False,
+                                    key=f"rbf-stream-{plan.stream.name}-{uuid.uuid4().hex[:8]}")
+        sr, worker = _unwrap(self._result(future))
+        if on_rows is not None:
+            on_rows(sr.records_written, sr.bytes_written)
+        sr.cluster_workers = [{"worker": worker, "tasks": 1, "rows": sr.records_written,
+                               "seconds": round(sr.duration_secs, 6)}]
+        sr.worker_rows, sr.worker_secs = [sr.records_written], [sr.duration_secs]
+        return sr
+
+    def _result(self, future):
+        distributed = _distributed()
+        try:
+            return future.result()
+        except distributed.KilledWorker as exc:
+            raise ConnectionLost(f"executor dask: workers died running {exc.task} "
+                                 f"({exc.last_worker})") from None
+        except distributed.comm.CommClosedError as exc:
+            raise ConnectionLost(f"executor dask: lost the scheduler ({exc})") from None
+
+    def _run_ranged(self, plan: TaskPlan, on_rows: OnRows | None, run_id: str
+                    ) -> StreamResult:
+        src = registry.source(plan.source_use)(plan.source_config, plan.source_endpoint)
+        dest = registry.destination(plan.dest_use)(plan.dest_config, plan.dest_endpoint)
+        faults.bind(plan.source_endpoint, plan.dest_endpoint)
+        load = dest.open_load(plan.write)
+        exporter = None
+        parts: list[tuple[StreamResult, str]] = []
+        t_start = time.perf_counter()
+        try:
+            if plan.snapshot != "none" and src.capabilities.snapshots:
+                exporter = src.exporter(plan.stream.name)
+            load.open(plan.schema)
+            self._map_ranges(plan, exporter.snapshot if exporter else None, load.prepared,
+                             run_id, on_rows, parts)
+            written = (load.ranged_rows() - plan.resumed_rows if plan.write.ranged is not None
+                       else sum(p.records_written for p, _ in parts))
+            load.commit(None, rows=written)
+        except BaseException as exc:
+            load.abort()
+            raise_kept(exc, plan, len(parts))
+            raise
+        finally:
+            if exporter is not None:
+                exporter.close()
+            load.close()
+        sr = stream_result(plan, load, [], [], [], pipe_settings(plan).frames,
+                           time.perf_counter() - t_start)
+        sr = _combined(sr, parts)
+        sr.records_written = written
+        return sr
+
+    def _map_ranges(self, plan: TaskPlan, snapshot: str | None, prepared: tuple,
+                    run_id: str, on_rows: OnRows | None,
+                    parts: list[tuple[StreamResult, str]]) -> None:
+        """Run every pending range as a task, at most ``slots()`` at once; each result
+        goes into ``parts`` as (range result, worker) when it arrives."""
+        distributed = _distributed()
+        slim = _task_plan(plan)
+        # a retried range is exactly-once only when its commit carries a mark
+        retries = plan.resources.max_retries if plan.write.ranged is not None else 0
+        todo = list(plan.reads.ranges)
+        window = distributed.as_completed()
+        running: list = []
+
+        def submit(r: KeyRange) -> None:
+            f = self.client.submit(_range_task, slim, (r,), snapshot, prepared, run_id,
+                                   retries=retries, pure=False,
+                                   key=f"rbf-range-{plan.stream.name}-{r.index}-"
+                                       f"{uuid.uuid4().hex[:8]}")
+            running.append(f)
+            window.add(f)
+
+        for r in todo[:self.slots()]:
+            submit(r)
+        todo = todo[self.slots():]
+        try:
+            for f in window:
+                running.remove(f)
+                sr, worker = _unwrap(self._result(f))
+                parts.append((sr, worker))
+                if on_rows is not None:
+                    on_rows(sr.records_written, sr.bytes_written)
+                if todo:
+                    submit(todo.pop(0))
+        except BaseException:
+            self.client.cancel(running)
+            raise
+
+
+def _task_plan(plan: TaskPlan) -> TaskPlan:
+    """The plan a range task needs: without the list of ranges and cut points (each task
+    names its own ranges), so a task's size does not grow with the number of ranges."""
+    ranged = plan.write.ranged
+    write = plan.write if ranged is None else replace(
+        plan.write, ranged=replace(ranged, cuts=(), done=frozenset()))
+    return replace(plan, reads=replace(plan.reads, ranges=(), cuts=None), write=write)
+
+
+def _combined(sr: StreamResult, parts: list[tuple[StreamResult, str]]) -> StreamResult:
+    """The driver's result (DDL, final commit) with the range tasks' summed in."""
+    workers: dict[str, dict] = {}
+    for p, worker in parts:
+        for name in ("records_read", "records_written", "bytes_read", "bytes_written",
+                     "batches", "checkpoints"):
+            setattr(sr, name, getattr(sr, name) + getattr(p, name))
+        sr.copy_format = sr.copy_format or p.copy_format
+        w = workers.setdefault(worker, {"worker": worker, "tasks": 0, "rows": 0,
+                                        "seconds": 0.0})
+        w["tasks"] += 1
+        w["rows"] += p.records_written
+        w["seconds"] = round(w["seconds"] + p.duration_secs, 6)
+    sr.timings = merge_timings(sr.timings, *(p.timings for p, _ in parts))
+    sr.cluster_workers = list(workers.values())
+    # (the skew keys of @@BENCH_JSON@@ come from these)
+    sr.worker_rows = [w["rows"] for w in sr.cluster_workers]
+    sr.worker_secs = [w["seconds"] for w in sr.cluster_workers]
+    sr.parallelism = max(len(workers), 1)
+    return sr
+
+
+# ---- what runs on the workers ----------------------------------------------------------
+
+_active_runs: dict[str, int] = {}
+_runs_lock = threading.Lock()
+
+
+class _RunIdFilter(logging.Filter):
+    """Puts the run id in front of every rapidbyte_fast log line of a worker process."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        runs = ",".join(sorted(_active_runs))
+        if runs and not getattr(record, "rbf_run", None):
+            record.rbf_run = runs
+            record.msg = f"[run {runs}] {record.msg}"
+        return True
+
+
+_filter = _RunIdFilter()
+
+
+class _RunLogging:
+    """While a task of ``run_id`` runs, this process's log lines carry it."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def __enter__(self) -> None:
+        logger = logging.getLogger("rapidbyte_fast")
+        with _runs_lock:
+            if _filter not in logger.filters:
+                logger.addFilter(_filter)
+            _active_runs[self.run_id] = _active_runs.get(self.run_id, 0) + 1
+
+    def __exit__(self, *exc) -> None:
+        with _runs_lock:
+            _active_runs[self.run_id] -= 1
+            if not _active_runs[self.run_id]:
+                del _active_runs[self.run_id]
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return f"pid {os.getpid()}"
+
+
+def _guarded(fn, *args) -> tuple:
+    """("ok", result, worker), or ("error", exc, worker) for an error no retry cures:
+    Dask retries only the transient ones (those raised)."""
+    try:
+        return "ok", fn(*args), _worker_name()
+    except RapidbyteError as exc:
+        if retry.is_transient(exc):
+            raise
+        _log.error("%s", exc)
+        return "error", exc, _worker_name()
+
+
+def _unwrap(outcome: tuple) -> tuple[StreamResult, str]:
+    status, value, worker = outcome
+    if status == "error":
+        raise value
+    return value, worker
+
+
+def _range_task(plan: TaskPlan, ranges: tuple[KeyRange, ...], snapshot: str | None,
+                prepared: tuple, run_id: str) -> tuple:
+    """One task: read and commit ``ranges`` (on a worker)."""
+    with _RunLogging(run_id):
+        _log.info("stream %s: key ranges %s", plan.stream.name,
+                  ", ".join(str(r.index) for r in ranges))
+        return _guarded(run_ranges, plan, ranges, snapshot, prepared)
+
+
+def _stream_task(plan: TaskPlan, run_id: str) -> tuple:
+    """One task: a whole stream committed once (on a worker)."""
+    with _RunLogging(run_id):
+        return _guarded(run_task, plan, None, run_id)
