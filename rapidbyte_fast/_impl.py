@@ -13,8 +13,8 @@ from types import ModuleType
 
 from .errors import ImplementationError
 
-STEMS = ("copy_decode", "copy_encode", "insert_sql", "codec", "copy_scan", "json_decode",
-         "pgoutput")
+STEMS = ("copy_decode", "copy_encode", "insert_sql", "array_params", "codec", "copy_scan",
+         "json_decode", "pgoutput")
 _log = logging.getLogger("rapidbyte_fast")
 
 
@@ -45,6 +45,7 @@ IMPL, _MODULES, FALLBACK_REASON = _select()
 copy_decode = _MODULES["copy_decode"]
 copy_encode = _MODULES["copy_encode"]
 insert_sql = _MODULES["insert_sql"]
+array_params = _MODULES["array_params"]
 codec = _MODULES["codec"]
 copy_scan = _MODULES["copy_scan"]
 json_decode = _MODULES["json_decode"]

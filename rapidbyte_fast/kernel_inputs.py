@@ -1,10 +1,10 @@
 """Arrow inputs of the encoder kernels, as both twins take them: the checks of a call's
 buffers, readers of those buffers, and the DataErrors that name a bad cell.
 
-Not a twin: the compiled encoders (ext/copy_encode.pyx, ext/insert_sql.pyx) and their Python
-twins validate a call and word an error through these cold-path helpers, so both reject the
-same inputs with the same message. ``located_error`` is also how the decoders and the load
-error reports name a cell.
+Not a twin: the compiled encoders (ext/copy_encode.pyx, ext/insert_sql.pyx,
+ext/array_params.pyx) and their Python twins validate a call and word an error through these
+cold-path helpers, so both reject the same inputs with the same message. ``located_error``
+is also how the decoders and the load error reports name a cell.
 """
 from __future__ import annotations
 
@@ -213,3 +213,22 @@ def decimal_values(col: tuple, start: int, stop: int) -> list[int]:
 def list_offsets(col: tuple, start: int, stop: int) -> list[int]:
     """Element offsets of rows [start, stop] of an ARRAY column (stop - start + 1 values)."""
     return np.frombuffer(col[5], dtype="<i4", count=col[3] + stop + 1)[col[3] + start:].tolist()
+
+
+def check_array_call(plan: ColumnPlan, cols: list[tuple], oids: tuple[int, ...],
+                     start: int, stop: int, outs: list) -> None:
+    """``check_call`` for the array parameter encoders (array_params), plus one element type
+    OID and one bytearray per column, and no ARRAY column: an array of arrays is a
+    multidimensional array to PostgreSQL, which ``unnest`` would flatten."""
+    check_call(plan, cols, start, stop)
+    if len(oids) != len(cols) or len(outs) != len(cols):
+        raise ValueError(f"{len(oids)} element OIDs and {len(outs)} outputs for "
+                         f"{len(cols)} columns")
+    for i, col in enumerate(cols):
+        if col[0] == Kind.ARRAY:
+            raise ValueError(f"column {i} is an ARRAY: arrays of arrays have no binary "
+                             "array parameter")
+        if not 0 < oids[i] < 2**32:
+            raise ValueError(f"element type OID {oids[i]} of column {i} is not an OID")
+        if not isinstance(outs[i], bytearray):
+            raise TypeError(f"output {i} is a {type(outs[i]).__name__}, not a bytearray")

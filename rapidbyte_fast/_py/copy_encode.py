@@ -27,7 +27,7 @@ def encode_binary(plan: ColumnPlan, cols: list[tuple], start: int, stop: int,
     """
     ki.check_call(plan, cols, start, stop)
     ki.check_offsets(cols, start, stop)
-    columns = [_binary_cells(col, start, stop, oid) for col, oid in zip(cols, plan.elem_oids)]
+    columns = [binary_cells(col, start, stop, oid) for col, oid in zip(cols, plan.elem_oids)]
     _raise_first(plan, cols, columns)
     head = struct.pack(">h", len(cols))
     data = b"".join(head + b"".join(row) for row in _rows(columns, stop - start))
@@ -87,9 +87,10 @@ def numeric_binary(sign: int, ip: str, fp: str, dscale: int) -> bytes:
     return struct.pack(f">iHhHh{n}H", 8 + 2 * n, n, weight, sign, dscale, *groups)
 
 
-def _binary_cells(col: tuple, start: int, stop: int,
-                  elem_oid: int = 0) -> tuple[list[bytes], tuple | None]:
-    """Length-prefixed binary fields of rows [start, stop), up to the first bad value."""
+def binary_cells(col: tuple, start: int, stop: int,
+                 elem_oid: int = 0) -> tuple[list[bytes], tuple | None]:
+    """Length-prefixed binary fields (send format; NULL: length -1) of rows [start, stop), up
+    to the first bad value, and that value's ``(row, code[, element])``."""
     kind = col[0]
     if kind == Kind.ARRAY:
         return _array_cells(col, start, stop, elem_oid)
@@ -159,7 +160,7 @@ def _array_cells(col: tuple, start: int, stop: int,
     """Binary arrays (array_send: 1-D, lower bound 1; ``{}`` has no dimension) per row; the
     error is ``(row, code, element)``, element indexing the whole element array."""
     cells = []
-    for elems, err in vt.array_rows(col, start, stop, _binary_cells):
+    for elems, err in vt.array_rows(col, start, stop, binary_cells):
         if err is not None:
             return cells, err
         if elems is None:

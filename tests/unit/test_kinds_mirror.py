@@ -8,7 +8,7 @@ import pytest
 from rapidbyte_fast.column_plan import Kind
 
 
-@pytest.mark.parametrize("stem", ["copy_encode", "insert_sql"])
+@pytest.mark.parametrize("stem", ["copy_encode", "insert_sql", "array_params"])
 def test_compiled_kinds_mirror_the_enum(stem: str) -> None:
     try:
         mod = importlib.import_module(f"rapidbyte_fast._native.{stem}")
