@@ -5,6 +5,7 @@
   compare  two git refs on the same seeded data, % change per scenario
   report   Markdown table and PNG chart of the latest results in the history
   peers    psql pipe, psycopg, duckdb, connectorx → ADBC and us on the same data
+  inserts  load_method insert against COPY and psycopg executemany on the same data
   resume   resumable full refresh: its cost, and a crashed load resumed vs redone
   http     the HTTP source against dlt's rest_api on one local JSON API
   read     rapidbyte_fast.read() against connectorx and ADBC, a table into Arrow
@@ -194,6 +195,22 @@ def cmd_peers(args: argparse.Namespace) -> int:
     return 1 if any(e.errors for e in chosen) else 0
 
 
+def cmd_inserts(args: argparse.Namespace) -> int:
+    from . import inserts, peers
+
+    rows = args.rows or DEFAULT_ROWS["bench_events"]
+    with server(args.dsn) as dsn:
+        setup = Setup(dsn, prefix=args.schema_prefix)
+        ensure_seeded(setup, "bench_events", rows)
+        chosen = inserts.entries(setup, args.batch_rows or [])
+        try:
+            peers.run_peers(setup, rows, args.iters, chosen)
+        finally:
+            peers.drop_schemas(setup, chosen)
+    print(peers.table(chosen, rows))
+    return 1 if any(e.errors for e in chosen) else 0
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from . import resume
 
@@ -259,6 +276,11 @@ def _parser() -> argparse.ArgumentParser:
     peer.add_argument("--parallelism", default="auto",
                       help="our resources.parallelism (default: auto)")
     peer.set_defaults(fn=cmd_peers)
+    ins = sub.add_parser("inserts", parents=[common],
+                         help="load_method insert vs COPY vs psycopg executemany")
+    ins.add_argument("--batch-rows", type=int, action="append",
+                     help="also run insert with this insert_batch_rows (repeatable)")
+    ins.set_defaults(fn=cmd_inserts)
 
     sub.add_parser("resume", parents=[common], help="resumable full refresh: cost and saving"
                    ).set_defaults(fn=cmd_resume)
