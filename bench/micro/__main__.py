@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .harness import environment
 
-KERNELS = ("copy_decode", "copy_encode", "insert_sql", "codec", "pgoutput")
+KERNELS = ("copy_decode", "copy_encode", "insert_sql", "array_params", "codec", "pgoutput")
 
 
 def _table(results: list[dict]) -> str:
