@@ -179,36 +179,34 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_peers(args: argparse.Namespace) -> int:
+def _run_entries(args: argparse.Namespace, entries: Callable[[Setup], list]) -> int:
+    """Seed bench_events, time ``entries(setup)`` round-robin (peers.run_peers), print the
+    table; non-zero when an entry failed."""
     from . import peers
 
     rows = args.rows or DEFAULT_ROWS["bench_events"]
     with server(args.dsn) as dsn:
         setup = Setup(dsn, prefix=args.schema_prefix)
         ensure_seeded(setup, "bench_events", rows)
-        chosen = peers.entries(setup, args.parallelism)
+        chosen = entries(setup)
         try:
             peers.run_peers(setup, rows, args.iters, chosen)
         finally:
             peers.drop_schemas(setup, chosen)
     print(peers.table(chosen, rows))
     return 1 if any(e.errors for e in chosen) else 0
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    from . import peers
+
+    return _run_entries(args, lambda setup: peers.entries(setup, args.parallelism))
 
 
 def cmd_inserts(args: argparse.Namespace) -> int:
-    from . import inserts, peers
+    from . import inserts
 
-    rows = args.rows or DEFAULT_ROWS["bench_events"]
-    with server(args.dsn) as dsn:
-        setup = Setup(dsn, prefix=args.schema_prefix)
-        ensure_seeded(setup, "bench_events", rows)
-        chosen = inserts.entries(setup, args.batch_rows or [])
-        try:
-            peers.run_peers(setup, rows, args.iters, chosen)
-        finally:
-            peers.drop_schemas(setup, chosen)
-    print(peers.table(chosen, rows))
-    return 1 if any(e.errors for e in chosen) else 0
+    return _run_entries(args, lambda setup: inserts.entries(setup, args.batch_rows or []))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -77,7 +77,7 @@ def encode_arrays(plan, cols, tuple oids, Py_ssize_t start, Py_ssize_t stop, out
     of rows [start, stop) of column ``k``; returns the bytes appended to all of them."""
     cdef list cl = list(cols), ol = list(outs), keep = []
     check_array_call(plan, cl, oids, start, stop, ol)
-    cdef Py_ssize_t ncols = len(cl), k, total = -1, bad = -1, grown = 0
+    cdef Py_ssize_t ncols = len(cl), k, total = -1, bad, grown = 0
     cdef Failure fail
     cdef Col* cs = new_cols(cl, keep, plan.elem_oids)
     # per column: element OID, entry length, bound, then bytes written, write position
@@ -93,11 +93,8 @@ def encode_arrays(plan, cols, tuple oids, Py_ssize_t start, Py_ssize_t stop, out
             oid_of[k] = oids[k]
             base[k] = PyByteArray_GET_SIZE(ol[k])
         with nogil:
-            for k in range(ncols):
-                if not offsets_ordered(&cs[k], start, stop):
-                    bad = k
-                    break
-                mark_string_checks(&cs[k], start, stop)
+            bad = ready_cols(cs, ncols, start, stop)
+            for k in range(ncols if bad < 0 else 0):
                 bound[k] = HEADER + column_binary_bound(&cs[k], start, stop)
         if bad >= 0:
             raise offsets_error(bad)

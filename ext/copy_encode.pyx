@@ -170,19 +170,16 @@ ctypedef Py_ssize_t (*write_fn)(const Col*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
 cdef Py_ssize_t encode(plan, list cols, Py_ssize_t start, Py_ssize_t stop, bytearray out,
                        bound_fn bound, write_fn write) except -1:
     check_call(plan, cols, start, stop)
-    cdef Py_ssize_t ncols = len(cols), base = PyByteArray_GET_SIZE(out), written, k, bad = -1
+    cdef Py_ssize_t ncols = len(cols), base = PyByteArray_GET_SIZE(out), written = 0, bad
     cdef Failure fail
     cdef unsigned char* dst
     cdef list keep = []
     cdef Col* cs = new_cols(cols, keep, plan.elem_oids)
     try:
         with nogil:
-            for k in range(ncols):
-                if not offsets_ordered(&cs[k], start, stop):
-                    bad = k
-                    break
-                mark_string_checks(&cs[k], start, stop)
-            written = bound(cs, ncols, start, stop)
+            bad = ready_cols(cs, ncols, start, stop)
+            if bad < 0:
+                written = bound(cs, ncols, start, stop)
         if bad >= 0:
             raise offsets_error(bad)
         PyByteArray_Resize(out, base + written)

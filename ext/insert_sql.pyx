@@ -169,10 +169,10 @@ def build_insert(plan, cols, Py_ssize_t start, Py_ssize_t stop, bytearray out,
     cdef list keep = []
     cdef Col* cs = new_cols(cols, keep, plan.elem_oids)
     try:
+        k = ready_cols(cs, ncols, start, limit)
+        if k >= 0:
+            raise offsets_error(k)
         for k in range(ncols):
-            if not offsets_ordered(&cs[k], start, limit):
-                raise offsets_error(k)
-            mark_string_checks(&cs[k], start, limit)    # array elements: NUL checks
             row_fixed += 1 + literal_bound(cs[k].kind, cs[k].scale)
             if cs[k].kind == K_BYTEA or is_string_kind(cs[k].kind):
                 varlena += 2 * str_bytes(&cs[k], start, limit)

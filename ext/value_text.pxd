@@ -300,6 +300,19 @@ cdef inline void mark_string_checks(Col* c, Py_ssize_t start, Py_ssize_t stop) n
         mark_string_checks(c.child, list_at(c, start), list_at(c, stop))
 
 
+cdef inline Py_ssize_t ready_cols(Col* cs, Py_ssize_t ncols, Py_ssize_t start,
+                                  Py_ssize_t stop) noexcept nogil:
+    """Before an encoder's row loop over rows [start, stop): the first column whose offsets
+    decrease (the caller raises offsets_error), else -1, with every column's per-value
+    string checks marked."""
+    cdef Py_ssize_t k
+    for k in range(ncols):
+        if not offsets_ordered(&cs[k], start, stop):
+            return k
+        mark_string_checks(&cs[k], start, stop)
+    return -1
+
+
 # ------------------------------------------------------------------ value checks
 
 cdef inline int date_error(int32_t d) noexcept nogil:

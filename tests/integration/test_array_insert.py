@@ -20,8 +20,11 @@ import pytest
 import rapidbyte_fast
 from rapidbyte_fast._impl import twins
 from rapidbyte_fast.column_plan import ColumnPlan, Kind, column_inputs
-from rapidbyte_fast.destinations.postgres import array_insert as ai_module
-from rapidbyte_fast.destinations.postgres.array_insert import ArrayInsert, array_insert
+from rapidbyte_fast.config.connectors import PostgresDestinationConfig
+from rapidbyte_fast.destinations.postgres import insert_statements as statements
+from rapidbyte_fast.destinations.postgres.insert_statements import (
+    ArrayInsert, insert_statements,
+)
 from rapidbyte_fast.errors import DataError
 from rapidbyte_fast.pgtypes import TargetEncoding, quote_ident
 from rapidbyte_fast.state.dlq import list_dead_letters
@@ -32,6 +35,7 @@ from tests.integration.test_encode_golden import (
 pytestmark = pytest.mark.integration
 
 TWINS = twins("array_params")
+_PG_CFG = PostgresDestinationConfig(url="postgresql://unused")
 
 
 @pytest.fixture
@@ -44,7 +48,7 @@ def unnest_calls(monkeypatch) -> list[int]:
         calls.append(len(params))
         return run(self, params)
 
-    monkeypatch.setattr(ai_module.ArrayInsert, "execute", counted)
+    monkeypatch.setattr(statements.ArrayInsert, "execute", counted)
     return calls
 
 
@@ -54,9 +58,9 @@ def _statement(conn, table: str, plan: ColumnPlan, types: list[pa.DataType]) -> 
     pg_types = [t for (t,) in conn.execute(
         "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
         "%s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (table,))]
-    statement = array_insert(conn, table, names, TargetEncoding(plan, tuple(types), True),
-                             pg_types)
-    assert statement is not None
+    statement = insert_statements(conn, table, names, TargetEncoding(plan, tuple(types), True),
+                                  pg_types, _PG_CFG)
+    assert isinstance(statement, ArrayInsert)
     return statement
 
 
@@ -92,7 +96,9 @@ def test_text_family_targets_get_their_own_element_types(pg_conn, pg_schema) -> 
     plan = ColumnPlan(("v", "c", "nm", "j"), (Kind.TEXT,) * 4, (0,) * 4, (0,) * 4)
     statement = _statement(pg_conn, table, plan, batch.schema.types)
     assert statement.oids == (1043, 1042, 19, 114)
-    statement.execute(statement.encode(plan, column_inputs(batch, plan), 0, 4))
+    end, params, size = statement.encode(column_inputs(batch, plan), 0, 4, 10.0)
+    assert (end, size) == (4, sum(map(len, params)))
+    statement.execute(params)
     got = pg_conn.execute(f"SELECT v, c::text, c = 'ab ', nm::text, j::text FROM {table}"
                           ).fetchall()
     assert got == [("ab", "x", False, "n", ' {"b": 1,  "a": 2} '),
@@ -103,7 +109,7 @@ def test_text_family_targets_get_their_own_element_types(pg_conn, pg_schema) -> 
                                       names=["v", "c", "nm", "j"])
     with pytest.raises(psycopg.errors.StringDataRightTruncation,
                        match=r"value too long for type character varying\(5\)"):
-        statement.execute(statement.encode(plan, column_inputs(long, plan), 0, 1))
+        statement.execute(statement.encode(column_inputs(long, plan), 0, 1, 10.0)[1])
 
 
 #: format_type's names of the golden columns' types (what a Postgres source carries)

@@ -1,9 +1,9 @@
 """Writes rows into one table over one connection, inside that connection's transaction:
 COPY FROM STDIN (binary, or text when a target type needs Postgres to parse text; raw COPY
 binary chunks on passthrough), or INSERT (columns as binary arrays that the server unnests,
-``array_insert``; multi-row VALUES literals for a table with a column that has no binary
-array form). With ``rejects`` (on_data_error skip|dlq) each batch goes in its own savepoint
-and statements, so that refused rows can be dropped (``row_guard``)."""
+or multi-row VALUES literals: ``insert_statements``). With ``rejects`` (on_data_error
+skip|dlq) each batch goes in its own savepoint and statements, so that refused rows can be
+dropped (``row_guard``)."""
 from __future__ import annotations
 
 import time
@@ -12,12 +12,12 @@ from typing import Callable
 import psycopg
 import pyarrow as pa
 
-from ..._impl import copy_decode, copy_encode, copy_scan, insert_sql
+from ..._impl import copy_decode, copy_encode, copy_scan
 from ...column_plan import COPY_BINARY_HEADER, COPY_BINARY_TRAILER, column_inputs
 from ...errors import DataError, DestinationError
 from ...pgtypes import TargetEncoding, conform
 from ... import load_errors
-from .array_insert import ArrayInsert, array_insert
+from .insert_statements import ArrayInsert, ValuesInsert, insert_statements
 from .copy_sender import CopySender
 from ...row_guard import Refusal, Rejects, load_guarded
 
@@ -68,8 +68,7 @@ class Loader:
         self._sender: CopySender | None = None
         self._buf: bytearray | None = None
         self._flush_bytes = 0
-        self._insert_prefix = b""
-        self._arrays: ArrayInsert | None = None
+        self._inserts: ArrayInsert | ValuesInsert | None = None
         self._row_bytes = 0.0  # Arrow bytes per row of the batch being written
         self._raw_tail = b""
         self._raw_header_done = self._raw_trailer = False
@@ -92,8 +91,7 @@ class Loader:
                     if self.copy_format == "binary":
                         self._buf += COPY_BINARY_HEADER
             else:
-                self._insert_prefix = f"INSERT INTO {rel} ({cols}) VALUES ".encode()
-                self._arrays = array_insert(conn, rel, cols, wp, self.pg_types)
+                self._inserts = insert_statements(conn, rel, cols, wp, self.pg_types, pg_cfg)
         except psycopg.Error as exc:
             raise dest_error(self.prefix, exc) from None
 
@@ -172,54 +170,21 @@ class Loader:
         self._buf = self._sender.take()
 
     def _write_insert(self, cols: list, n: int) -> None:
-        if self._arrays is not None:
-            self._write_arrays(cols, n)
-            return
-        buf = bytearray()
         row = 0
-        cur = self.conn.cursor()
         while row < n:
-            buf.clear()
             t0 = time.perf_counter()
-            used, _ = insert_sql.build_insert(
-                self.wp.plan, cols, row, n, buf, self._insert_prefix, b"",
-                self.pg.insert_batch_rows, self.pg.insert_batch_bytes)
+            end, statement, size = self._inserts.encode(cols, row, n, self._row_bytes)
             t1 = time.perf_counter()
             self.timings["dest_encode_secs"] += t1 - t0
             try:
-                cur.execute(bytes(buf))
+                self._inserts.execute(statement)
             except psycopg.Error as exc:
-                raise self._insert_error(exc, cols, row, row + used) from None
+                raise (load_errors.insert_error(
+                    self.conn, exc, self.prefix, self.wp.plan, cols, row, end,
+                    self.pg_types, self.rows_written) or dest_error(self.prefix, exc)) from None
             self.timings["dest_flush_secs"] += time.perf_counter() - t1
-            self.bytes_written += len(buf)
-            row += used
-
-    def _write_arrays(self, cols: list, n: int) -> None:
-        step = self._array_rows()
-        for row in range(0, n, step):
-            stop = min(n, row + step)
-            t0 = time.perf_counter()
-            params = self._arrays.encode(self.wp.plan, cols, row, stop)
-            t1 = time.perf_counter()
-            self.timings["dest_encode_secs"] += t1 - t0
-            try:
-                self._arrays.execute(params)
-            except psycopg.Error as exc:
-                raise self._insert_error(exc, cols, row, stop) from None
-            self.timings["dest_flush_secs"] += time.perf_counter() - t1
-            self.bytes_written += sum(map(len, params))
-
-    def _array_rows(self) -> int:
-        """Rows per unnest INSERT: ``insert_batch_rows``, fewer when their arrays (about
-        the Arrow bytes, plus a length word per value) would pass ``insert_batch_bytes``."""
-        per_row = self._row_bytes + 4 * len(self.wp.plan.kinds)
-        return max(1, min(self.pg.insert_batch_rows, int(self.pg.insert_batch_bytes / per_row)))
-
-    def _insert_error(self, exc: psycopg.Error, cols: list, lo: int, hi: int) -> Exception:
-        """A refused INSERT of rows [lo, hi): the bad value named, or the server's error."""
-        return (load_errors.insert_error(self.conn, exc, self.prefix, self.wp.plan, cols, lo,
-                                         hi, self.pg_types, self.rows_written)
-                or dest_error(self.prefix, exc))
+            self.bytes_written += size
+            row = end
 
     def _copy_attempt(self, cols: list, lo: int, hi: int) -> Refusal | None:
         """Rows [lo, hi) in one COPY in a savepoint (encoded first: the encoder's refusals
@@ -244,44 +209,28 @@ class Loader:
     def _insert_attempt(self, cols: list, lo: int, hi: int) -> Refusal | None:
         """Rows [lo, hi) as INSERTs in a savepoint (all encoded first: the encoder's
         refusals never reach the server)."""
+        statements = []
+        size = 0
+        row = lo
         t0 = time.perf_counter()
         try:
-            if self._arrays is not None:
-                step = self._array_rows()
-                params = [self._arrays.encode(self.wp.plan, cols, row, min(hi, row + step))
-                          for row in range(lo, hi, step)]
-                size = sum(len(p) for ps in params for p in ps)
-                sends = [lambda cur, ps=ps: self._arrays.execute(ps) for ps in params]
-            else:
-                statements = self._values_statements(cols, lo, hi)
-                size = sum(map(len, statements))
-                sends = [lambda cur, st=st: cur.execute(st) for st in statements]
+            while row < hi:
+                row, statement, nbytes = self._inserts.encode(cols, row, hi, self._row_bytes)
+                statements.append(statement)
+                size += nbytes
         except DataError as exc:
             return self._encoder_refusal(exc)
         t1 = time.perf_counter()
         self.timings["dest_encode_secs"] += t1 - t0
 
-        def execute(cur: psycopg.Cursor) -> None:
-            for send in sends:
-                send(cur)
+        def execute(_cur: psycopg.Cursor) -> None:
+            for statement in statements:
+                self._inserts.execute(statement)
 
         refusal = self._in_savepoint(execute, None)
         self.timings["dest_flush_secs"] += time.perf_counter() - t1
         self.bytes_written += size if refusal is None else 0
         return refusal
-
-    def _values_statements(self, cols: list, lo: int, hi: int) -> list[bytes]:
-        """Rows [lo, hi) as multi-row INSERT ... VALUES statements."""
-        statements = []
-        row = lo
-        while row < hi:
-            buf = bytearray()
-            used, _ = insert_sql.build_insert(
-                self.wp.plan, cols, row, hi, buf, self._insert_prefix, b"",
-                self.pg.insert_batch_rows, self.pg.insert_batch_bytes)
-            statements.append(bytes(buf))
-            row += used
-        return statements
 
     def _encoder_refusal(self, exc: DataError) -> Refusal:
         """A value our encoder cannot write, as a refusal of its row (data_exception)."""
