@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import struct
 
-from ..column_plan import ColumnPlan
 from .. import kernel_inputs as ki
+from ..column_plan import ColumnPlan
 from . import value_text as vt
 from .copy_encode import binary_cells
 

@@ -97,7 +97,7 @@ def insert_statements(conn: psycopg.Connection, rel: str, cols: str, wp: TargetE
     order, as format_type prints them) has a binary array form, else VALUES statements."""
     plan = wp.plan
     types = [declared_base(t) for t in pg_types]
-    if wp.binary_ok and len(types) == len(plan.kinds) and all(
+    if wp.binary_ok and types and len(types) == len(plan.kinds) and all(
             k != Kind.ARRAY and t in TYPE_OIDS for k, t in zip(plan.kinds, types)):
         return ArrayInsert(conn, rel, cols, plan, pg_cfg, types)
     return ValuesInsert(conn, rel, cols, plan, pg_cfg)
