@@ -221,3 +221,15 @@ def test_refused_rows_go_to_the_dead_letters(pg_dsn, pg_conn, pg_schema, pg_sche
     dead = {r["record"]["id"]: r["errors"][0][:5]
             for r in list_dead_letters(pg_dsn, pg_schema2, "unnest")}
     assert dead == {250: "22001", 600: "23514", 777: "22003", 999: "23505"}
+
+
+def test_text_only_target_keeps_values_statements(load_arrow, pg_conn, pg_schema,
+                                                  unnest_calls) -> None:
+    schema = pa.schema([pa.field("id", pa.int32()),
+                        pa.field("ip", pa.utf8(), metadata={b"pg_type": b"inet"})])
+    batch = pa.RecordBatch.from_pydict({"id": [1, 2], "ip": ["10.0.0.1/8", None]},
+                                       schema=schema)
+    load_arrow(pg_schema, "t", [batch], "insert")
+    assert unnest_calls == []
+    assert pg_conn.execute(f'SELECT id, ip::text FROM "{pg_schema}".t ORDER BY id').fetchall(
+    ) == [(1, "10.0.0.1/8"), (2, None)]
