@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import threading
 import time
 import uuid
@@ -113,7 +112,7 @@ def run_pipeline(cfg: PipelineConfig, on_rows: OnRows | None = None,
         lock.close()
     result.duration_secs = time.perf_counter() - t0
     result.process_cpu_secs = time.process_time() - cpu0
-    result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    result.peak_rss_mb = memory_budget.peak_resident_bytes() / (1 << 20)
     return result
 
 

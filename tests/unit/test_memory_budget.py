@@ -149,3 +149,11 @@ def test_a_bad_max_memory_is_named(value, message):
     with pytest.raises(ConfigError) as info:
         _cfg({"max_memory": value})
     assert message in str(info.value)
+
+
+def test_peak_resident_bytes_is_this_images_peak():
+    blob = bytearray(64 << 20)
+    blob[::4096] = b"x" * (len(blob) // 4096)  # every page touched: 64 MB resident at once
+    now = mb.resident_bytes()
+    peak = mb.peak_resident_bytes()  # (read second: the process may grow in between)
+    assert peak >= now and peak >= len(blob)
