@@ -182,7 +182,9 @@ def test_rate_limit_spaces_requests(server):
              rate_limit={"requests_per_second": 20})
     assert ids(t) == [1, 2, 3, 4, 5]
     run = stamps[-6:]   # the read: pages 1-5 and the empty page 6
-    assert all(b - a >= 0.045 for a, b in zip(run, run[1:]))
+    # 5 gaps of 50 ms as sent; the server thread may see one request late and the next on
+    # time under load, so the span is checked (unlimited, it is a few ms)
+    assert run[-1] - run[0] >= 0.2, [round(b - a, 3) for a, b in zip(run, run[1:])]
 
 
 def test_post_with_a_json_body(server):
