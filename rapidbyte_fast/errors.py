@@ -46,7 +46,10 @@ class RapidbyteError(Exception):
 
     def noted(self, note: str) -> "RapidbyteError":
         """The same error (class, fields, traceback) with ``note`` after its message."""
-        err = copy.copy(self)
+        # (not copy.copy: tblib, installed by dask.distributed, makes it share __dict__)
+        err = type(self).__new__(type(self))
+        err.args = self.args
+        err.__dict__.update(self.__dict__)
         err.note = note
         return err.with_traceback(self.__traceback__)
 

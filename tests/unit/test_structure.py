@@ -60,6 +60,19 @@ def test_internal_stop_signal_is_not_a_user_error():
     assert not issubclass(errors.StageStopped, errors.RapidbyteError)
 
 
+def test_a_note_leaves_the_original_alone_whatever_copies_exceptions(monkeypatch):
+    # tblib's pickling support (installed by dask.distributed) reduces an exception to its
+    # own __dict__, so copy.copy would share it
+    import copyreg
+
+    monkeypatch.setitem(copyreg.dispatch_table, errors.DataError,
+                        lambda e: (errors.DataError, (), e.__dict__))
+    err = errors.DataError("bad", column="c")
+    noted = err.noted("(kept 2 ranges)")
+    assert (str(noted), str(err)) == ("bad (kept 2 ranges)", "bad")
+    assert noted.column == "c" and type(noted) is errors.DataError
+
+
 def test_fields_are_set_by_constructors_and_notes_keep_them():
     err = errors.DataError("bad", column="c", row=3, detail=": x", sqlstate="22P02")
     assert (err.column, err.row, err.detail, err.sqlstate) == ("c", 3, ": x", "22P02")
