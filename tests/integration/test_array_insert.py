@@ -197,14 +197,15 @@ def _refusing_tables(pg_conn, src: str, dst: str) -> None:
 
 
 def test_refused_value_names_column_and_row(pg_dsn, pg_conn, pg_schema, pg_schema2,
-                                            unnest_calls) -> None:
+                                            unnest_calls, server_version) -> None:
     _refusing_tables(pg_conn, pg_schema, pg_schema2)
     with pytest.raises(DataError) as info:
         rapidbyte_fast.run(_pipeline(pg_dsn, pg_schema, pg_schema2, "append"))
     assert unnest_calls
-    assert str(info.value) == (
-        f"stream t → {pg_schema2}.t: column 'code', row 249: value too long for type "
-        "character varying(4) (value: 'toolong')")
+    # naming the value needs pg_input_error_info (PostgreSQL 16); before, the statement's rows
+    where = ("column 'code', row 249" if server_version >= 160000 else "rows 0..299")
+    assert str(info.value).startswith(
+        f"stream t → {pg_schema2}.t: {where}: value too long for type character varying(4)")
     assert pg_conn.execute(f'SELECT count(*) FROM "{pg_schema2}".t').fetchone() == (1,)
 
 

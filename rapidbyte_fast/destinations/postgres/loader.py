@@ -113,11 +113,12 @@ class Loader:
             self.rows_written += load_guarded(batch, lambda lo, hi: attempt(cols, lo, hi),
                                               self.rejects)
             return
+        if self.load_method == "insert":
+            self._write_insert(cols, n)  # (its errors name stream rows already)
+            self.rows_written += n
+            return
         try:
-            if self.load_method == "copy":
-                self._write_copy(cols, n, batch.nbytes)
-            else:
-                self._write_insert(cols, n)
+            self._write_copy(cols, n, batch.nbytes)
         except DataError as exc:
             raise load_errors.in_stream(exc, self.prefix, self.rows_written) from None
         except psycopg.Error as exc:  # a COPY refused by the server, surfacing at a flush
@@ -173,7 +174,10 @@ class Loader:
         row = 0
         while row < n:
             t0 = time.perf_counter()
-            end, statement, size = self._inserts.encode(cols, row, n, self._row_bytes)
+            try:
+                end, statement, size = self._inserts.encode(cols, row, n, self._row_bytes)
+            except DataError as exc:
+                raise load_errors.in_stream(exc, self.prefix, self.rows_written) from None
             t1 = time.perf_counter()
             self.timings["dest_encode_secs"] += t1 - t0
             try:
