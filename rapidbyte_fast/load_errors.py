@@ -47,7 +47,7 @@ def in_stream(exc: DataError, prefix: str, row_base: int) -> DataError:
 def copy_error(exc: psycopg.Error, prefix: str, row_base: int = 0) -> DataError | None:
     """For a bad value refused by COPY FROM: a DataError naming the column, the stream row
     (``row_base`` + the COPY line - 1) and, when the server shows it, the value."""
-    if not _is_data(exc):
+    if not is_refusal(exc.sqlstate):
         return None
     m = _copy_context(exc)
     if m is None:
@@ -81,7 +81,7 @@ def insert_error(conn: psycopg.Connection, exc: psycopg.Error, prefix: str, plan
     the kernel got them, ``pg_types`` the target columns' types in plan order): a DataError
     naming the first refused cell (stream row ``row_base + row``) and its value. Rolls
     ``conn`` back, so call it only when the load is failing anyway."""
-    if not _is_data(exc):
+    if not is_refusal(exc.sqlstate):
         return None
     rows = f"rows {row_base + start}..{row_base + stop - 1}"
     column = exc.diag.column_name
@@ -126,10 +126,6 @@ def _text_forms(col: tuple, start: int, stop: int) -> list[str | None]:
     return [None if line == b"\\N" else re.sub(rb"\\(.)", lambda m: _COPY_UNESCAPE[m[1]],
                                                   line).decode("utf-8", "replace")
             for line in bytes(out).split(b"\n")[:-1]]
-
-
-def _is_data(exc: psycopg.Error) -> bool:
-    return is_refusal(exc.sqlstate)
 
 
 def is_refusal(sqlstate: str | None) -> bool:
