@@ -4,7 +4,8 @@ A guarded loader sends each batch in its own savepoint. When the server (or our 
 refuses it, the savepoint is rolled back and the batch is narrowed down to the rows that
 are refused: straight to the row when the refusal names it (a COPY error's line, an
 encoder error's row), else by bisection. Those rows are skipped or dead-lettered with the
-server's message and SQLSTATE; every other row loads. ``fail`` (the default) never gets
+server's message and SQLSTATE (the loader writes the letters in its own transaction, so they
+commit with the rows around them); every other row loads. ``fail`` (the default) never gets
 here: the first refusal fails the load.
 """
 from __future__ import annotations
@@ -15,8 +16,7 @@ from typing import Callable
 
 import pyarrow as pa
 
-from .state.dlq import records_json
-from .transforms import RejectSink
+from .state.dlq import DeadLetterTable, Letter, records_json
 
 @dataclass(frozen=True)
 class Refusal:
@@ -33,30 +33,32 @@ Attempt = Callable[[int, int], "Refusal | None"]
 
 class Rejects:
     """Where one stream's refused rows go: counted only (``skip``), or dead-lettered with
-    their reason (``dlq``). Shared by the stream's writers (thread-safe)."""
+    their reason into ``letters`` (``dlq``). Shared by the stream's writers (thread-safe)."""
 
-    def __init__(self, stream: str, mode: str, sink: RejectSink | None) -> None:
-        if mode not in ("skip", "dlq") or (mode == "dlq") != (sink is not None):
-            raise ValueError(f"on_data_error {mode!r} with sink {sink!r}")
-        self.stream, self.mode, self.sink = stream, mode, sink
+    def __init__(self, stream: str, mode: str, letters: DeadLetterTable | None) -> None:
+        if mode not in ("skip", "dlq") or (mode == "dlq") != (letters is not None):
+            raise ValueError(f"on_data_error {mode!r} with dead letters {letters!r}")
+        self.stream, self.mode, self.letters = stream, mode, letters
         self.skipped = self.dead_lettered = 0
         self._lock = threading.Lock()
 
-    def reject(self, batch: pa.RecordBatch, row: int, refusal: Refusal) -> None:
-        """Drop row ``row`` of ``batch`` for ``refusal``."""
+    def reject(self, batch: pa.RecordBatch, row: int, refusal: Refusal) -> Letter | None:
+        """Drop row ``row`` of ``batch`` for ``refusal``; its dead letter, if any."""
         with self._lock:
-            if self.sink is None:
+            if self.letters is None:
                 self.skipped += 1
-                return
-            reason = f"{refusal.sqlstate}: {refusal.reason}"
-            self.sink(self.stream, records_json(batch, [row])[0], [reason], "load")
+                return None
             self.dead_lettered += 1
+        return (self.stream, records_json(batch, [row])[0],
+                [f"{refusal.sqlstate}: {refusal.reason}"], "load")
 
 
-def load_guarded(batch: pa.RecordBatch, attempt: Attempt, rejects: Rejects) -> int:
+def load_guarded(batch: pa.RecordBatch, attempt: Attempt, rejects: Rejects
+                 ) -> tuple[int, list[Letter]]:
     """Load every row of ``batch`` the destination accepts, rejecting the others; returns
-    the rows loaded."""
+    the rows loaded and the dead letters of those rejected (in row order)."""
     loaded = 0
+    letters: list[Letter] = []
     stack = [(0, batch.num_rows)]
     # (ranges are taken in row order: the top of the stack is always the lowest range)
     while stack:
@@ -67,12 +69,12 @@ def load_guarded(batch: pa.RecordBatch, attempt: Attempt, rejects: Rejects) -> i
         if refusal is None:
             loaded += hi - lo
         elif refusal.row is not None and lo <= refusal.row < hi:
-            rejects.reject(batch, refusal.row, refusal)
+            letters.append(rejects.reject(batch, refusal.row, refusal))
             # rows before it passed every check up to it: they load in one go, normally
             stack += [(refusal.row + 1, hi), (lo, refusal.row)]
         elif hi - lo == 1:
-            rejects.reject(batch, lo, refusal)
+            letters.append(rejects.reject(batch, lo, refusal))
         else:
             mid = (lo + hi) // 2
             stack += [(mid, hi), (lo, mid)]
-    return loaded
+    return loaded, [x for x in letters if x is not None]

@@ -34,7 +34,8 @@ from ..connector import KeyRange
 from ..errors import ConfigError, ConnectionLost, RapidbyteError, SetupError
 from ..plan import TaskPlan, task_slots
 from ..result import StreamResult, merge_timings
-from .local import pipe_settings, raise_kept, run_ranges, run_task, stream_result
+from .local import (load_rejects, pipe_settings, raise_kept, run_ranges, run_task,
+                    stream_result)
 from .pipe import OnRows
 
 _log = logging.getLogger("rapidbyte_fast")
@@ -116,7 +117,8 @@ class DaskExecutor:
         src = registry.source(plan.source_use)(plan.source_config, plan.source_endpoint)
         dest = registry.destination(plan.dest_use)(plan.dest_config, plan.dest_endpoint)
         faults.bind(plan.source_endpoint, plan.dest_endpoint)
-        load = dest.open_load(plan.write)
+        # (the driver's open creates what the tasks' rejects need: the dead-letter table)
+        load = dest.open_load(plan.write, None, load_rejects(plan, run_id))
         exporter = None
         parts: list[tuple[StreamResult, str]] = []
         t_start = time.perf_counter()
@@ -195,7 +197,8 @@ def _combined(sr: StreamResult, parts: list[tuple[StreamResult, str]]) -> Stream
     workers: dict[str, dict] = {}
     for p, worker in parts:
         for name in ("records_read", "records_written", "bytes_read", "bytes_written",
-                     "batches", "checkpoints"):
+                     "batches", "checkpoints", "records_skipped", "records_dlq",
+                     "records_refused"):
             setattr(sr, name, getattr(sr, name) + getattr(p, name))
         sr.copy_format = sr.copy_format or p.copy_format
         w = workers.setdefault(worker, {"worker": worker, "tasks": 0, "rows": 0,
@@ -286,7 +289,7 @@ def _range_task(plan: TaskPlan, ranges: tuple[KeyRange, ...], snapshot: str | No
     with _RunLogging(run_id):
         _log.info("stream %s: key ranges %s", plan.stream.name,
                   ", ".join(str(r.index) for r in ranges))
-        return _guarded(run_ranges, plan, ranges, snapshot, prepared)
+        return _guarded(run_ranges, plan, ranges, snapshot, prepared, run_id)
 
 
 def _stream_task(plan: TaskPlan, run_id: str) -> tuple:

@@ -19,7 +19,7 @@ from ..errors import RapidbyteError, StageStopped, StopRequested
 from ..plan import TaskPlan
 from ..result import StreamResult, merge_timings
 from ..row_guard import Rejects
-from ..state.dlq import DeadLetterStore
+from ..state.dlq import DeadLetterStore, DeadLetterTable
 from ..transforms import chain as chain_mod
 from .pipe import POLL_SECS, Frames, OnRows, Pipe, PipeSettings
 
@@ -54,18 +54,29 @@ def pipe_settings(plan: TaskPlan, budget: memory_budget.Budget | None = None) ->
                         plan.path == "passthrough", Frames(res.compression, res.compression_level))
 
 
+def load_rejects(plan: TaskPlan, run_id: str) -> Rejects | None:
+    """Where the rows the destination refuses go (``on_data_error``); None: they fail it."""
+    mode = plan.dest_config.on_data_error
+    if mode == "fail":
+        return None
+    return Rejects(plan.stream.name, mode, DeadLetterTable(plan.write.schema, plan.pipeline,
+                                                           run_id) if mode == "dlq" else None)
+
+
 def run_ranges(plan: TaskPlan, ranges: tuple[KeyRange, ...], snapshot: str | None,
-               prepared: tuple, on_rows: OnRows | None = None) -> StreamResult:
+               prepared: tuple, run_id: str = "", on_rows: OnRows | None = None
+               ) -> StreamResult:
     """Read and commit some key ranges of a load committed per range whose destination
     another process has prepared (``prepared``, from its ``open``), on connections of its
     own: what one task of a distributed load does. Ranges already marked committed are
-    skipped (a retried task whose first run got that far); a range that fails rolls back."""
+    skipped (a retried task whose first run got that far); a range that fails rolls back,
+    and one the destination refuses rows of sets them aside as ``on_data_error`` says."""
     src = registry.source(plan.source_use)(plan.source_config, plan.source_endpoint)
     dest = registry.destination(plan.dest_use)(plan.dest_config, plan.dest_endpoint)
     faults.bind(plan.source_endpoint, plan.dest_endpoint)
     settings = pipe_settings(plan)
     run = _Run()
-    load = dest.open_load(plan.write)
+    load = dest.open_load(plan.write, None, load_rejects(plan, run_id))
     load.attach(prepared)
     pipe = None
     t_start = time.perf_counter()
@@ -109,14 +120,12 @@ def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "",
     src = registry.source(plan.source_use)(plan.source_config, plan.source_endpoint)
     dest = registry.destination(plan.dest_use)(plan.dest_config, plan.dest_endpoint)
     on_data_error = plan.dest_config.on_data_error
-    # dead letters are scoped to this attempt: visible once its rows commit
+    # a transform's dead letters are scoped to this attempt: visible once its rows commit
     dlq = (DeadLetterStore(plan.dest_endpoint, plan.write.schema, plan.pipeline, run_id,
                            attempt=uuid.uuid4().hex)
-           if on_data_error == "dlq" else None)
-    sink = dlq.add if dlq is not None else None
-    chain = chain_mod.build(plan.transforms, on_data_error, sink)
-    rejects = (Rejects(plan.stream.name, on_data_error, sink)
-               if on_data_error != "fail" else None)
+           if on_data_error == "dlq" and plan.transforms else None)
+    chain = chain_mod.build(plan.transforms, on_data_error, dlq.add if dlq is not None else None)
+    rejects = load_rejects(plan, run_id)
     faults.bind(plan.source_endpoint, plan.dest_endpoint)
     settings = pipe_settings(plan, budget)
     run = _Run()

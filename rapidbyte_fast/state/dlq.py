@@ -8,8 +8,12 @@ writes with one COPY per ``batch_rows`` records, so a burst of rejects costs one
 A store that belongs to one attempt of a load (``attempt``) writes its rows as not yet
 committed; the load marks them committed (``mark_committed``) in the transaction that
 commits the rows they were rejected from. The rows of an attempt that rolled back (a
-failure, a retry) stay invisible and are deleted by the next attempt, so a retry never
-duplicates them.
+failure, a retry) stay invisible and are deleted by the next run's first attempt, so a
+retry never duplicates them.
+
+Rows the destination itself refuses are found by the loader, inside its transaction: a
+``DeadLetterTable`` writes them on that connection, so they commit (or roll back) with the
+rows of their key range or checkpoint, in whichever process loads it.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import json
 import math
 import threading
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -34,6 +39,52 @@ TABLE = "rbf_dead_letters"
 
 _COLUMNS = ("run_id", "pipeline", "stream", "record", "errors", "category", "attempt",
             "committed")
+
+#: One dead letter: (stream, record as JSON, reasons, category).
+Letter = tuple[str, str, list[str], str]
+
+
+def ensure_table(conn: psycopg.Connection, schema: str) -> None:
+    """Create the dead-letter table of ``schema`` (which exists) when missing; give one made
+    before attempts existed their columns."""
+    table = sql.Identifier(schema, TABLE)
+    if table_exists(conn, schema, TABLE):
+        conn.execute(sql.SQL(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS attempt text NOT NULL DEFAULT '', "
+            "ADD COLUMN IF NOT EXISTS committed boolean NOT NULL DEFAULT true").format(table))
+        return
+    conn.execute(sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {} (id bigserial PRIMARY KEY, run_id text NOT NULL,"
+        " pipeline text NOT NULL, stream text NOT NULL, record jsonb NOT NULL,"
+        " errors text[] NOT NULL, category text NOT NULL,"
+        " created_at timestamptz NOT NULL DEFAULT now(),"
+        " attempt text NOT NULL DEFAULT '', committed boolean NOT NULL DEFAULT true)"
+    ).format(table))
+    conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (pipeline, id)").format(
+        sql.Identifier(f"{TABLE}_pipeline_idx"), table))
+
+
+def _copy_rows(conn: psycopg.Connection, schema: str, rows: list[tuple]) -> None:
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(schema, TABLE), sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)))
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+@dataclass(frozen=True)
+class DeadLetterTable:
+    """Where a load's refused rows go: written on the load's own connection, so they are
+    committed with the rows they were refused from (picklable: range tasks carry it)."""
+
+    schema: str
+    pipeline: str
+    run_id: str
+
+    def write(self, conn: psycopg.Connection, letters: list[Letter]) -> None:
+        """Add ``letters`` in ``conn``'s transaction (the table exists: ``ensure_table``)."""
+        _copy_rows(conn, self.schema, [(self.run_id, self.pipeline, *letter, "", True)
+                                       for letter in letters])
 
 
 def _plain(value: Any) -> Any:
@@ -116,31 +167,18 @@ class DeadLetterStore:
 
     def _create(self) -> None:
         assert self._conn is not None
-        table = sql.Identifier(self.schema, TABLE)
-        if table_exists(self._conn, self.schema, TABLE):
-            # (a table made before attempts existed gets their columns)
-            self._conn.execute(sql.SQL(
-                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS attempt text NOT NULL DEFAULT '', "
-                "ADD COLUMN IF NOT EXISTS committed boolean NOT NULL DEFAULT true").format(table))
-            if self.attempt:  # rows of attempts that rolled back
-                self._conn.execute(sql.SQL(
-                    "DELETE FROM {} WHERE pipeline = %s AND NOT committed").format(table),
-                    [self.pipeline])
-            return
         # CREATE ... IF NOT EXISTS still needs CREATE privilege, so only when missing.
         if self._conn.execute("SELECT to_regnamespace(%s) IS NULL",
                               [quote_ident(self.schema)]).fetchone()[0]:
             self._conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                 sql.Identifier(self.schema)))
-        self._conn.execute(sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (id bigserial PRIMARY KEY, run_id text NOT NULL,"
-            " pipeline text NOT NULL, stream text NOT NULL, record jsonb NOT NULL,"
-            " errors text[] NOT NULL, category text NOT NULL,"
-            " created_at timestamptz NOT NULL DEFAULT now(),"
-            " attempt text NOT NULL DEFAULT '', committed boolean NOT NULL DEFAULT true)"
-        ).format(sql.Identifier(self.schema, TABLE)))
-        self._conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (pipeline, id)").format(
-            sql.Identifier(f"{TABLE}_pipeline_idx"), sql.Identifier(self.schema, TABLE)))
+        ensure_table(self._conn, self.schema)
+        if self.attempt:
+            # rows of earlier runs' attempts that rolled back (not this run's: streams
+            # loading side by side each have an attempt in flight)
+            self._conn.execute(sql.SQL(
+                "DELETE FROM {} WHERE pipeline = %s AND run_id <> %s AND NOT committed"
+            ).format(sql.Identifier(self.schema, TABLE)), [self.pipeline, self.run_id])
 
     def _failed(self, exc: psycopg.Error) -> DestinationError:
         return DestinationError(f"{self._where}: {' '.join(str(exc).split())}")
@@ -163,12 +201,8 @@ class DeadLetterStore:
             return
         if self._conn is None:
             raise DestinationError(f"{self._where}: the store is closed")
-        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            sql.Identifier(self.schema, TABLE), sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)))
         try:
-            with self._conn.cursor() as cur, cur.copy(statement) as copy:
-                for row in self._buffer:
-                    copy.write_row(row)
+            _copy_rows(self._conn, self.schema, self._buffer)
         except psycopg.Error as exc:
             raise self._failed(exc) from None
         self.written += len(self._buffer)

@@ -341,3 +341,35 @@ def test_cli_bench_line(pg_dsn, pg_conn, pg_schema, pg_schema2, cluster, client,
     assert bench["records_written"] == ROWS and bench["executor"] == "dask"
     assert sum(w["rows"] for w in bench["cluster_workers"]) == ROWS
     _check(pg_conn, pg_schema, pg_schema2)
+
+
+@needs_dask
+@pytest.mark.parametrize("on_data_error", ["skip", "dlq"])
+def test_refused_rows_in_range_tasks(pg_dsn, pg_conn, pg_schema, pg_schema2, cluster, client,
+                                     on_data_error):
+    # the destination refuses one row of every range: each task sets its row aside and
+    # commits the rest, with its dead letter in the range's own transaction
+    from rapidbyte_fast.state.dlq import list_dead_letters
+
+    _source(pg_conn, pg_schema)
+    pg_conn.execute(f'CREATE TABLE "{pg_schema2}".ev (id int PRIMARY KEY, n int, v text, '
+                    "ts timestamptz, amount numeric(12,2) CHECK (amount <> 0), "
+                    "CHECK (id % 1000 <> 500))")
+    cfg = _config(pg_dsn, pg_schema, pg_schema2, "append", max_retries=0)
+    cfg["destination"]["on_data_error"] = on_data_error
+    result = rapidbyte_fast.run(cfg, executor=_executor(cluster))
+    refused = list(range(500, ROWS, 1000))
+    sr = result.streams[0]
+    assert (sr.records_written, sr.records_refused) == (ROWS - len(refused), len(refused))
+    assert (sr.records_skipped, sr.records_dlq) == (
+        (len(refused), 0) if on_data_error == "skip" else (0, len(refused)))
+    assert len(sr.cluster_workers) == 2
+    assert _text_rows(pg_conn, pg_schema2, "ev") == [
+        r for r in _text_rows(pg_conn, pg_schema, "ev") if int(r[0]) % 1000 != 500]
+    dead = list_dead_letters(pg_dsn, pg_schema2, "dask")
+    if on_data_error == "skip":
+        assert dead == []
+        return
+    assert sorted(r["record"]["id"] for r in dead) == refused
+    assert {(r["category"], r["errors"][0][:6], r["run_id"]) for r in dead} == {
+        ("load", "23514:", result.run_id)}

@@ -169,3 +169,24 @@ def test_records_json_of_every_type(pg_conn):
         True, Decimal("-1234567890.12"), datetime(1970, 1, 1, tzinfo=timezone.utc),
         "00010203-0405-0607-0809-0a0b0c0d0e0f", b"\x00\xff", "1 mon -2 days +00:00:00.000003",
         "NaN")
+
+
+def test_a_store_keeps_the_uncommitted_letters_of_its_own_run(pg_dsn, pg_conn, pg_schema):
+    # streams loading side by side each open a store for one attempt: opening one must
+    # not delete the letters another has written and not yet committed with its rows
+    earlier = DeadLetterStore(pg_dsn, pg_schema, "p", "run-0", attempt="a0")
+    earlier.add("s", '{"id": 0}', ["x"], "validation")
+    earlier.close()  # run-0's attempt never committed
+    first = DeadLetterStore(pg_dsn, pg_schema, "p", "run-1", attempt="a1")
+    first.add("s1", '{"id": 1}', ["x"], "validation")
+    first.flush()
+    second = DeadLetterStore(pg_dsn, pg_schema, "p", "run-1", attempt="a2")
+    first.mark_committed(pg_conn)
+    pg_conn.commit()
+    first.close()
+    second.close()
+    assert [(r["stream"], r["record"]) for r in list_dead_letters(pg_dsn, pg_schema, "p")] == [
+        ("s1", {"id": 1})]
+    # the earlier run's letters that never committed are gone
+    assert pg_conn.execute(f'SELECT count(*) FROM "{pg_schema}".rbf_dead_letters WHERE '
+                           "run_id = 'run-0'").fetchone() == (0,)

@@ -146,3 +146,29 @@ def test_arrays_with_more_dimensions_than_declared_travel_as_text(
         for column in ("tags", "n"):
             assert f"column {column!r} carried as exact text" in proc.stderr
     assert data["records_written"] == 3000
+
+
+def test_dead_letters_of_committed_ranges_survive_a_crash(pg_dsn, pg_conn, pg_schema,
+                                                           pg_schema2, tmp_path):
+    # a resumable append commits range by range: a range's dead letters are committed with
+    # its rows, so a crash after some ranges neither loses nor repeats a letter
+    _tables(pg_conn, pg_schema, pg_schema2)
+    pg_conn.execute(f'ANALYZE "{pg_schema}".t')
+    extra = "  on_data_error: dlq\n  schema_evolution: {type_change: coerce}\n"
+    res = ("max_batch_rows: 500, checkpoint_interval_rows: 1000, checkpoint_interval_bytes: 0,"
+           " max_retries: 0")
+    path = _pipeline(tmp_path, pg_schema, pg_schema2, streams="- name: t\n",
+                     write_mode=f"append\n{extra}")
+    open(path, "a").write(f"resources: {{{res}}}\n")
+    killed = _cli(pg_dsn, "run", path, env={"RAPIDBYTE_FAULTS": "dest.range_committed#4=kill"})
+    assert killed.returncode == -9, killed.stderr
+    # ranges 1-4 (ids 1..4000) are committed: their three letters with them
+    assert sorted(r["record"]["id"] for r in list_dead_letters(pg_dsn, pg_schema2, "e2e")
+                  ) == [7, 100, 2500]
+    proc = _cli(pg_dsn, "run", path)
+    assert proc.returncode == 0, proc.stderr
+    got = pg_conn.execute(f'SELECT id, n, doc::text, note FROM "{pg_schema2}".t ORDER BY id'
+                          ).fetchall()
+    assert got == _expected(pg_conn, pg_schema)
+    dead = list_dead_letters(pg_dsn, pg_schema2, "e2e")
+    assert sorted(r["record"]["id"] for r in dead) == sorted(BAD)

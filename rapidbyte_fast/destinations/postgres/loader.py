@@ -3,7 +3,7 @@ COPY FROM STDIN (binary, or text when a target type needs Postgres to parse text
 binary chunks on passthrough), or INSERT (columns as binary arrays that the server unnests,
 or multi-row VALUES literals: ``insert_statements``). With ``rejects`` (on_data_error
 skip|dlq) each batch goes in its own savepoint and statements, so that refused rows can be
-dropped (``row_guard``)."""
+dropped (``row_guard``), their dead letters written in the same transaction."""
 from __future__ import annotations
 
 import time
@@ -110,8 +110,14 @@ class Loader:
         self._row_bytes = batch.nbytes / max(n, 1)
         if self.rejects is not None:
             attempt = self._copy_attempt if self.load_method == "copy" else self._insert_attempt
-            self.rows_written += load_guarded(batch, lambda lo, hi: attempt(cols, lo, hi),
-                                              self.rejects)
+            loaded, letters = load_guarded(batch, lambda lo, hi: attempt(cols, lo, hi),
+                                           self.rejects)
+            if letters:
+                try:
+                    self.rejects.letters.write(self.conn, letters)
+                except psycopg.Error as exc:
+                    raise dest_error(self.prefix, exc) from None
+            self.rows_written += loaded
             return
         if self.load_method == "insert":
             self._write_insert(cols, n)  # (its errors name stream rows already)

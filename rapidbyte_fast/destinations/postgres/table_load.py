@@ -18,7 +18,7 @@ import pyarrow as pa
 from ... import faults
 from ...pgconn import connect
 from ...pgtypes import describe_table, field_pg_type, quote_ident, table_exists, target_encoding
-from ...state import cursors, progress
+from ...state import cursors, dlq, progress
 from .ddl import column_list
 from .loader import Loader, dest_error
 from ...row_guard import Rejects
@@ -118,6 +118,8 @@ class TableLoad:
             conn.execute(f"CREATE SCHEMA {quote_ident(spec.schema)}")
         if spec.cursor is not None and not table_exists(conn, spec.schema, cursors.STATE_TABLE):
             cursors.ensure_table(conn, spec.schema)
+        if self.rejects is not None and self.rejects.letters is not None:
+            dlq.ensure_table(conn, spec.schema)
         if spec.ranged is not None and not table_exists(conn, spec.schema,
                                                         progress.PROGRESS_TABLE):
             progress.ensure_table(conn, spec.schema)
