@@ -8,7 +8,6 @@ import datetime as dt
 import re
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ...errors import ConfigError, DataError
 from ...pgtypes import PG_TYPE_KEY
@@ -93,6 +92,10 @@ def last_scalar(committed: str, t: pa.DataType, where: str) -> pa.Scalar:
 def newer(batch: pa.RecordBatch, field: str, last: pa.Scalar) -> pa.RecordBatch:
     """The rows of ``batch`` whose cursor is above ``last`` (NULL cursors are dropped, as
     ``cursor > last`` drops them in SQL)."""
+    # imported here: pyarrow.compute costs ~60 ms of start-up (python -X importtime) and
+    # only incremental reads need it
+    import pyarrow.compute as pc
+
     keep = pc.greater(batch.column(field), last)
     if keep.null_count == 0 and pc.all(keep).as_py():
         return batch

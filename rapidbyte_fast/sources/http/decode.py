@@ -43,12 +43,15 @@ def column_name(raw_path: bytes) -> str:
 class Page:
     """One response: its body, where its records are, and lookups of other values."""
 
-    __slots__ = ("stream", "index", "url", "body", "headers", "start", "end", "ndjson", "whole")
+    __slots__ = ("stream", "index", "url", "body", "headers", "start", "end", "ndjson", "whole",
+                 "arrays")
 
     def __init__(self, stream: str, index: int, url: str, body: bytes,
                  headers: Mapping[str, str], data_path: tuple[bytes, ...], ndjson: bool) -> None:
         self.stream, self.index, self.url, self.body = stream, index, url, body
         self.headers, self.ndjson = headers, ndjson
+        #: the records as one array per field, once a pool thread has decoded them
+        self.arrays: list | None = None
         # a UTF-8 byte order mark (some servers send one) is not part of the JSON text
         self.start, self.end = (3 if body.startswith(codecs.BOM_UTF8) else 0), len(body)
         #: the records are the whole document: nothing but whitespace may follow them

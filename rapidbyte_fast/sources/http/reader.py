@@ -1,12 +1,15 @@
-"""Reading one HTTP stream: pages fetched by a thread pool, decoded in the caller's thread
-into Arrow record batches of the stream's fixed schema.
+"""Reading one HTTP stream: pages fetched and decoded by a thread pool, gathered in the
+caller's thread into Arrow record batches of the stream's fixed schema.
 
 Without a schema from the planner (``StreamInfo.schema`` empty), ``open`` infers it from
 the first ``infer_pages`` pages (at most ``INFER_MAX_BYTES`` of them), which are kept and
 become the first batches: nothing is fetched twice and nothing is yielded before the
 schema is known. Batches gather whole pages until ``max_rows`` or ``max_bytes``, then are
-cut to fit both. Memory: the fetch window (``concurrency`` pages), the page being decoded
-and the batch being built.
+cut to fit both. Once the schema is fixed, each pool thread decodes the page it fetched
+into arrays (the kernels release the GIL, so pages decode on every core while the caller
+gathers and the destination loads); pages fetched before that are decoded by the caller.
+Memory: the fetch window (``concurrency`` pages with their arrays) and the batch being
+gathered.
 """
 from __future__ import annotations
 
@@ -84,6 +87,10 @@ class HttpReader:
         self._pages: Iterator[Page] | None = None
         self._held: list[Page] = []
         self._last: pa.Scalar | None = None
+        #: set once the fields are fixed (see _fix): pool threads then decode what they fetch
+        self._decoding = False
+        if self.fields is not None:
+            self._fix()
 
     # -- SourceReader ----------------------------------------------------------------------
     def open(self) -> pa.Schema:
@@ -177,9 +184,51 @@ class HttpReader:
         resp = self._client.request(self.stream.method, request.url, body)
         page = Page(self.stream.name, request.index, self.mask(request.url), resp.body,
                     resp.headers, path_keys(self.stream.data_path), self.stream.format == "ndjson")
-        with self._lock:
-            self.timings["source_fetch_secs"] += time.perf_counter() - t0
+        t1 = time.perf_counter()
+        self._timed("source_fetch_secs", t1 - t0)
+        if self._decoding and not page.empty:
+            page.arrays = self._decode(page)
+            self._timed("source_decode_secs", time.perf_counter() - t1)
         return page
+
+    def _timed(self, stage: str, secs: float) -> None:
+        """Add to a stage's time (summed over the pool's threads and the caller's)."""
+        with self._lock:
+            self.timings[stage] += secs
+
+    def _fix(self) -> None:
+        """The fields are known: plan the kernel's columns once and let the pool decode."""
+        fields = self.fields
+        self._schema = arrow_schema(fields)
+        self._plan = kernel_plan(fields)
+        self._kinds = bytes(f.kind for f in fields)
+        self._decoding = True
+
+    def _decode(self, page: Page) -> list[pa.Array]:
+        """A non-empty page as one array per field (any thread: the key table, fields and
+        plan are only read once fixed, and the kernels release the GIL)."""
+        fields, keys, flatten = self.fields, self.keys, self.stream.flatten
+        sinks = ColumnSinks(self._plan)
+        records, sizes = survey(page, keys, flatten, bytearray(2 * len(keys.names)),
+                                self._unknown)
+        fill(page, keys, flatten, self._kinds, records, sizes, sinks,
+             lambda col: fields[col].describe())
+        arrays = sinks.finish()
+        for i, f in enumerate(fields):
+            arr = arrays[i]
+            if arr.type == pa.utf8():
+                try:
+                    arr.validate(full=True)
+                except pa.ArrowInvalid:
+                    raise DataError(f"stream {self.stream.name}: field {f.name!r} has "
+                                    "invalid UTF-8 in a response") from None
+            if f.arrow_type != KERNEL_TYPES[f.kind]:
+                try:
+                    arrays[i] = arr.cast(f.arrow_type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise DataError(f"stream {self.stream.name}: field {f.name!r} does not "
+                                    f"fit {f.pg_type}: {exc}") from None
+        return arrays
 
     def _infer(self) -> None:
         """Learn the fields from the first pages (kept for ``batches``)."""
@@ -198,6 +247,7 @@ class HttpReader:
                               "hold no records to infer the fields from (declare them under "
                               "schema:, e.g. id: bigint)")
         self.keys.names = [f.name for f in self.fields]   # declared, unseen fields last
+        self._fix()
         if self.stream.incremental is not None:
             cursors.check_cursor_field(self.stream.name, self.stream.incremental, self.schema())
 
@@ -208,12 +258,9 @@ class HttpReader:
                 f"schema: (e.g. {name}: text) or raise infer_pages")
 
     def _batches(self, max_bytes: int, max_rows: int) -> Iterator[pa.RecordBatch]:
-        fields = self.fields
         max_bytes = min(max_bytes, BATCH_BYTES)
-        plan = kernel_plan(fields)
-        kinds = bytes(f.kind for f in fields)
-        sinks = ColumnSinks(plan)
-        masks = bytearray(2 * len(self.keys.names))
+        pending: list[list[pa.Array]] = []
+        rows = size = 0
         held, self._held = self._held, []
         for page in self._chain(held):
             if self.stop.is_set():
@@ -222,42 +269,35 @@ class HttpReader:
             self.bytes_read += len(page.body)
             if page.empty:
                 continue
-            t0 = time.perf_counter()
-            records, sizes = survey(page, self.keys, self.stream.flatten, masks, self._unknown)
-            fill(page, self.keys, self.stream.flatten, kinds, records, sizes, sinks,
-                 lambda col: fields[col].describe())
-            self.timings["source_decode_secs"] += time.perf_counter() - t0
-            if sinks.rows >= max_rows or sinks.nbytes() >= max_bytes:
-                yield from self._emit(sinks, max_bytes, max_rows)
-        if sinks.rows:
-            yield from self._emit(sinks, max_bytes, max_rows)
+            arrays = page.arrays
+            if arrays is None:  # fetched before the fields were fixed
+                t0 = time.perf_counter()
+                arrays = self._decode(page)
+                self._timed("source_decode_secs", time.perf_counter() - t0)
+            pending.append(arrays)
+            rows += len(arrays[0]) if arrays else 0
+            size += sum(a.nbytes for a in arrays)
+            if rows >= max_rows or size >= max_bytes:
+                yield from self._emit(pending, max_bytes, max_rows)
+                pending, rows, size = [], 0, 0
+        if pending:
+            yield from self._emit(pending, max_bytes, max_rows)
 
     def _chain(self, held: list[Page]) -> Iterator[Page]:
         yield from held
         yield from self._page_stream()
 
-    def _emit(self, sinks: ColumnSinks, max_bytes: int,
+    def _emit(self, pages: list[list[pa.Array]], max_bytes: int,
               max_rows: int) -> Iterator[pa.RecordBatch]:
+        """One batch of the gathered pages' arrays, cut to fit ``max_bytes`` and
+        ``max_rows``."""
         t0 = time.perf_counter()
-        arrays = sinks.finish()
-        for i, f in enumerate(self.fields):
-            arr = arrays[i]
-            if arr.type == pa.utf8():
-                try:
-                    arr.validate(full=True)
-                except pa.ArrowInvalid:
-                    raise DataError(f"stream {self.stream.name}: field {f.name!r} has invalid "
-                                    "UTF-8 in a response") from None
-            if f.arrow_type != KERNEL_TYPES[f.kind]:
-                try:
-                    arrays[i] = arr.cast(f.arrow_type)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise DataError(f"stream {self.stream.name}: field {f.name!r} does not fit "
-                                    f"{f.pg_type}: {exc}") from None
-        batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema())
+        arrays = pages[0] if len(pages) == 1 else [
+            pa.concat_arrays([p[i] for p in pages]) for i in range(len(self.fields))]
+        batch = pa.RecordBatch.from_arrays(arrays, schema=self._schema)
         if self._last is not None:
             batch = cursors.newer(batch, self.cursor.field, self._last)
-        self.timings["source_decode_secs"] += time.perf_counter() - t0
+        self._timed("source_decode_secs", time.perf_counter() - t0)
         if batch.num_rows == 0:
             return
         rows = min(max_rows, max(1, batch.num_rows * max_bytes // max(batch.nbytes, 1)))
