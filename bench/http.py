@@ -7,7 +7,12 @@ with ``total_pages`` in every body. Pages are rendered once at start-up so the s
 json.dumps is not timed against the client under test (both tools get the same server).
 
 Each tool runs as a separate process timed from start to exit and loads into its own
-schema of the bench Postgres; rows are counted afterwards. Entries: ``http.client+json``
+schema of the bench Postgres; rows are counted afterwards. The project's modules are
+byte-compiled first, as a pip install does: under PYTHONDONTWRITEBYTECODE an editable
+checkout would otherwise compile every module in every timed run (0.3-0.4 s of CPU), a
+cost the installed peers do not pay. Each entry also shows the API server's CPU while it
+ran (the server must not be the bound) and, for rapidbyte-fast, its run time after
+start-up (``duration_secs``). Entries: ``http.client+json``
 (fetch and parse only: the floor of any Python client), ``rapidbyte-fast`` (the pipeline
 ``source: use: http`` → Postgres; if this build cannot run that pipeline yet, the HTTP →
 Arrow read alone, labelled so) and ``dlt rest_api`` when dlt is installed.
@@ -15,6 +20,7 @@ Arrow read alone, labelled so) and ``dlt rest_api`` when dlt is installed.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import subprocess
@@ -25,6 +31,7 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import psycopg
@@ -160,6 +167,10 @@ class Outcome:
     rss_mb: float = 0.0
     rows: int = 0
     note: str = ""
+    #: the API server's CPU seconds while the entry ran
+    api_cpu_secs: float = 0.0
+    #: the tool's own run time after start-up (rapidbyte-fast's duration_secs)
+    run_secs: float = 0.0
 
 
 def _timed(name: str, argv: list[str], env: dict[str, str]) -> tuple[Outcome, str]:
@@ -187,6 +198,7 @@ def _result(out: Outcome, stdout: str) -> None:
             data = json.loads(line[len("@@BENCH_JSON@@"):])
             out.rss_mb = data.get("peak_rss_mb", 0.0)
             out.rows = data.get("records_written", 0)
+            out.run_secs = data.get("duration_secs", 0.0)
 
 
 def _count(dsn: str, schema: str, table: str) -> int:
@@ -242,46 +254,81 @@ def _dlt(url: str, dsn: str, schema: str, tmp: Path) -> Outcome:
     return out
 
 
-def table(outcomes: list[Outcome], rows: int) -> str:
-    lines = [f"HTTP source, {rows:,} records of 9 fields",
-             f"{'entry':<36} {'wall s':>8} {'rows/s':>10} {'cpu s':>7} {'rss MB':>7}  rows"]
+def table(outcomes: list[Outcome], rows: int, loads: tuple[str, str] = ("", "")) -> str:
+    lines = [f"HTTP source, {rows:,} records of 9 fields"
+             + (f" (load average {loads[0]} before, {loads[1]} after)" if loads[0] else ""),
+             f"{'entry':<36} {'wall s':>8} {'rows/s':>10} {'cpu s':>7} {'rss MB':>7} "
+             f"{'api cpu':>7} {'run s':>6} {'run rows/s':>10}  rows"]
     for o in outcomes:
         rate = f"{o.rows / o.wall_secs:,.0f}" if o.wall_secs and o.rows else "-"
+        run_s = f"{o.run_secs:.2f}" if o.run_secs else "-"
+        run_rate = f"{o.rows / o.run_secs:,.0f}" if o.run_secs and o.rows else "-"
         lines.append(f"{o.name:<36} {o.wall_secs:>8.2f} {rate:>10} {o.cpu_secs:>7.2f} "
-                     f"{o.rss_mb:>7.0f}  {o.rows:,}" + (f"  {o.note}" if o.note else ""))
+                     f"{o.rss_mb:>7.0f} {o.api_cpu_secs:>7.2f} {run_s:>6} {run_rate:>10}  "
+                     f"{o.rows:,}" + (f"  {o.note}" if o.note else ""))
     ours = next((o for o in outcomes if o.name == "rapidbyte-fast" and not o.note), None)
     dlt = next((o for o in outcomes if o.name == "dlt rest_api" and not o.note), None)
     if ours and dlt:
         lines.append(f"dlt wall / ours: {dlt.wall_secs / ours.wall_secs:.1f}x")
+    lines.append("run s: the process's own run time after start-up (imports, config); "
+                 "api cpu: the API server's CPU seconds during the entry")
     return "\n".join(lines)
+
+
+def _load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) of a running process, 0.0 where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _with_api_cpu(pid: int, entry: Callable[[], Outcome]) -> Outcome:
+    before = _cpu_of(pid)
+    out = entry()
+    out.api_cpu_secs = _cpu_of(pid) - before
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
     rows = args.rows or DEFAULT_ROWS
+    compileall.compile_dir(TOOL_ROOT / "rapidbyte_fast", quiet=1)
     api = subprocess.Popen([sys.executable, "-m", "bench.http", "serve", str(rows),
                             str(args.page_size)], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, text=True, cwd=TOOL_ROOT)
     outcomes: list[Outcome] = []
+    load_before = _load_average()
     try:
         port = int(api.stdout.readline().split()[1])
         url = f"http://127.0.0.1:{port}"
-        base, stdout = _timed("http.client + json (fetch only)", [sys.executable, "-c", _BASELINE],
-                              {"RBF_PORT": str(port)})
-        _result(base, stdout)
-        outcomes.append(base)
+
+        def baseline() -> Outcome:
+            out, stdout = _timed("http.client + json (fetch only)",
+                                 [sys.executable, "-c", _BASELINE], {"RBF_PORT": str(port)})
+            _result(out, stdout)
+            return out
+
+        outcomes.append(_with_api_cpu(api.pid, baseline))
         with server(args.dsn) as dsn, tempfile.TemporaryDirectory() as tmp:
             ours_schema, dlt_schema = f"{args.schema_prefix}_http", f"{args.schema_prefix}_dlt"
             try:
-                outcomes.append(_ours(url, dsn, ours_schema, args.concurrency, Path(tmp)))
+                outcomes.append(_with_api_cpu(api.pid, lambda: _ours(
+                    url, dsn, ours_schema, args.concurrency, Path(tmp))))
                 if not args.skip_dlt:
-                    outcomes.append(_dlt(url, dsn, dlt_schema, Path(tmp)))
+                    outcomes.append(_with_api_cpu(api.pid, lambda: _dlt(
+                        url, dsn, dlt_schema, Path(tmp))))
             finally:
                 _drop(dsn, ours_schema)
                 _drop(dsn, dlt_schema)
     finally:
         api.stdin.close()
         api.wait(timeout=30)
-    print(table(outcomes, rows))
+    print(table(outcomes, rows, (load_before, _load_average())))
     return 1 if any(o.note.startswith("FAILED") for o in outcomes) else 0
 
 
