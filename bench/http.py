@@ -28,10 +28,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import psycopg
@@ -255,10 +255,10 @@ def _dlt(url: str, dsn: str, schema: str, tmp: Path) -> Outcome:
 
 
 def table(outcomes: list[Outcome], rows: int, loads: tuple[str, str] = ("", "")) -> str:
-    lines = [f"HTTP source, {rows:,} records of 9 fields"
-             + (f" (load average {loads[0]} before, {loads[1]} after)" if loads[0] else ""),
-             f"{'entry':<36} {'wall s':>8} {'rows/s':>10} {'cpu s':>7} {'rss MB':>7} "
-             f"{'api cpu':>7} {'run s':>6} {'run rows/s':>10}  rows"]
+    lines = [(f"HTTP source, {rows:,} records of 9 fields"
+              + (f" (load average {loads[0]} before, {loads[1]} after)" if loads[0] else "")),
+             (f"{'entry':<36} {'wall s':>8} {'rows/s':>10} {'cpu s':>7} {'rss MB':>7} "
+              f"{'api cpu':>7} {'run s':>6} {'run rows/s':>10}  rows")]
     for o in outcomes:
         rate = f"{o.rows / o.wall_secs:,.0f}" if o.wall_secs and o.rows else "-"
         run_s = f"{o.run_secs:.2f}" if o.run_secs else "-"
