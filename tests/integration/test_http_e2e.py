@@ -176,8 +176,15 @@ def test_run_on_a_schedule_from_the_cli(pg_dsn, tmp_path):
     assert bad.returncode == 2 and "is not a cron expression" in bad.stderr
     proc = subprocess.Popen([sys.executable, "-m", "rapidbyte_fast", "run", "--schedule",
                              "0 0 1 1 *", str(path)], stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
+    # SIGTERM once it waits for its first run (start-up takes seconds on a loaded machine)
+    deadline = time.monotonic() + 60
+    seen = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        seen.append(proc.stderr.readline())
+        if "schedule 0 0 1 1 *: next run at" in seen[-1]:
+            break
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
+    err = "".join(seen) + err
     assert proc.returncode == 0, err
     assert "schedule 0 0 1 1 *: next run at" in err and "stopped after 0 run(s)" in err
