@@ -26,7 +26,7 @@ from typing import Callable
 from . import cdc, history, http, read, report
 from .database import server
 from .history import DEFAULT_RESULTS, RESULTS_DIR
-from .runner import TOOL_ROOT, Setup, ensure_seeded, run_scenario
+from .runner import TOOL_ROOT, Setup, byte_compile, ensure_seeded, run_scenario
 from .scenarios import (COMPRESSIONS, DATASETS, DEFAULT_ROWS, MATRIX, MODES, Scenario, expand,
                         parse)
 
@@ -290,6 +290,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    byte_compile(TOOL_ROOT)
     try:
         return args.fn(args)
     except (ValueError, RuntimeError) as exc:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .report import summarize
+from .runner import byte_compile
 
 
 def pct_change(before: float, after: float) -> float:
@@ -96,6 +97,7 @@ def worktree(repo: Path, ref: str) -> Iterator[Path]:
         if build.returncode != 0:
             tail = "\n".join(build.stderr.strip().splitlines()[-15:])
             raise RuntimeError(f"building {ref} failed:\n{tail}")
+        byte_compile(path)
         yield path
     finally:
         subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(path)],

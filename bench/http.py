@@ -7,11 +7,9 @@ with ``total_pages`` in every body. Pages are rendered once at start-up so the s
 json.dumps is not timed against the client under test (both tools get the same server).
 
 Each tool runs as a separate process timed from start to exit and loads into its own
-schema of the bench Postgres; rows are counted afterwards. The project's modules are
-byte-compiled first, as a pip install does: under PYTHONDONTWRITEBYTECODE an editable
-checkout would otherwise compile every module in every timed run (0.3-0.4 s of CPU), a
-cost the installed peers do not pay. Each entry also shows the API server's CPU while it
-ran (the server must not be the bound) and, for rapidbyte-fast, its run time after
+schema of the bench Postgres; rows are counted afterwards (the project's modules are
+byte-compiled first: ``runner.byte_compile``). Each entry also shows the API server's CPU
+while it ran (the server must not be the bound) and, for rapidbyte-fast, its run time after
 start-up (``duration_secs``). Entries: ``http.client+json``
 (fetch and parse only: the floor of any Python client), ``rapidbyte-fast`` (the pipeline
 ``source: use: http`` → Postgres; if this build cannot run that pipeline yet, the HTTP →
@@ -20,7 +18,6 @@ Arrow read alone, labelled so) and ``dlt rest_api`` when dlt is installed.
 from __future__ import annotations
 
 import argparse
-import compileall
 import json
 import os
 import subprocess
@@ -297,7 +294,6 @@ def _with_api_cpu(pid: int, entry: Callable[[], Outcome]) -> Outcome:
 
 def run(args: argparse.Namespace) -> int:
     rows = args.rows or DEFAULT_ROWS
-    compileall.compile_dir(TOOL_ROOT / "rapidbyte_fast", quiet=1)
     api = subprocess.Popen([sys.executable, "-m", "bench.http", "serve", str(rows),
                             str(args.page_size)], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, text=True, cwd=TOOL_ROOT)
