@@ -99,9 +99,13 @@ def test_reading_is_not_destructive_until_advance(cdc, logical_conn):
     logical_conn.execute(f'INSERT INTO "{schema}".t VALUES (2)')
     before = reader.status()
     first = reader.read_window()
+    first_rows = rows(first, "t", ("id",))
     again = reader.read_window()
-    assert rows(first, "t", ("id",)) == rows(again, "t", ("id",)) == [(1,), (2,)]
+    assert first_rows == rows(again, "t", ("id",)) == [(1,), (2,)]
     assert first.end_lsn == again.end_lsn
+    # a window's rows are freed by the next read (bounded memory): its batches are gone
+    with pytest.raises(AssertionError, match="before the next read_window"):
+        rows(first, "t", ("id",))
     assert before.lag_bytes > 0 and before.retained_bytes >= before.lag_bytes
     assert reader.advance(first.end_lsn) == first.end_lsn
     assert reader.advance(first.end_lsn - 1) == first.end_lsn   # a restart: already there
@@ -308,13 +312,19 @@ def test_text_and_binary_modes_give_identical_batches(typed, logical_conn):
     assert got_b["t"][0].as_py() == 'tab\there \\ "q" é'
 
 
+def table_name(qualified_name: str) -> str:
+    return qualified_name.replace('"', "").split(".")[1]
+
+
 def test_out_of_range_values_fail_alike_in_both_modes(typed, logical_conn):
     t, binary, text = typed
     logical_conn.execute(f"INSERT INTO {t} VALUES {VALUES[2]}")
     errors = []
     for reader in (binary, text):
+        # values are decoded (and refused) as the window's batches are read
+        w = reader.read_window()
         with pytest.raises(DataError) as e:
-            reader.read_window()
+            rows(w, table_name(t), ("id",))
         errors.append(str(e.value))
     assert errors[0] == errors[1]
     # the array's framing is checked before any value: its lower bound is named first
