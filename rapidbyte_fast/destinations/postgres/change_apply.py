@@ -26,6 +26,7 @@ import time
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ... import faults
 from ...connector import ChangePlan
@@ -157,14 +158,20 @@ class ChangeApply:
                         target_encoding(pa.schema([schema.field(n) for n in names]), base),
                         False, pg_types=stage_types)
         self.loaders.append(loader)
+        # what the window holds, seen in the batches: the statements for truncates, unchanged
+        # TOAST values and key changes run only when there are any (each scans the stage)
+        seen = _Seen()
         for b in batches:
+            seen.add(b, key)
             loader.write(b.select(names))
             faults.hit("dest.batch")
         loader.finish()
         self.rows_written += loader.rows_written
         self.bytes_written += loader.bytes_written
-        self._truncate(conn, stage)
-        self._fill_unchanged(conn, stage, keep, data)
+        if seen.truncates:
+            self._truncate(conn, stage)
+        if seen.unchanged:
+            self._fill_unchanged(conn, stage, keep, data)
         if self.changes.shape == "log":
             cols = keep + [n for n, _ in LOG_COLUMNS]
             conn.execute(
@@ -172,7 +179,7 @@ class ChangeApply:
                 f"{', '.join('s.' + quote_ident(n) for n in keep)}, {_OP_NAMES}, s._rb_lsn, "
                 f"s._rb_commit_ts FROM {stage} s ORDER BY s._rb_lsn, s._rb_seq")
         else:
-            self._replica(conn, stage, keep)
+            self._replica(conn, stage, keep, seen.key_changes)
         conn.execute(f"DROP TABLE {stage}")
 
     def _evolve(self, conn: psycopg.Connection, schema: pa.Schema,
@@ -219,9 +226,6 @@ class ChangeApply:
         """Give every unchanged TOAST value (``_rb_unchanged`` bit set, NULL here) its
         previous version's value: the latest earlier insert or update of the same key in
         this window (resolved first), else the target's row (before this window)."""
-        if not conn.execute(f"SELECT EXISTS (SELECT 1 FROM {stage} "
-                            "WHERE _rb_unchanged IS NOT NULL)").fetchone()[0]:
-            return
         key, q = self.changes.key, quote_ident
         conn.execute(f"CREATE INDEX ON {stage} ({column_list(key)}, _rb_lsn, _rb_seq)")
         # the bits index the relation's columns (data), of which keep may be a subset
@@ -260,7 +264,8 @@ class ChangeApply:
                 f"WHERE _rb_op IN ('insert', 'update') "
                 f"ORDER BY {keys}, _rb_lsn DESC, ctid DESC)")
 
-    def _replica(self, conn: psycopg.Connection, stage: str, keep: list[str]) -> None:
+    def _replica(self, conn: psycopg.Connection, stage: str, keep: list[str],
+                 key_changes: bool) -> None:
         """Last change per key wins: delete the deleted keys, upsert the rest."""
         q = quote_ident
         key = self.changes.key
@@ -289,8 +294,9 @@ class ChangeApply:
             on_old = " AND ".join(f"t.{q(k)} = s.{q(_OLD + k)}" for k in key)
             conn.execute(f"DELETE FROM {self.target} t USING {stage} s "
                          f"WHERE s._rb_op <> 'T' AND {on_new}")
-            conn.execute(f"DELETE FROM {self.target} t USING {stage} s "
-                         f"WHERE s._rb_op = 'U' AND {on_old}")
+            if key_changes:
+                conn.execute(f"DELETE FROM {self.target} t USING {stage} s "
+                             f"WHERE s._rb_op = 'U' AND {on_old}")
             conn.execute(f"INSERT INTO {self.target} ({column_list(keep)}) SELECT "
                          f"{', '.join(f'l.{q(n)}' for n in keep)} FROM ({last}) l "
                          "WHERE l._rb_op <> 'D'")
@@ -333,6 +339,21 @@ class ChangeApply:
         return conn.execute(
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
             "%s::regclass AND attname = %s", (self.target, column)).fetchone()[0]
+
+
+class _Seen:
+    """Whether a window's batches hold a truncate, an unchanged TOAST value, an old key."""
+
+    def __init__(self) -> None:
+        self.truncates = self.unchanged = self.key_changes = False
+
+    def add(self, batch: pa.RecordBatch, key: tuple[str, ...]) -> None:
+        n = batch.num_rows
+        self.unchanged = self.unchanged or batch.column("_rb_unchanged").null_count < n
+        self.key_changes = (self.key_changes
+                            or batch.column(_OLD + key[0]).null_count < n)
+        self.truncates = self.truncates or bool(
+            pc.any(pc.equal(batch.column("_rb_op"), "T")).as_py())
 
 
 def _lookup(key: tuple[str, ...], alias: str) -> list[str]:

@@ -56,12 +56,14 @@ _PREREQUISITE = "55000"
 # How a read of the change stream ended.
 _ENDED, _FULL, _CUT, _TEXT_MODE = "ended", "full", "cut", "text mode"
 #: A window ends at a commit soon after this many bytes of change rows (at most
-#: ``max_window_bytes``; a window's first step may overshoot by up to as much again): the
-#: rows are held while the window is applied. 800k changes of bench_events (python -m bench
-#: cdc): one 100 MB window peaked at 240 MB RSS, 32 MB windows at 146 MB; the windows of one
-#: peek cost no more reading (one decode of the WAL), whereas a peek per 32 MB window
-#: re-decoded from the slot's restart point (read 5.4 s -> 21.3 s).
-WINDOW_TARGET_BYTES = 32 << 20
+#: ``max_window_bytes``; a window's first step may overshoot by a quarter of it). The rows
+#: are held while the window is applied, but they are not what bounds peak RSS: 800k
+#: changes of bench_events (python -m bench cdc, load average 7-10) peaked at 240 MB in one
+#: 100 MB window and at 227-269 MB in 4 windows of about 25 MB, whose applies cost 27 s
+#: against 21 s (each window's delete and insert pass over the whole target). Windows of
+#: one peek cost no more reading; a peek per 32 MB window re-decoded the WAL from the
+#: slot's restart point each time (read 5.4 s -> 21.3 s).
+WINDOW_TARGET_BYTES = 128 << 20
 #: The least input fed to the decoder at once while a window fills (per-call overhead).
 _MIN_STEP = 8 << 10
 
@@ -389,8 +391,8 @@ class ChangeReader:
         while True:
             end = len(buf)
             room = min(WINDOW_TARGET_BYTES, self.max_window_bytes) - dec.window_bytes
-            if room > 0:
-                end = min(end, pos + max(room, _MIN_STEP))
+            if room > 0:   # a quarter of the room: the first step has no estimate yet
+                end = min(end, pos + max(room // 4, _MIN_STEP))
             new, ev = dec.feed(buf, pos, end, self.max_window_bytes, self._window_changes(dec))
             if ev == P.EV_MORE and end < len(buf):
                 if new == pos:   # a message longer than the step
