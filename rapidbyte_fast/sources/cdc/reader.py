@@ -13,19 +13,27 @@ The decoder kernel turns the messages into per-table COPY-binary change rows and
 ``copy_decode`` turns those into Arrow batches (see ``_py/pgoutput.py`` for the columns).
 A window holds whole transactions, at most ``max_window_changes`` changes (the first
 transaction boundary after them) and ``max_window_bytes`` of decoded rows; one transaction
-larger than that is refused with the setting to raise. Reading again without ``advance``
-returns the same window: call ``advance(window.end_lsn)`` only after the destination
-committed the window (and recorded its ``end_lsn``), so a crash in between re-reads it.
+larger than that is refused with the setting to raise. One peek (of up to
+``max_window_changes`` changes) yields windows of about ``WINDOW_TARGET_BYTES`` while it
+stays open: the server decodes the WAL from the slot's restart point on every peek, so a
+peek per window would decode it again for each. Call ``advance(window.end_lsn)`` only
+after the destination committed the window (and recorded its ``end_lsn``): the slot moves
+when the peek that holds it ends (or at ``close``), and a crash before re-reads from the
+slot's position what the destination's position then skips.
 
 Memory: the read buffer (``READ_CHUNK_BYTES``), the window's change rows (at most
-``max_window_bytes``, checked per change) and, once the window is complete, its Arrow
-batches (about as large as the rows, built one table at a time while its rows are freed).
-The server materialises each peek (work_mem, then temporary files) before sending it.
+``max_window_bytes``, checked per change) and, while the window is applied, one Arrow
+batch of it: ``TableChanges.batches`` decodes the rows batch by batch as it is iterated
+(800k changes in one window: peak RSS 314 MB with every batch built up front, the rows
+and the batches about 100 MB each). A window's rows are freed by the next
+``read_window``. The server materialises each peek (work_mem, then temporary files)
+before sending it.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import psycopg
 import pyarrow as pa
@@ -46,7 +54,18 @@ from .relations import RelationPlan, identity_problem, resolve
 #: The SQL state of "can no longer get changes from replication slot" (invalidated slot).
 _PREREQUISITE = "55000"
 # How a read of the change stream ended.
-_ENDED, _CUT, _TEXT_MODE = "ended", "cut", "text mode"
+_ENDED, _FULL, _CUT, _TEXT_MODE = "ended", "full", "cut", "text mode"
+#: A window ends at a commit soon after this many bytes of change rows (at most
+#: ``max_window_bytes``; a window's first step may overshoot by a quarter of it). The rows
+#: are held while the window is applied, but they are not what bounds peak RSS: 800k
+#: changes of bench_events (python -m bench cdc, load average 7-10) peaked at 240 MB in one
+#: 100 MB window and at 227-269 MB in 4 windows of about 25 MB, whose applies cost 27 s
+#: against 21 s (each window's delete and insert pass over the whole target). Windows of
+#: one peek cost no more reading; a peek per 32 MB window re-decoded the WAL from the
+#: slot's restart point each time (read 5.4 s -> 21.3 s).
+WINDOW_TARGET_BYTES = 128 << 20
+#: The least input fed to the decoder at once while a window fills (per-call overhead).
+_MIN_STEP = 8 << 10
 
 
 @dataclass
@@ -57,14 +76,51 @@ class TableChanges:
     table: str
     key: tuple[str, ...]
     arrow_schema: pa.Schema
-    batches: list[pa.RecordBatch]
+    batches: ChangeBatches
     #: the table's columns (names, types) differ from those this reader last reported for
     #: it: the apply runs schema evolution before loading these batches
     schema_changed: bool
 
     @property
     def rows(self) -> int:
+        """The changes (decodes them)."""
         return sum(b.num_rows for b in self.batches)
+
+
+class ChangeBatches:
+    """A segment's change rows as Arrow batches of at most ``max_rows`` / ``max_bytes``,
+    decoded as they are iterated (again on every iteration) until ``release``; a value the
+    column cannot hold raises ``DataError`` then, naming the table, column and row."""
+
+    def __init__(self, rp: RelationPlan, rows: bytearray, max_rows: int, max_bytes: int,
+                 timings: dict[str, float]) -> None:
+        self.rp, self._rows = rp, rows
+        self.max_rows, self.max_bytes, self.timings = max_rows, max_bytes, timings
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        rows, rp = self._rows, self.rp
+        assert rows is not None, "a window's batches are read before the next read_window"
+        sinks = ColumnSinks(rp.plan)
+        pos, n, done = 0, len(rows), 0
+        while pos < n:
+            t0 = time.perf_counter()
+            try:
+                pos, _ = copy_decode.decode(rp.plan, rows, pos, min(n, pos + self.max_bytes),
+                                            sinks, self.max_rows - sinks.rows)
+            except DataError as exc:
+                raise load_errors.in_stream(exc, f"changes of table {rp.table}: ",
+                                            done) from None
+            batch = None
+            if pos == n or sinks.rows >= self.max_rows or sinks.nbytes() >= self.max_bytes:
+                batch = pa.RecordBatch.from_arrays(sinks.finish(), schema=rp.schema)
+            self.timings["source_decode_secs"] += time.perf_counter() - t0
+            if batch is not None:
+                done += batch.num_rows
+                yield batch
+
+    def release(self) -> None:
+        """Free the rows (the reader reads the next window)."""
+        self._rows = None
 
 
 @dataclass
@@ -78,6 +134,18 @@ class ChangeWindow:
     bytes: int                   # decoded change rows (COPY binary) before Arrow
     tables: list[TableChanges]
     origins: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Stream:
+    """An open peek: windows are cut from it at commits while it stays open."""
+
+    dec: object
+    flushed: int                  # the server's WAL flush position before the peek
+    buf: bytearray = field(default_factory=bytearray)
+    header: bool = False
+    done: bool = False
+    ours: set[int] = field(default_factory=set)   # relation OIDs of ours it announced
 
 
 @dataclass
@@ -118,6 +186,11 @@ class ChangeReader:
         #: busy server does not make the slot retain WAL without bound
         self.idle_lsn: int | None = None
         self.timings = {"source_fetch_secs": 0.0, "source_decode_secs": 0.0}
+        #: the last window's batches, released by the next read
+        self._held: list[ChangeBatches] = []
+        self._stream: _Stream | None = None
+        #: where ``advance`` asked the slot to go while a peek held it
+        self._pending: int | None = None
 
     # ------------------------------------------------------------------ set-up
 
@@ -147,8 +220,8 @@ class ChangeReader:
 
     def slot_exists(self) -> bool:
         """True when the slot exists (a lost one included)."""
-        assert self.conn is not None
-        return S.status(self.conn, self.slot) is not None
+        assert self._catalog is not None
+        return S.status(self._catalog, self.slot) is not None
 
     def create_slot(self) -> S.SlotCreated:
         """Create the slot and export its snapshot, held until ``release_snapshot``: a
@@ -166,8 +239,8 @@ class ChangeReader:
 
     def status(self) -> S.SlotStatus | None:
         """Lag and retained WAL of the slot (None when it does not exist)."""
-        assert self.conn is not None
-        return S.status(self.conn, self.slot)
+        assert self._catalog is not None
+        return S.status(self._catalog, self.slot)
 
     @staticmethod
     def position_text(lsn: int) -> str:
@@ -181,12 +254,28 @@ class ChangeReader:
 
     def advance(self, lsn: int) -> int:
         """Move the slot's confirmed position to ``lsn`` (a window's ``end_lsn``); call only
-        after the destination committed the window. See ``slot.advance``."""
+        after the destination committed the window. While a peek is open (more windows to
+        come from it) the slot is held by it: the move waits until the peek ends, which is
+        safe as the destination recorded the position (a restart advances to it first).
+        Returns the position asked for, or the slot's. See ``slot.advance``."""
         assert self.conn is not None
+        if self._stream is not None:
+            self._pending = max(self._pending or 0, lsn)
+            return lsn
+        self._pending = None
         return S.advance(self.conn, self.slot, lsn)
 
     def close(self) -> None:
-        """Close every connection (an exported snapshot with them)."""
+        """Close every connection (an exported snapshot with them) and free the last
+        window's rows; a move of the slot that waited for the peek is made."""
+        self._release()
+        if self._stream is not None and self.conn is not None:
+            self._end_stream(abandon=True)
+        if self._pending is not None and self.conn is not None and not self.conn.closed:
+            try:
+                self.advance(self._pending)
+            except (SourceError, psycopg.Error):
+                pass   # the destination holds the position: the next run moves the slot
         self.release_snapshot()
         for conn in (self.conn, self._catalog):
             if conn is not None:
@@ -196,23 +285,25 @@ class ChangeReader:
     # ------------------------------------------------------------------ reading
 
     def read_window(self) -> ChangeWindow | None:
-        """The next window of changes after the slot's confirmed position (None: none)."""
+        """The next window of changes after the last one read (the first: after the slot's
+        confirmed position); None: none. One peek yields windows of whole transactions
+        (``WINDOW_TARGET_BYTES`` each) until it ends."""
         assert self.conn is not None and self._catalog is not None
-        S.usable(self.conn, self.slot)
-        flushed = P.parse_lsn(self._catalog.execute(
-            "SELECT pg_current_wal_flush_lsn()::text").fetchone()[0])
+        self._release()
         self.idle_lsn = None
-        dec, win, how = self._read()
+        fresh = self._stream is None
+        dec, win, how, flushed = self._read()
         if how == _TEXT_MODE:
             self.binary = False   # for good: the table keeps its text-only column
-            dec, win, how = self._read()
+            fresh = True
+            dec, win, how, flushed = self._read()
         if dec.window_txns == 0:
-            # everything that committed before ``flushed`` was read (none of it ours)
-            self.idle_lsn = flushed
-            return None
-        t0 = time.perf_counter()
+            if fresh:
+                # everything that committed before ``flushed`` was read (none of it ours)
+                self.idle_lsn = flushed
+                return None
+            return self.read_window()   # the peek ended: a new one
         tables = [self._table_changes(rp, rows) for rp, rows in win.segments if len(rows)]
-        self.timings["source_decode_secs"] += time.perf_counter() - t0
         return ChangeWindow(dec.end_lsn, dec.last_commit_lsn, dec.window_txns,
                             dec.window_changes, dec.window_bytes, tables, win.origins)
 
@@ -227,53 +318,92 @@ class ChangeReader:
             sql.Literal("true" if self.binary else "false"))
         return q.as_bytes(self.conn)
 
-    def _read(self) -> tuple:
-        """One peek through the decoder: (decoder, segments, how it ended)."""
-        assert self.conn is not None
+    def _open_stream(self) -> _Stream:
+        """Start a peek after the slot's confirmed position (moved first if asked)."""
+        assert self.conn is not None and self._catalog is not None
+        if self._pending is not None:
+            self.advance(self._pending)
+        S.usable(self.conn, self.slot)
+        flushed = P.parse_lsn(self._catalog.execute(
+            "SELECT pg_current_wal_flush_lsn()::text").fetchone()[0])
         pgconn = self.conn.pgconn
-        dec, win = pgoutput.Decoder(), _Segments()
         pgconn.send_query(self._peek_sql())
         t0 = time.perf_counter()
         res = wait_result(pgconn)   # the server decodes the whole peek first: GIL released
         self.timings["source_fetch_secs"] += time.perf_counter() - t0
         if res is None or res.status != pq.ExecStatus.COPY_OUT:
             _raise_server(self.slot, pgconn, res)
-        buf = bytearray()
-        pos, header, done, how = 0, False, False, None
+        self._stream = _Stream(pgoutput.Decoder(), flushed)
+        return self._stream
+
+    def _end_stream(self, abandon: bool) -> None:
+        st, self._stream = self._stream, None
+        assert st is not None and self.conn is not None
+        if abandon:
+            _abandon(self.conn, st.done)
+        else:
+            while not st.done:   # only the end of the COPY is left after its trailer
+                st.done = copy_decode.read_copy(self.conn.pgconn, st.buf, 1)[1]
+            _finish(self.slot, self.conn.pgconn)
+
+    def _read(self) -> tuple:
+        """One window through the decoder: (decoder, segments, how it ended, the flush
+        position before its peek)."""
+        assert self.conn is not None
+        st = self._stream or self._open_stream()
+        dec, win = st.dec, _Segments()
+        dec.reset_window()
+        for oid in st.ours:   # announced earlier in this peek: rows go to this window
+            self._bind(dec, self._plans[oid], win)
+        how = None
         try:
-            while how is None:
-                if done:
+            while True:
+                if st.header:
+                    t0 = time.perf_counter()
+                    pos, how = self._decode(dec, win, st.buf, 0)
+                    self.timings["source_decode_secs"] += time.perf_counter() - t0
+                    del st.buf[:pos]
+                    if how is not None:
+                        break
+                if st.done:
                     raise SourceError(f"slot {self.slot}: the change stream ended without "
                                       "a COPY trailer")
                 t0 = time.perf_counter()
-                _, done = copy_decode.read_copy(pgconn, buf, READ_CHUNK_BYTES)
+                _, st.done = copy_decode.read_copy(self.conn.pgconn, st.buf, READ_CHUNK_BYTES)
                 self.timings["source_fetch_secs"] += time.perf_counter() - t0
-                if not header:
-                    pos = copy_decode.parse_header(buf)
-                    header = pos > 0
-                    if not header:
-                        continue
-                t0 = time.perf_counter()
-                pos, how = self._decode(dec, win, buf, pos)
-                self.timings["source_decode_secs"] += time.perf_counter() - t0
-                del buf[:pos]
-                pos = 0
+                if not st.header:
+                    pos = copy_decode.parse_header(st.buf)
+                    st.header = pos > 0
+                    del st.buf[:pos]
         except BaseException:
-            _abandon(self.conn, done)
+            self._stream = None
+            _abandon(self.conn, st.done)
             raise
-        if how == _ENDED:
-            while not done:   # only the end of the COPY is left after its trailer
-                done = copy_decode.read_copy(pgconn, buf, 1)[1]
-            _finish(self.slot, pgconn)
-        else:
-            _abandon(self.conn, done)
-        return dec, win, how
+        if how != _FULL:
+            self._end_stream(abandon=how != _ENDED)
+        return dec, win, how, st.flushed
 
     def _decode(self, dec, win: _Segments, buf: bytearray, pos: int) -> tuple[int, str | None]:
-        """Feed ``buf[pos:]`` to the decoder until it needs more bytes or the read ends."""
+        """Feed ``buf[pos:]`` to the decoder until it needs more bytes or the read ends.
+        Until the window nears its target, at most the bytes it still has room for go in
+        one call (a change row is about as large as its message): the changes the target
+        allows are estimated again after each."""
         while True:
-            pos, ev = dec.feed(buf, pos, len(buf), self.max_window_bytes,
-                               self.max_window_changes)
+            end = len(buf)
+            room = min(WINDOW_TARGET_BYTES, self.max_window_bytes) - dec.window_bytes
+            if room > 0:   # a quarter of the room: the first step has no estimate yet
+                end = min(end, pos + max(room // 4, _MIN_STEP))
+            new, ev = dec.feed(buf, pos, end, self.max_window_bytes, self._window_changes(dec))
+            if ev == P.EV_MORE and end < len(buf):
+                if new == pos:   # a message longer than the step
+                    new, ev = dec.feed(buf, pos, len(buf), self.max_window_bytes,
+                                       self._window_changes(dec))
+                    if ev == P.EV_MORE:
+                        return new, None
+                else:
+                    pos = new
+                    continue
+            pos = new
             if ev == P.EV_MORE:
                 return pos, None
             msg = bytes(buf[dec.msg_start:dec.msg_end])
@@ -284,7 +414,7 @@ class ChangeReader:
             elif ev == P.EV_ORIGIN:
                 win.origins.add(P.parse_origin(msg, dec.msg_lsn)[1])
             elif ev == P.EV_LIMIT:
-                return pos, _CUT
+                return pos, _FULL
             elif ev == P.EV_TOO_LARGE:
                 if dec.window_txns == 0:
                     raise self._too_large(dec)
@@ -292,6 +422,15 @@ class ChangeReader:
                 return pos, _CUT
             elif ev == P.EV_END:
                 return pos, _ENDED
+
+    def _window_changes(self, dec) -> int:
+        """The changes after which the window ends at a commit: ``max_window_changes``, or
+        fewer when the rows so far say the target bytes come sooner."""
+        target = min(WINDOW_TARGET_BYTES, self.max_window_bytes)
+        if dec.window_changes == 0:
+            return self.max_window_changes
+        left = (target - dec.window_bytes) * dec.window_changes // max(dec.window_bytes, 1)
+        return min(self.max_window_changes, dec.window_changes + max(left, 1))
 
     def _relation(self, dec, rel: P.Relation, win: _Segments) -> str | None:
         """Register a Relation message with the decoder; ``_CUT`` when the window must end
@@ -316,17 +455,33 @@ class ChangeReader:
             if seg is not None and len(win.segments[seg][1]) and dec.window_txns and dec.in_txn:
                 dec.rollback()
                 return _CUT   # the new layout starts the next window
-            rows = bytearray()
-            win.current[rel.oid] = len(win.segments)
-            win.segments.append((rp, rows))
-        plan = rp.plan
-        dec.set_relation(rel.oid, rp.table, plan.names[:n], bytes(plan.kinds[:n]),
-                         bytes(plan.elem_kinds[:n]), plan.elem_oids[:n], rp.text_only,
-                         rp.key_index, rows)
+            rows = None
+        assert self._stream is not None
+        self._stream.ours.add(rel.oid)
+        self._bind(dec, rp, win, rows)
         return None
 
+    def _bind(self, dec, rp: RelationPlan, win: _Segments,
+              rows: bytearray | None = None) -> None:
+        """Send the relation's rows to ``rows``, else to a new segment of the window."""
+        if rows is None:
+            rows = bytearray()
+            win.current[rp.relation.oid] = len(win.segments)
+            win.segments.append((rp, rows))
+        plan, n = rp.plan, len(rp.relation.columns)
+        dec.set_relation(rp.relation.oid, rp.table, plan.names[:n], bytes(plan.kinds[:n]),
+                         bytes(plan.elem_kinds[:n]), plan.elem_oids[:n], rp.text_only,
+                         rp.key_index, rows)
+
+    def _release(self) -> None:
+        for held in self._held:
+            held.release()
+        self._held = []
+
     def _table_changes(self, rp: RelationPlan, rows: bytearray) -> TableChanges:
-        batches = _batches(rp, rows, self.max_batch_rows, self.max_batch_bytes)
+        batches = ChangeBatches(rp, rows, self.max_batch_rows, self.max_batch_bytes,
+                                self.timings)
+        self._held.append(batches)
         name = (rp.relation.schema, rp.relation.name)
         previous = self._reported.get(name)
         self._reported[name] = rp.signature()
@@ -340,26 +495,6 @@ class ChangeReader:
             f"{P.lsn_text(dec.commit_lsn)}) holds more than {self.max_window_bytes} bytes of "
             f"changes (table {rp.table if rp else '?'} passed the limit): one transaction is "
             f"applied as one window; raise {self.budget_setting} above the transaction's size")
-
-
-def _batches(rp: RelationPlan, rows: bytearray, max_rows: int,
-             max_bytes: int) -> list[pa.RecordBatch]:
-    """A segment's change rows as Arrow batches of at most ``max_rows`` / ``max_bytes``;
-    the rows are freed."""
-    sinks = ColumnSinks(rp.plan)
-    batches: list[pa.RecordBatch] = []
-    pos, n = 0, len(rows)
-    while pos < n:
-        try:
-            pos, _ = copy_decode.decode(rp.plan, rows, pos, min(n, pos + max_bytes), sinks,
-                                        max_rows - sinks.rows)
-        except DataError as exc:
-            raise load_errors.in_stream(exc, f"changes of table {rp.table}: ",
-                                        sum(b.num_rows for b in batches)) from None
-        if pos == n or sinks.rows >= max_rows or sinks.nbytes() >= max_bytes:
-            batches.append(pa.RecordBatch.from_arrays(sinks.finish(), schema=rp.schema))
-    del rows[:]
-    return batches
 
 
 def _abandon(conn: psycopg.Connection, done: bool) -> None:

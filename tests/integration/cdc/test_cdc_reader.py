@@ -99,9 +99,13 @@ def test_reading_is_not_destructive_until_advance(cdc, logical_conn):
     logical_conn.execute(f'INSERT INTO "{schema}".t VALUES (2)')
     before = reader.status()
     first = reader.read_window()
+    first_rows = rows(first, "t", ("id",))
     again = reader.read_window()
-    assert rows(first, "t", ("id",)) == rows(again, "t", ("id",)) == [(1,), (2,)]
+    assert first_rows == rows(again, "t", ("id",)) == [(1,), (2,)]
     assert first.end_lsn == again.end_lsn
+    # a window's rows are freed by the next read (bounded memory): its batches are gone
+    with pytest.raises(AssertionError, match="before the next read_window"):
+        rows(first, "t", ("id",))
     assert before.lag_bytes > 0 and before.retained_bytes >= before.lag_bytes
     assert reader.advance(first.end_lsn) == first.end_lsn
     assert reader.advance(first.end_lsn - 1) == first.end_lsn   # a restart: already there
@@ -202,6 +206,63 @@ def test_windows_hold_whole_transactions_within_the_budget(cdc, logical_conn):
     assert all(c >= 1000 or i == len(windows) - 1 for i, (_, c, _) in enumerate(windows[1:], 1))
     assert sum(n for n, _, _ in windows) == 31
     assert seen == list(range(1, 5001)) + list(range(10_000, 13_000))
+
+
+def _small_transactions(cdc, logical_conn, n: int) -> ChangeReader:
+    """A reader of table t, then ``n`` transactions of 100 inserts (ids 1, 2, ...)."""
+    schema, make, _ = cdc
+    t = f'"{schema}".t'
+    logical_conn.execute(f"CREATE TABLE {t} (id int PRIMARY KEY, pad text)")
+    reader = make(["t"])
+    for i in range(n):
+        logical_conn.execute(f"INSERT INTO {t} SELECT g, 'q' FROM "
+                             "generate_series(%s::int, %s::int) g",
+                             (100 * i + 1, 100 * i + 100))
+    return reader
+
+
+def test_one_peek_yields_windows_of_the_target_size_and_moves_the_slot_after(
+        cdc, logical_conn, monkeypatch):
+    from rapidbyte_fast.sources.cdc import reader as reader_mod
+
+    monkeypatch.setattr(reader_mod, "WINDOW_TARGET_BYTES", 20_000)
+    reader = _small_transactions(cdc, logical_conn, 12)   # ~6 kB each
+    start = reader.status().confirmed_lsn
+    seen, windows = [], []
+    while (w := reader.read_window()) is not None:
+        windows.append((w.transactions, w.bytes, w.end_lsn))
+        seen.extend(r[0] for r in rows(w, "t", ("id",)))
+        assert reader.advance(w.end_lsn) == w.end_lsn
+        if len(windows) == 1:
+            # the peek holds the slot: it moves once the peek has ended
+            assert reader.status().confirmed_lsn == start
+    assert seen == list(range(1, 1201))
+    assert len(windows) >= 3 and sum(n for n, _, _ in windows) == 12
+    # each window ends at a commit past the target, within about one target of input more
+    assert all(b >= 20_000 for _, b, _ in windows[:-1])
+    assert all(b < 2 * 20_000 for _, b, _ in windows), windows
+    assert reader.status().confirmed_lsn >= windows[-1][2]
+
+
+def test_closing_mid_peek_moves_the_slot_to_the_last_applied_window(
+        cdc, logical_conn, monkeypatch):
+    from rapidbyte_fast.sources.cdc import reader as reader_mod
+
+    monkeypatch.setattr(reader_mod, "WINDOW_TARGET_BYTES", 5_000)
+    make = cdc[1]
+    reader = _small_transactions(cdc, logical_conn, 4)
+    first = reader.read_window()
+    n = len(rows(first, "t", ("id",)))
+    assert rows(first, "t", ("id",)) == [(i,) for i in range(1, n + 1)] and n in (100, 200)
+    reader.advance(first.end_lsn)
+    second = reader.read_window()   # read, never applied
+    assert rows(second, "t", ("id",))[0] == (n + 1,)
+    reader.close()
+    again = make(["t"], create=False)
+    again.slot = reader.slot
+    again.publication = reader.publication
+    assert again.status().confirmed_lsn == first.end_lsn
+    assert rows(again.read_window(), "t", ("id",))[0] == (n + 1,)
 
 
 def test_a_transaction_beyond_the_memory_budget_is_refused(cdc, logical_conn):
@@ -308,13 +369,19 @@ def test_text_and_binary_modes_give_identical_batches(typed, logical_conn):
     assert got_b["t"][0].as_py() == 'tab\there \\ "q" é'
 
 
+def table_name(qualified_name: str) -> str:
+    return qualified_name.replace('"', "").split(".")[1]
+
+
 def test_out_of_range_values_fail_alike_in_both_modes(typed, logical_conn):
     t, binary, text = typed
     logical_conn.execute(f"INSERT INTO {t} VALUES {VALUES[2]}")
     errors = []
     for reader in (binary, text):
+        # values are decoded (and refused) as the window's batches are read
+        w = reader.read_window()
         with pytest.raises(DataError) as e:
-            reader.read_window()
+            rows(w, table_name(t), ("id",))
         errors.append(str(e.value))
     assert errors[0] == errors[1]
     # the array's framing is checked before any value: its lower bound is named first
