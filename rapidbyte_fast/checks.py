@@ -2,11 +2,10 @@
 (nothing is written), and the streams a source offers."""
 from __future__ import annotations
 
-import pyarrow as pa
-
 from . import registry
 from .config import PipelineConfig
 from .connector import StreamInfo
+from .lazy_schema import arrow
 from .plan import Planner
 
 
@@ -18,7 +17,7 @@ def _describe(info: StreamInfo) -> dict:
             {"name": f.name,
              "pg_type": (f.metadata or {}).get(b"pg_type", b"").decode() or "-",
              "arrow_type": str(f.type), "nullable": f.nullable}
-            for f in info.schema
+            for f in arrow(info.schema)
         ],
     }
 
@@ -34,7 +33,7 @@ def discover_source(cfg: PipelineConfig) -> list[dict]:
         src.close()
 
 
-def _columns(schema: pa.Schema) -> str:
+def _columns(schema) -> str:
     return ", ".join(f"{f.name} {f.type}" for f in schema)
 
 

@@ -47,11 +47,14 @@ like a column of the element kind.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import IntEnum
 
-import numpy as np
-import pyarrow as pa
+from .deferred import deferred
+
+np = deferred("numpy")
+pa = deferred("pyarrow")
 
 #: Seconds and days between the Unix epoch and the PostgreSQL epoch (2000-01-01).
 PG_EPOCH_OFFSET_US = 946_684_800_000_000
@@ -139,27 +142,29 @@ def arrow_type_for(kind: Kind, precision: int = 0, scale: int = 0) -> pa.DataTyp
     """Arrow type of a kind (decimal precision/scale only matter for NUMERIC)."""
     if kind == Kind.NUMERIC:
         return pa.decimal128(precision, scale)
-    return _ARROW_TYPES[kind]
+    return _arrow_types()[kind]
 
 
-_ARROW_TYPES: dict[Kind, pa.DataType] = {
-    Kind.BOOL: pa.bool_(),
-    Kind.INT2: pa.int16(),
-    Kind.INT4: pa.int32(),
-    Kind.INT8: pa.int64(),
-    Kind.FLOAT4: pa.float32(),
-    Kind.FLOAT8: pa.float64(),
-    Kind.TEXT: pa.utf8(),
-    Kind.BYTEA: pa.binary(),
-    Kind.DATE: pa.date32(),
-    Kind.TIME: pa.time64("us"),
-    Kind.TIMESTAMP: pa.timestamp("us"),
-    Kind.TIMESTAMPTZ: pa.timestamp("us", tz="UTC"),
-    Kind.INTERVAL: pa.month_day_nano_interval(),
-    Kind.UUID: pa.binary(16),
-    Kind.NUMERIC_TEXT: pa.utf8(),
-    Kind.JSONB: pa.utf8(),
-}
+@functools.cache
+def _arrow_types() -> dict[Kind, pa.DataType]:
+    return {
+        Kind.BOOL: pa.bool_(),
+        Kind.INT2: pa.int16(),
+        Kind.INT4: pa.int32(),
+        Kind.INT8: pa.int64(),
+        Kind.FLOAT4: pa.float32(),
+        Kind.FLOAT8: pa.float64(),
+        Kind.TEXT: pa.utf8(),
+        Kind.BYTEA: pa.binary(),
+        Kind.DATE: pa.date32(),
+        Kind.TIME: pa.time64("us"),
+        Kind.TIMESTAMP: pa.timestamp("us"),
+        Kind.TIMESTAMPTZ: pa.timestamp("us", tz="UTC"),
+        Kind.INTERVAL: pa.month_day_nano_interval(),
+        Kind.UUID: pa.binary(16),
+        Kind.NUMERIC_TEXT: pa.utf8(),
+        Kind.JSONB: pa.utf8(),
+    }
 
 
 def kind_for_arrow(t: pa.DataType) -> tuple[Kind, int, int]:
@@ -168,7 +173,7 @@ def kind_for_arrow(t: pa.DataType) -> tuple[Kind, int, int]:
         return Kind.NUMERIC, t.precision, t.scale
     if pa.types.is_timestamp(t):
         return (Kind.TIMESTAMPTZ if t.tz else Kind.TIMESTAMP), 0, 0
-    for kind, at in _ARROW_TYPES.items():
+    for kind, at in _arrow_types().items():
         if kind not in (Kind.NUMERIC_TEXT, Kind.JSONB, Kind.TIMESTAMPTZ) and at == t:
             return kind, 0, 0
     raise KeyError(str(t))

@@ -10,9 +10,12 @@ outside a connector tests which connector it is.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Protocol, runtime_checkable
 
-import pyarrow as pa
+from .lazy_schema import LazySchema
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,10 @@ class StreamInfo:
     """A stream as its source describes it to the planner (the source's catalog entry)."""
 
     name: str
-    #: the Arrow schema of the batches the reader yields (``pg_type`` in field metadata)
-    schema: pa.Schema
+    #: the Arrow schema of the batches the reader yields (``pg_type`` in field metadata); a
+    #: ``LazySchema`` of it from a source that builds its Arrow types only when asked
+    #: (the planner gives an Arrow-path plan the built ``pyarrow.Schema``)
+    schema: pa.Schema | LazySchema
     primary_key: tuple[str, ...] = ()
     #: estimated rows and bytes (0: unknown); ranges and worker counts are sized by them
     est_rows: int = 0
@@ -145,8 +150,8 @@ class SourceReader(Protocol):
     timings: dict[str, float]
     bytes_read: int
 
-    def open(self) -> pa.Schema:
-        """Connect; returns the Arrow schema of the batches."""
+    def open(self) -> pa.Schema | LazySchema:
+        """Connect; returns the Arrow schema of the batches (or a ``LazySchema`` of it)."""
 
     def batches(self, max_bytes: int, max_rows: int,
                 key_range: KeyRange | None = None) -> Iterator[pa.RecordBatch]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import struct
 
-import numpy as np
 
 from .column_plan import FIXED_WIDTH, VARLENA_KINDS, ColumnPlan, Kind
+from .deferred import deferred
 from .errors import DataError
+
+np = deferred("numpy")
 
 # Bad-value codes of the encoders (ext/value_text.pxd mirrors them in its ERR_* enum).
 ERR_NUL = 1

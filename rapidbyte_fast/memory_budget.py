@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import sys
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -57,7 +58,7 @@ RAW_CHUNK_BYTES = 1 << 20
 #: 128 KB +68 MB / 858k (3 s more system CPU), at 2 MB +72 MB / 247k, at 4 MB +118 MB / 314k.
 _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 2 << 20
-_released = False
+_released = _pool_set = False
 #: cgroup files say "no limit" with "max" (v2) or a number near 2^63 (v1).
 _UNLIMITED = 1 << 62
 
@@ -183,18 +184,21 @@ def release_freed_memory() -> None:
     keeps them mmapped. Arrow's own allocations go to jemalloc with no decay delay when
     pyarrow has it (mimalloc keeps freed pages for a while). The large dataset from
     Postgres, zstd between stages, max_memory 64 MB: RSS above baseline 71 MB as it was,
-    43 MB with the threshold fixed, 36 MB with jemalloc too.
+    43 MB with the threshold fixed, 36 MB with jemalloc too. Arrow's pool is set only in a
+    process that has imported pyarrow (an Arrow-path plan has, when its run resolves its
+    budget): a passthrough run never imports it.
     """
-    global _released
-    if _released:
+    global _released, _pool_set
+    if not _released:
+        _released = True
+        if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+            libc = ctypes.CDLL(None)
+            libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    pa = sys.modules.get("pyarrow")
+    if _pool_set or pa is None:
         return
-    _released = True
-    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-        libc = ctypes.CDLL(None)
-        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    _pool_set = True
     try:
-        import pyarrow as pa
-
         pool = pa.jemalloc_memory_pool()
         pa.jemalloc_set_decay_ms(0)
         pa.set_memory_pool(pool)

@@ -17,17 +17,22 @@ runs in the caller's transaction, so a failed load leaves no types behind.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 import re
 
-import pyarrow as pa
 from psycopg import sql
 
 from .errors import DestinationError
+from .lazy_schema import rebuilt
 from .pgtypes import (
     PG_TYPE_DEF_KEY, PG_TYPE_KEY, check_type_sql, declared_base, field_pg_type,
     field_type_defs, qualified, quote_ident, split_array_type, type_defs,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def ensure_types(conn, schema: str, arrow_schema: pa.Schema) -> pa.Schema:
@@ -55,7 +60,7 @@ def ensure_types(conn, schema: str, arrow_schema: pa.Schema) -> pa.Schema:
             f = f.with_metadata(meta)
         fields.append(f)
     _check_exist(conn, unknown)
-    return pa.schema(fields, metadata=arrow_schema.metadata)
+    return rebuilt(arrow_schema, fields)
 
 
 def _check_exist(conn, columns: list[tuple[str, str]]) -> None:

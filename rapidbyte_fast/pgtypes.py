@@ -18,10 +18,12 @@ import math
 import re
 from dataclasses import dataclass, replace
 
-import pyarrow as pa
-
 from .column_plan import ColumnPlan, Kind, kind_for_arrow
+from .deferred import deferred
 from .errors import ConfigError, DataError, SourceError
+from .lazy_schema import LazyField, LazySchema
+
+pa = deferred("pyarrow")
 
 MAX_IDENT_BYTES = 63
 PG_TYPE_KEY = b"pg_type"
@@ -152,11 +154,15 @@ class PgColumn:
         """The Arrow field, carrying the Postgres type (and its definition) in metadata."""
         plan = ColumnPlan((self.name,), (self.kind,), (self.scale,), (self.precision,),
                           (self.elem_kind,), (self.elem_oid,))
+        return pa.field(self.name, plan.arrow_type(0), nullable=not self.not_null,
+                        metadata=self.field_metadata())
+
+    def field_metadata(self) -> dict[bytes, bytes]:
+        """The field's metadata: its Postgres type (and the type's definition)."""
         meta = {PG_TYPE_KEY: self.pg_type.encode()}
         if self.type_defs:
             meta[PG_TYPE_DEF_KEY] = json.dumps(self.type_defs).encode()
-        return pa.field(self.name, plan.arrow_type(0), nullable=not self.not_null,
-                        metadata=meta)
+        return meta
 
 
 @dataclass(frozen=True)
@@ -171,8 +177,16 @@ class PgTable:
 
     def arrow_schema(self) -> pa.Schema:
         """Arrow schema of the table, with ``pg_type`` field and ``primary_key`` metadata."""
-        meta = {PRIMARY_KEY_KEY: ",".join(self.primary_key).encode()} if self.primary_key else None
-        return pa.schema([c.field() for c in self.columns], metadata=meta)
+        return pa.schema([c.field() for c in self.columns], metadata=self._metadata())
+
+    def lazy_schema(self) -> LazySchema:
+        """``arrow_schema`` as a ``LazySchema``: the same names, nullability and metadata,
+        without importing pyarrow until an Arrow type is asked for."""
+        return LazySchema(tuple(LazyField(c.name, not c.not_null, c.field_metadata())
+                                for c in self.columns), self._metadata(), self.arrow_schema)
+
+    def _metadata(self) -> dict[bytes, bytes] | None:
+        return {PRIMARY_KEY_KEY: ",".join(self.primary_key).encode()} if self.primary_key else None
 
     def column_plan(self) -> ColumnPlan:
         """The kernels' column plan for reading this table."""

@@ -11,17 +11,22 @@ plans (``describe``).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from . import registry
 from .config import PipelineConfig, StreamConfig
 from .config.models import ALL_STREAMS
+from .deferred import deferred
 from .connector import ChangePlan, CursorPlan, KeyCuts, RangePlan, StreamInfo
 from .destinations.postgres.spec import WriteSpec
 from .errors import ConfigError
-from .transforms import chain as chain_mod
+from .lazy_schema import LazySchema, arrow
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# the transform stage: loaded only by a pipeline with transforms
+chain_mod = deferred("rapidbyte_fast.transforms.chain")
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,9 @@ class TaskPlan:
     dest_endpoint: str
     #: the stream as its source described it (columns, types, key, estimates)
     info: StreamInfo
-    #: the columns the destination receives (after the transforms)
-    schema: pa.Schema
+    #: the columns the destination receives (after the transforms): a ``pyarrow.Schema`` on
+    #: the Arrow path, a ``LazySchema`` of it on passthrough from a lazy source
+    schema: pa.Schema | LazySchema
     transforms: tuple[Any, ...]
     #: "passthrough" (raw COPY bytes) or "arrow", and why
     path: str
@@ -83,7 +89,7 @@ class TaskPlan:
                        "est_rows": self.info.est_rows,
                        "primary_key": list(self.info.primary_key)},
             "columns": [{"name": f.name, "pg_type": _pg_type(f), "arrow_type": str(f.type)}
-                        for f in self.schema],
+                        for f in arrow(self.schema)],
             "transforms": [t.use for t in self.transforms],
             "path": self.path, "path_reason": self.path_reason,
             "reads": {"workers": self.reads.workers, "ranges": len(self.reads.ranges),
@@ -136,6 +142,8 @@ class Planner:
         _check_modes(cfg, stream, src, dest)
         info = (src.describe(stream, text_columns=learned.text_columns)
                 if learned.text_columns else src.describe(stream))
+        if cfg.transforms:   # (transforms take Arrow schemas; their plans take the Arrow path)
+            info = replace(info, schema=arrow(info.schema))
         schema = _transformed_schema(cfg, stream.name, info.schema)
         state = dest.inspect(cfg.pipeline, stream.name, schema)
         changes = self._changes(stream, info, state)
@@ -145,6 +153,8 @@ class Planner:
         cursor = _cursor(stream, info, state.cursor)
         path, why = ("arrow", learned.arrow_reason) if learned.arrow_reason else self._path(
             info, state)
+        if path == "arrow":   # (a passthrough plan keeps a LazySchema: no pyarrow in its run)
+            info, schema = replace(info, schema=arrow(info.schema)), arrow(schema)
         reads = self._reads(stream, info, schema, state, boot_mode)
         res = cfg.resources
         # mid-stream checkpoints of an incremental read commit the cursor reached so far:

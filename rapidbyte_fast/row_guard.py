@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import pyarrow as pa
 
 from .state.dlq import DeadLetterTable, Letter, records_json
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 
 @dataclass(frozen=True)
 class Refusal:

@@ -11,10 +11,14 @@ facts about it).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 from dataclasses import asdict, dataclass, field, replace
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 
 KEY = b"table_facts"
 

@@ -19,9 +19,12 @@ from ..errors import RapidbyteError, StageStopped, StopRequested
 from ..plan import TaskPlan
 from ..result import StreamResult, merge_timings
 from ..row_guard import Rejects
+from ..deferred import deferred
 from ..state.dlq import DeadLetterStore, DeadLetterTable
-from ..transforms import chain as chain_mod
 from .pipe import POLL_SECS, Frames, OnRows, Pipe, PipeSettings
+
+# the transform stage: loaded only by a pipeline with transforms
+chain_mod = deferred("rapidbyte_fast.transforms.chain")
 
 _log = logging.getLogger("rapidbyte_fast")
 
@@ -124,7 +127,8 @@ def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "",
     dlq = (DeadLetterStore(plan.dest_endpoint, plan.write.schema, plan.pipeline, run_id,
                            attempt=uuid.uuid4().hex)
            if on_data_error == "dlq" and plan.transforms else None)
-    chain = chain_mod.build(plan.transforms, on_data_error, dlq.add if dlq is not None else None)
+    chain = (chain_mod.build(plan.transforms, on_data_error,
+                             dlq.add if dlq is not None else None) if plan.transforms else [])
     rejects = load_rejects(plan, run_id)
     faults.bind(plan.source_endpoint, plan.dest_endpoint)
     settings = pipe_settings(plan, budget)
@@ -149,7 +153,8 @@ def run_task(plan: TaskPlan, on_rows: OnRows | None = None, run_id: str = "",
             _log.info("stream %s: resuming an unfinished %s at key range %d of %d (%d rows "
                       "already committed)", plan.stream.name, plan.write.write_mode,
                       plan.resumed_ranges + 1, plan.total_ranges, plan.resumed_rows)
-        chain_mod.open_chain(chain, plan.stream.name, plan.info.schema)
+        if chain:
+            chain_mod.open_chain(chain, plan.stream.name, plan.info.schema)
         load.open(plan.schema)
         for w, reader in enumerate(run.readers):
             pipes.append(Pipe(reader, load.writer(), plan.reads.ranges[w::workers],
@@ -205,7 +210,7 @@ def raise_kept(exc: BaseException, plan: TaskPlan, committed: int) -> None:
 def stream_result(plan: TaskPlan, load, readers: list, pipes: list[Pipe], chain: list,
                   frames: Frames, seconds: float) -> StreamResult:
     rejects = load.rejects
-    chain_timings, skipped, dead = chain_mod.stats(chain)
+    chain_timings, skipped, dead = chain_mod.stats(chain) if chain else ({}, 0, 0)
     w = plan.write
     sr = StreamResult(
         stream=plan.stream.name, target=f"{w.schema}.{w.table}", load_method=w.load_method,

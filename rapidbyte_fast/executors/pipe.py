@@ -9,12 +9,14 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import pyarrow as pa
-
 from .. import _impl, faults
 from ..connector import KeyRange
+from ..deferred import deferred
 from ..errors import StageStopped
-from ..transforms import chain as chain_mod
+
+pa = deferred("pyarrow")
+# the transform stage: loaded only by a pipeline with transforms
+chain_mod = deferred("rapidbyte_fast.transforms.chain")
 
 #: How often blocked queue operations wake up to notice that another stage failed.
 POLL_SECS = 0.1

@@ -27,13 +27,15 @@ from decimal import Decimal
 from typing import Any, Callable
 
 import psycopg
-import pyarrow as pa
 from psycopg import sql
 from psycopg.rows import dict_row
 
 from ..errors import DestinationError
 from ..pgtypes import PG_TYPE_KEY, qualified, quote_ident, table_exists
 from ..pgconn import connect
+from ..deferred import deferred
+
+pa = deferred("pyarrow")
 
 TABLE = "rbf_dead_letters"
 

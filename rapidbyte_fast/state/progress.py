@@ -9,13 +9,18 @@ made of.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 from dataclasses import dataclass, field, replace
 
 import psycopg
-import pyarrow as pa
 
 from ..pgtypes import field_pg_type, qualified, quote_ident, table_exists
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 
 PROGRESS_TABLE = "rbf_progress"
 

@@ -4,9 +4,11 @@ order in the transform stage of each task.
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 
 #: Called by a transform for every row it rejects: (stream, record as JSON text,
 #: failed rules as "rule: message" strings, category). The engine routes it to the DLQ.

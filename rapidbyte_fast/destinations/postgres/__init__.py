@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
 
 from ... import passthrough
 from ...config import PostgresDestinationConfig
@@ -18,12 +18,16 @@ from ...errors import DestinationError
 from ...row_guard import Rejects
 from ...pgtypes import primary_key_of, qualified, quote_ident, split_table, table_exists
 from ...state import cursors, progress
-from .change_apply import ChangeApply, bootstrap_sql
 from .ddl import stage_name
 from .loader import adaptive_flush_bytes
 from .run_lock import RunLock
 from .spec import WriteSpec
 from .table_load import TableLoad
+
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from .change_apply import ChangeApply
 
 __all__ = ["PostgresDestinationConnector", "TargetState", "WriteSpec", "TableLoad",
            "adaptive_flush_bytes"]
@@ -195,12 +199,16 @@ class PostgresDestinationConnector:
 
     def open_change_apply(self, spec: WriteSpec, changes: ChangePlan) -> ChangeApply:
         """The applies of a cdc stream's windows (call ``open`` on it)."""
+        from .change_apply import ChangeApply   # (imports pyarrow: not for a passthrough run)
+
         return ChangeApply(self.endpoint, spec, self.pg, self.config.schema_evolution, changes)
 
     def bootstrap_commit(self, spec: WriteSpec, changes: ChangePlan, position: str,
                          lsn: int):
         """What a cdc bootstrap load runs in its commit transaction (``before_commit``):
         the target gets its cdc columns, and ``position`` is saved with the rows."""
+        from .change_apply import bootstrap_sql
+
         rel = qualified(spec.schema, spec.table)
 
         def before_commit(conn) -> None:

@@ -5,11 +5,15 @@ the identities' positions after the load. Foreign keys are never created (the ta
 reference may not be there): ``notes`` says so."""
 from __future__ import annotations
 
-import pyarrow as pa
+from typing import TYPE_CHECKING
+
 from psycopg import sql
 
 from ...pgtypes import field_pg_type, quote_ident
 from ...table_facts import Index, TableFacts
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def columns(schema: pa.Schema, facts: TableFacts, identities: bool = True

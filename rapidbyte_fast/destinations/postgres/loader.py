@@ -7,10 +7,9 @@ dropped (``row_guard``), their dead letters written in the same transaction."""
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import psycopg
-import pyarrow as pa
 
 from ..._impl import copy_decode, copy_encode, copy_scan
 from ...column_plan import COPY_BINARY_HEADER, COPY_BINARY_TRAILER, column_inputs
@@ -20,6 +19,10 @@ from ... import load_errors
 from .insert_statements import ArrayInsert, ValuesInsert, insert_statements
 from .copy_sender import CopySender
 from ...row_guard import Refusal, Rejects, load_guarded
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 
 #: The savepoint a guarded batch is loaded in.
 _SAVEPOINT = "rbf_rows"

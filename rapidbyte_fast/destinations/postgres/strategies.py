@@ -11,13 +11,15 @@ load and the existing target's types when rows load straight into it.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import logging
 import re
 
 import psycopg
-import pyarrow as pa
 
 from ...errors import DestinationError
+from ...lazy_schema import LazySchema, rebuilt
 from ...pgddl import ensure_types
 from ...pgtypes import (
     derived_name, describe_table, field_pg_type, qualified, quote_ident, table_exists,
@@ -28,6 +30,10 @@ from . import created_tables, ddl, target_catalog, target_objects
 from .evolution import TargetColumn, evolve
 from .loader import dest_error
 from .spec import WriteSpec
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 
 _log = logging.getLogger("rapidbyte_fast")
 
@@ -51,7 +57,8 @@ class Strategy:
         self.new_cursor: cursors.Cursor | None = None
         #: what the source had, for the tables this load creates
         self.facts = TableFacts()
-        self.columns_schema: pa.Schema = pa.schema([])
+        #: the columns loaded (set by ``prepare``)
+        self.columns_schema: pa.Schema | LazySchema | tuple = ()
         #: what the load left out of the target, for the summary (also logged)
         self.notes: list[str] = []
 
@@ -179,7 +186,7 @@ class Strategy:
             conn.execute(sql)
         for col in plan.added:
             _log.info("%sadded column %s", spec.prefix, col)
-        return pa.schema([schema.field(n) for n in plan.keep], metadata=schema.metadata)
+        return rebuilt(schema, [schema.field(n) for n in plan.keep])
 
     def _existing_types(self, conn: psycopg.Connection, schema: pa.Schema) -> dict[str, str]:
         spec = self.spec

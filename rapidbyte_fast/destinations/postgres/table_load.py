@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import psycopg
-import pyarrow as pa
 
 from ... import faults
 from ...pgconn import connect
@@ -24,6 +23,10 @@ from .loader import Loader, dest_error
 from ...row_guard import Rejects
 from .spec import WriteSpec
 from .strategies import STRATEGIES
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 
 _log = logging.getLogger("rapidbyte_fast")
 
@@ -130,7 +133,8 @@ class TableLoad:
         ``prepared``): range writers of a distributed load, which run no DDL."""
         schema, target_types, pg_types = prepared
         self.prepared = prepared
-        self._wp = target_encoding(schema, target_types)
+        # (raw COPY bytes are not encoded: a passthrough load never builds Arrow types)
+        self._wp = None if self.spec.raw else target_encoding(schema, target_types)
         self._pg_types = list(pg_types)
         self._cols = column_list(schema.names)
 

@@ -82,8 +82,9 @@ class PostgresSourceConnector:
         except psycopg.Error as exc:
             raise SourceError(f"stream {name}: {' '.join(str(exc).split())}",
                               sqlstate=exc.sqlstate) from None
-        # (the facts ride on the schema, to the tables a destination creates)
-        return StreamInfo(name, attach(t.arrow_schema(), facts), t.primary_key, est_rows,
+        # (the facts ride on the schema, to the tables a destination creates; the schema
+        # is lazy: a passthrough run never builds its Arrow types)
+        return StreamInfo(name, attach(t.lazy_schema(), facts), t.primary_key, est_rows,
                           est_bytes, f"{schema}.{table}", {"table": t, "raw_types": raw_types})
 
     def stream_names(self) -> list[str]:

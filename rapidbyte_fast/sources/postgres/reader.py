@@ -12,7 +12,6 @@ import time
 from typing import Iterator
 
 import psycopg
-import pyarrow as pa
 from psycopg import pq
 
 from ..._impl import copy_decode
@@ -22,6 +21,9 @@ from ...errors import DataError, SourceError
 from ...pgconn import connect, wait_result
 from ...connector import CursorPlan, KeyRange
 from ...pgtypes import PgTable, check_type_sql, qualified, quote_ident
+from ...deferred import deferred
+
+pa = deferred("pyarrow")
 
 #: Bytes drained from libpq per read call. 1 MB amortises the per-call overhead to noise
 #: while keeping the decode working set in L2/L3 (bench.micro copy_decode, narrow case).
@@ -60,7 +62,7 @@ class PostgresReader:
             self.conn.execute(f"SET TRANSACTION SNAPSHOT '{self.snapshot}'")
         elif self.hold_snapshot:  # one consistent read across this reader's ranges
             self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        return self.table.arrow_schema()
+        return self.table.lazy_schema()
 
     def copy_sql(self, raw: bool = False, key_range: KeyRange | None = None) -> str:
         """The COPY statement for this stream (projection pushed down); ``raw`` selects every
