@@ -3,10 +3,12 @@
 ``RAPIDBYTE_IMPL=c`` demands the compiled modules (a clear error if they are missing),
 ``python`` forces the twins, empty means compiled when importable. Falling back is never
 silent: the first run on the Python path logs one warning and ``info`` shows the choice.
+Each kernel module is imported when first used (``_impl.copy_scan``).
 """
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 from types import ModuleType
@@ -18,7 +20,7 @@ STEMS = ("copy_decode", "copy_encode", "insert_sql", "array_params", "codec", "c
 _log = logging.getLogger("rapidbyte_fast")
 
 
-def _select() -> tuple[str, dict[str, ModuleType], str | None]:
+def _select() -> tuple[str, str | None]:
     wanted = os.environ.get("RAPIDBYTE_IMPL", "").strip().lower()
     if wanted not in ("", "c", "python"):
         raise ImplementationError(
@@ -26,8 +28,15 @@ def _select() -> tuple[str, dict[str, ModuleType], str | None]:
         )
     if wanted != "python":
         try:
-            mods = {s: importlib.import_module(f"rapidbyte_fast._native.{s}") for s in STEMS}
-            return "c", mods, None
+            # every kernel is there, and one loads (they are built alike); each is imported
+            # when first used: a passthrough run needs one of eight, and the others pull in
+            # the change-capture and codec modules
+            missing = [s for s in STEMS
+                       if importlib.util.find_spec(f"rapidbyte_fast._native.{s}") is None]
+            if missing:
+                raise ImportError(f"no compiled {', '.join(missing)}")
+            importlib.import_module("rapidbyte_fast._native.copy_scan")
+            return "c", None
         except ImportError as exc:
             if wanted == "c":
                 raise ImplementationError(
@@ -37,19 +46,20 @@ def _select() -> tuple[str, dict[str, ModuleType], str | None]:
             reason = f"compiled kernels not importable ({exc})"
     else:
         reason = "RAPIDBYTE_IMPL=python"
-    mods = {s: importlib.import_module(f"rapidbyte_fast._py.{s}") for s in STEMS}
-    return "python", mods, reason
+    return "python", reason
 
 
-IMPL, _MODULES, FALLBACK_REASON = _select()
-copy_decode = _MODULES["copy_decode"]
-copy_encode = _MODULES["copy_encode"]
-insert_sql = _MODULES["insert_sql"]
-array_params = _MODULES["array_params"]
-codec = _MODULES["codec"]
-copy_scan = _MODULES["copy_scan"]
-json_decode = _MODULES["json_decode"]
-pgoutput = _MODULES["pgoutput"]
+IMPL, FALLBACK_REASON = _select()
+_PACKAGE = "rapidbyte_fast._native" if IMPL == "c" else "rapidbyte_fast._py"
+
+
+def __getattr__(name: str) -> ModuleType:
+    # a kernel (``_impl.copy_scan``, ``from ._impl import copy_scan``), imported on first use
+    if name not in STEMS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f"{_PACKAGE}.{name}")
+    globals()[name] = module
+    return module
 
 _warned = False
 

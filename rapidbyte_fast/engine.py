@@ -14,7 +14,6 @@ from dataclasses import replace
 from . import _impl, faults, load_errors, memory_budget, registry, retry
 from .config import PipelineConfig
 from .errors import ArrayShapeError, DataError, RapidbyteError, StopRequested
-from .executors.cdc import run_changes
 from .executors.choice import Executor, open_executor
 from .executors.pipe import OnRows
 from .plan import Learned, Planner, TaskPlan, make_plans
@@ -38,6 +37,8 @@ def _run_with_retries(plan: TaskPlan, cfg: PipelineConfig, on_rows: OnRows | Non
     while True:
         try:
             if plan.changes is not None:
+                from .executors.cdc import run_changes   # (loads the change-capture stack)
+
                 return run_changes(plan, on_rows, run_id)
             return executor.run(plan, on_rows, run_id, cancel, budget)
         except ArrayShapeError as exc:

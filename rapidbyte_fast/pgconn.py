@@ -8,7 +8,7 @@ import psycopg
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
-from . import embedded, faults
+from . import faults
 from .errors import ConnectionLost
 from .redact import redact
 
@@ -57,6 +57,8 @@ def resolve_conninfo(pg_cfg) -> str:
     the config names one."""
     name = pg_cfg.embedded_name()
     if name is not None:
+        from . import embedded   # (starts a server: only for a config that names one)
+
         return embedded.ensure(name)
     return pg_cfg.conninfo()
 

@@ -36,7 +36,8 @@ _SOFT_PROBLEMS_IGNORED: ContextVar[bool] = ContextVar("_SOFT_PROBLEMS_IGNORED", 
 class ConfigModel(BaseModel):
     """A section of the pipeline file."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True,
+                              defer_build=True)
 
     @model_validator(mode="wrap")
     @classmethod

@@ -7,7 +7,6 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field, SecretStr, field_validator
 
-from .. import embedded
 from ..errors import ConfigError, EmbeddedError
 from ..redact import MASK, redact
 from .base import ConfigModel, Name
@@ -42,6 +41,8 @@ class PostgresConnection(ConfigModel):
     @classmethod
     def _embedded_name(cls, name: str | None) -> str | None:
         if name is not None:
+            from .. import embedded   # (the embedded server's module: only when one is named)
+
             try:
                 embedded.data_dir(name)
             except EmbeddedError:
