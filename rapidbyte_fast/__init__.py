@@ -11,12 +11,14 @@ from typing import Any
 __version__ = "0.1.0"
 
 
-def run(path_or_config, env=None, on_rows=None, executor=None):
+def run(path_or_config, env=None, on_rows=None, executor=None, follow=None):
     """Run a pipeline (YAML path, dict or PipelineConfig) and return its RunResult;
-    ``executor`` ("local", "dask://host:8786", "dask://local") overrides the file's."""
+    ``executor`` ("local", "dask://host:8786", "dask://local") overrides the file's;
+    ``follow`` (a ``threading.Event``, as ``run --follow``) keeps its cdc streams applying
+    changes until the event is set, then lands the window in flight and returns."""
     from .engine import run as _run
 
-    return _run(path_or_config, env, on_rows, executor)
+    return _run(path_or_config, env, on_rows, executor, follow)
 
 
 def __getattr__(name: str) -> Any:

@@ -138,10 +138,16 @@ class _Progress:
 @click.option("--executor", metavar="EXECUTOR", default=None,
               help="Where the streams run, over resources.executor: local, dask://local (a "
                    "LocalCluster sized to this machine) or dask://HOST:PORT (a scheduler).")
+@click.option("--follow", is_flag=True,
+              help="Keep applying the changes of the cdc streams (every stream must be cdc) "
+                   "until SIGTERM/SIGINT: the first lands the window in flight and exits 0, "
+                   "a second rolls it back.")
 def run(pipeline: str, quiet: bool, verbose: int, log_format: str, dry_run: bool,
-        as_json: bool, schedule: str | None, executor: str | None) -> None:
+        as_json: bool, schedule: str | None, executor: str | None, follow: bool) -> None:
     """Run the pipeline described by PIPELINE (a YAML file)."""
     _setup_logging(verbose, quiet, log_format)
+    if follow and schedule is not None:
+        raise click.UsageError("--follow runs until stopped: it cannot run on --schedule")
     if dry_run:
         _dry_run(pipeline, as_json)
         return
@@ -151,15 +157,18 @@ def run(pipeline: str, quiet: bool, verbose: int, log_format: str, dry_run: bool
         _run_on_schedule(pipeline, schedule, quiet, executor)
         return
 
-    _stop_on_signals()
-    progress = _Progress(not quiet, log_format)
+    import threading
+
+    until = threading.Event() if follow else None
+    _stop_on_signals(until)
+    progress = _Progress(not quiet and not follow, log_format)
     try:
         cfg = _load(pipeline)
         if executor is not None:
             from .executors.choice import parse_executor
 
             parse_executor(executor)
-        result = run_pipeline(cfg, progress, executor)
+        result = run_pipeline(cfg, progress, executor, until)
     except BaseException as exc:
         progress.close()
         _fail(exc)
@@ -198,16 +207,23 @@ def _run_on_schedule(pipeline: str, expression: str, quiet: bool,
     sys.exit(1 if run_on_schedule(expression, once) else 0)
 
 
-def _stop_on_signals() -> None:
+def _stop_on_signals(follow=None) -> None:
     """The first SIGTERM or SIGINT stops the run gracefully (StopRequested in the main
     thread: the work in flight rolls back, the rest stays committed); a second one ends
-    the process at once."""
+    the process at once. With ``follow`` (a ``run --follow`` Event), the first one sets it
+    instead (the window in flight lands, the run ends with its summary) and the next ones
+    act as above."""
     import os
     import signal
 
     from .errors import StopRequested
 
     def handler(signum: int, frame) -> None:
+        if follow is not None and not follow.is_set():
+            follow.set()
+            _log.warning("signal %d: stopping after the window in flight is applied (a "
+                         "second signal stops at once, rolling it back)", signum)
+            return
         if getattr(handler, "fired", False):
             os._exit(128 + signum)
         handler.fired = True  # type: ignore[attr-defined]

@@ -98,6 +98,8 @@ class ChangePlan:
     shape: str = "replica"
     #: "hard" or "soft" deletes of a replica
     deletes: str = "hard"
+    #: a window's reading time to aim for (0: bounded by bytes and changes only)
+    window_secs: float = 0.0
 
     @property
     def bootstrap(self) -> bool:

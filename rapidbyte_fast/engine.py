@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from . import _impl, faults, load_errors, memory_budget, registry, retry
 from .config import PipelineConfig
-from .errors import ArrayShapeError, DataError, RapidbyteError, StopRequested
+from .errors import ArrayShapeError, ConfigError, DataError, RapidbyteError, StopRequested
 from .executors.choice import Executor, open_executor
 from .executors.pipe import OnRows
 from .plan import Learned, Planner, TaskPlan, make_plans
@@ -31,7 +31,8 @@ _COUNT_LOCK = threading.Lock()
 
 def _run_with_retries(plan: TaskPlan, cfg: PipelineConfig, on_rows: OnRows | None,
                       result: RunResult, run_id: str, cancel: threading.Event,
-                      budget: memory_budget.Budget, executor: Executor) -> StreamResult:
+                      budget: memory_budget.Budget, executor: Executor,
+                      follow: threading.Event | None = None) -> StreamResult:
     attempt = 0
     learned = Learned()
     while True:
@@ -39,7 +40,7 @@ def _run_with_retries(plan: TaskPlan, cfg: PipelineConfig, on_rows: OnRows | Non
             if plan.changes is not None:
                 from .executors.cdc import run_changes   # (loads the change-capture stack)
 
-                return run_changes(plan, on_rows, run_id)
+                return run_changes(plan, on_rows, run_id, follow)
             return executor.run(plan, on_rows, run_id, cancel, budget)
         except ArrayShapeError as exc:
             if exc.column in learned.text_columns:
@@ -83,9 +84,14 @@ def _replan(cfg: PipelineConfig, plan: TaskPlan, learned: Learned) -> TaskPlan:
 
 
 def run_pipeline(cfg: PipelineConfig, on_rows: OnRows | None = None,
-                 executor: str | None = None) -> RunResult:
+                 executor: str | None = None,
+                 follow: threading.Event | None = None) -> RunResult:
     """Run every stream of ``cfg``; raise the first error, else return the result.
-    ``executor`` (``run --executor``) overrides ``resources.executor``."""
+    ``executor`` (``run --executor``) overrides ``resources.executor``. With ``follow``
+    (``run --follow``) every stream must be cdc: they run at once and keep applying the
+    source's changes until the event is set, then land the window in flight and return."""
+    if follow is not None:
+        check_follow(cfg)
     _impl.warn_if_python()
     faults.arm()
     result = RunResult(pipeline=cfg.pipeline, impl=_impl.IMPL,
@@ -106,7 +112,7 @@ def run_pipeline(cfg: PipelineConfig, on_rows: OnRows | None = None,
         runner = open_executor(cfg.resources, executor)
         result.executor = runner.name
         try:
-            _run_plans(cfg, plans, on_rows, result, runner)
+            _run_plans(cfg, plans, on_rows, result, runner, follow)
         finally:
             runner.close()
     finally:
@@ -117,6 +123,18 @@ def run_pipeline(cfg: PipelineConfig, on_rows: OnRows | None = None,
     return result
 
 
+def check_follow(cfg: PipelineConfig) -> None:
+    """ConfigError naming each stream that cannot follow its source (only cdc streams
+    can: a full refresh or an incremental stream has no change stream to follow)."""
+    fixed = [(i, s) for i, s in enumerate(cfg.source.streams)
+             if getattr(s, "sync_mode", "full_refresh") != "cdc"]
+    if fixed:
+        raise ConfigError([
+            f"source.streams[{i}] ({s.name}): run --follow needs sync_mode cdc, the stream "
+            f"has {getattr(s, 'sync_mode', 'full_refresh')}; run it without --follow (e.g. "
+            "with --schedule), in a pipeline of its own" for i, s in fixed])
+
+
 def stream_workers(setting: str | int, streams: int) -> int:
     """How many streams run at once: ``resources.parallel_streams``, ``auto`` being the
     machine's cores (at most ``AUTO_PARALLEL_STREAMS``), never more than there are."""
@@ -125,14 +143,17 @@ def stream_workers(setting: str | int, streams: int) -> int:
 
 
 def _run_plans(cfg: PipelineConfig, plans: list[TaskPlan], on_rows: OnRows | None,
-               result: RunResult, executor: Executor) -> None:
-    """Run the plans, ``parallel_streams`` at a time. Each stream commits on its own: one
-    that fails does not stop or roll back the others, and the run then fails naming every
-    stream's outcome. A stop (signal) stops them all."""
+               result: RunResult, executor: Executor,
+               follow: threading.Event | None = None) -> None:
+    """Run the plans, ``parallel_streams`` at a time (all at once when they ``follow``:
+    none of them ends by itself). Each stream commits on its own: one that fails does not
+    stop or roll back the others, and the run then fails naming every stream's outcome. A
+    stop (signal) stops them all."""
     history = RunHistory(cfg.state.backend, cfg.state.resolved_connection())
     run_id = result.run_id
     outcomes: dict[str, StreamResult | BaseException] = {}
-    workers = stream_workers(cfg.resources.parallel_streams, len(plans))
+    workers = (len(plans) if follow is not None
+               else stream_workers(cfg.resources.parallel_streams, len(plans)))
     cancel = threading.Event()
     budget = result.memory.shared(workers)  # streams running at once split the budget
     if workers == 1:
@@ -142,7 +163,7 @@ def _run_plans(cfg: PipelineConfig, plans: list[TaskPlan], on_rows: OnRows | Non
             future: Future = Future()
             try:
                 future.set_result(_run_with_retries(plan, cfg, on_rows, result, run_id,
-                                                    cancel, budget, executor))
+                                                    cancel, budget, executor, follow))
             except BaseException as exc:
                 future.set_exception(exc)
             _finished(history, run_id, plan, future, outcomes)
@@ -155,7 +176,7 @@ def _run_plans(cfg: PipelineConfig, plans: list[TaskPlan], on_rows: OnRows | Non
             for plan in plans:
                 history.started(run_id, cfg.pipeline, plan.stream.name)
                 running[pool.submit(_run_with_retries, plan, cfg, on_rows, result, run_id,
-                                    cancel, budget, executor)] = plan
+                                    cancel, budget, executor, follow)] = plan
             try:
                 for future in _as_done(running):
                     _finished(history, run_id, running[future], future, outcomes)
@@ -212,13 +233,14 @@ def _finished(history: RunHistory, run_id: str, plan: TaskPlan, future: Future,
 
 
 def run(path_or_config, env=None, on_rows: OnRows | None = None,
-        executor: str | None = None) -> RunResult:
-    """Python API: run a pipeline from a YAML path, a dict or a PipelineConfig."""
+        executor: str | None = None, follow: threading.Event | None = None) -> RunResult:
+    """Python API: run a pipeline from a YAML path, a dict or a PipelineConfig; with
+    ``follow``, its cdc streams keep applying changes until the event is set."""
     from .config import load_config
 
     cfg = path_or_config if isinstance(path_or_config, PipelineConfig) else load_config(
         path_or_config, env)
-    return run_pipeline(cfg, on_rows, executor)
+    return run_pipeline(cfg, on_rows, executor, follow)
 
 
 __all__ = ["run", "run_pipeline", "RapidbyteError"]

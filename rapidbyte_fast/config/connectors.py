@@ -123,6 +123,10 @@ class PostgresConnection(ConfigModel):
         return f"{where} (schema {self.schema_name})"
 
 
+#: ``cdc_window_seconds``' default. MEASURE
+DEFAULT_CDC_WINDOW_SECONDS = 2.0
+
+
 class PostgresSourceConfig(PostgresConnection):
     """``source.config`` for ``use: postgres``."""
 
@@ -133,6 +137,9 @@ class PostgresSourceConfig(PostgresConnection):
     #: one drain window's decoded changes at most (a larger transaction is refused)
     cdc_window_bytes: Size = Field(256 << 20, ge=1 << 20)
     cdc_window_changes: int = Field(1_000_000, ge=1)
+    #: a window's reading time to aim for: the next window's change count is sized from the
+    #: last one's read rate (0: bounded by bytes and changes only). DEFAULT_CDC_WINDOW_SECONDS
+    cdc_window_seconds: float = Field(DEFAULT_CDC_WINDOW_SECONDS, ge=0, le=3600)
 
 
 class PostgresDestinationConfig(PostgresConnection):

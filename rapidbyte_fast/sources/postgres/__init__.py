@@ -173,7 +173,7 @@ class PostgresSourceConnector:
                                   ) from None
         return ChangePlan(cfg.publication or _derived_name(pipeline), slot,
                           info.qualified_name, key, cfg.cdc_window_bytes,
-                          cfg.cdc_window_changes)
+                          cfg.cdc_window_changes, window_secs=cfg.cdc_window_seconds)
 
     def slot_of(self, pipeline: str, stream: str, several: bool) -> str:
         """The slot of a cdc stream: ``replication_slot``, else derived from the pipeline
