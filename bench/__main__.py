@@ -10,6 +10,7 @@
   http     the HTTP source against dlt's rest_api on one local JSON API
   read     rapidbyte_fast.read() against connectorx and ADBC, a table into Arrow
   cdc      change capture: bootstrap, then a change set drained and verified
+  cdc-follow  run --follow: commit-to-visible lag of single-row changes
 
 The database is --dsn, else RAPIDBYTE_BENCH_DSN, else a pgserver of the harness's own.
 Kernel micro-benchmarks are a separate tool: python -m bench.micro.
@@ -23,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from . import cdc, history, http, read, report
+from . import cdc, cdc_follow, history, http, read, report
 from .database import server
 from .history import DEFAULT_RESULTS, RESULTS_DIR
 from .runner import TOOL_ROOT, Setup, byte_compile, ensure_seeded, run_scenario
@@ -285,6 +286,7 @@ def _parser() -> argparse.ArgumentParser:
     http.add_parser(sub, common)
     read.add_parser(sub, common)
     cdc.add_parser(sub, common)
+    cdc_follow.add_parser(sub, common)
     return ap
 
 

@@ -123,7 +123,12 @@ class PostgresConnection(ConfigModel):
         return f"{where} (schema {self.schema_name})"
 
 
-#: ``cdc_window_seconds``' default. MEASURE
+#: ``cdc_window_seconds``' default. ``python -m bench cdc --rows 500000 --scale 0.5`` (400k
+#: changes in 10 transactions, 2 shared cores, load average 6): 2 s drained in 24.0 s
+#: (reading 5.4 s: each peek decodes again the WAL before the slot's restart point), peak
+#: RSS 182 MB; no bound (0) 21.7 s (reading 3.4 s), 213 MB. The bound keeps a window's
+#: destination transaction and its Arrow batches small (the issue's RSS target is 200 MB)
+#: for about a tenth of the drain's speed.
 DEFAULT_CDC_WINDOW_SECONDS = 2.0
 
 
@@ -138,7 +143,7 @@ class PostgresSourceConfig(PostgresConnection):
     cdc_window_bytes: Size = Field(256 << 20, ge=1 << 20)
     cdc_window_changes: int = Field(1_000_000, ge=1)
     #: a window's reading time to aim for: the next window's change count is sized from the
-    #: last one's read rate (0: bounded by bytes and changes only). DEFAULT_CDC_WINDOW_SECONDS
+    #: last one's read rate (0: bounded by bytes and changes only)
     cdc_window_seconds: float = Field(DEFAULT_CDC_WINDOW_SECONDS, ge=0, le=3600)
 
 

@@ -47,7 +47,7 @@ def _until(what: str, check, proc: subprocess.Popen | None = None) -> None:
         except Exception:   # the destination table is not there yet
             pass
         if proc is not None and proc.poll() is not None:
-            out, err = proc.communicate()
+            _, err = proc.communicate()
             pytest.fail(f"the follower exited {proc.returncode} before {what}: {err}")
         time.sleep(0.05)
     pytest.fail(f"not within {DEADLINE_SECS}s: {what}")
@@ -128,7 +128,7 @@ def test_second_sigterm_rolls_the_window_back(cdc):
     cdc.sql("UPDATE {s}.t SET v = 'w' WHERE id <= 20")
     before, rows = cdc.position(), cdc.rows(cdc.dst)
     proc = _follow(cdc, faults="dest.batch#1=term,cdc.apply#1=term")
-    out, err = proc.communicate(timeout=DEADLINE_SECS)
+    _, err = proc.communicate(timeout=DEADLINE_SECS)
     assert proc.returncode == 143, err
     assert err.strip().splitlines()[-1] == (
         "stopped: the work in flight was rolled back; committed ranges, checkpoints and "
@@ -162,7 +162,7 @@ def test_sigterm_while_the_source_keeps_writing_then_a_drain_is_exact(cdc):
             _until("a few windows", lambda: cdc.conn.execute(
                 f'SELECT max(id) FROM "{cdc.dst}".t').fetchone()[0] > 1010, proc)
         finally:
-            out, err = _stop(proc)
+            _, err = _stop(proc)
             stop.set()
             thread.join()
     finally:
@@ -180,7 +180,7 @@ def test_non_cdc_streams_are_refused_before_anything_is_written(cdc):
     cfg["source"]["streams"] = [{"name": "t", "sync_mode": "cdc"},
                                 {"name": "u", "sync_mode": "full_refresh"}]
     proc = _follow(cdc, cfg)
-    out, err = proc.communicate(timeout=DEADLINE_SECS)
+    _, err = proc.communicate(timeout=DEADLINE_SECS)
     assert proc.returncode == 2
     assert err.strip() == (
         "config error: source.streams[1] (u): run --follow needs sync_mode cdc, the stream "
@@ -194,7 +194,7 @@ def test_non_cdc_streams_are_refused_before_anything_is_written(cdc):
 
 def test_follow_cannot_run_on_a_schedule(cdc):
     proc = _follow(cdc, None, None, "--schedule", "@hourly")
-    out, err = proc.communicate(timeout=DEADLINE_SECS)
+    _, err = proc.communicate(timeout=DEADLINE_SECS)
     assert proc.returncode == 2
     assert "--follow runs until stopped: it cannot run on --schedule" in err
 
