@@ -112,9 +112,15 @@ def _then(boot: StreamResult, drain: StreamResult) -> StreamResult:
 
 def _last_commit(window) -> float | None:
     """The source commit time of the window's last transaction (epoch seconds): the rows of
-    each table are in commit order."""
-    stamps = [t.batches[-1].column("_rb_commit_ts")[-1].value for t in window.tables
-              if t.batches]
+    each table are in commit order. (The window's batches decode as they are iterated, so
+    this decodes them once more: the window should carry its last commit time.)"""
+    stamps = []
+    for t in window.tables:
+        last = None
+        for last in t.batches:
+            pass
+        if last is not None and last.num_rows:
+            stamps.append(last.column("_rb_commit_ts")[-1].value)
     return max(stamps) / 1e6 if stamps else None
 
 
