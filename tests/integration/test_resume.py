@@ -50,12 +50,14 @@ def test_sharded_replace_resumes_after_a_crash(pg_dsn, pg_conn, source, pg_schem
     shown = _cli(pg_dsn, "state", "show", path)
     assert "unfinished loads (the next run resumes them):" in shown.stdout
     # the kill follows the second commit; the other worker may have committed one more
+    # (then one range is left: one worker resumes it)
     done = 3 if "  ev: replace, 3 of 4 key ranges committed (4,500 rows)" in shown.stdout else 2
     assert (f"  ev: replace, {done} of 4 key ranges committed ({done * 1500:,} rows)"
             in shown.stdout)
     bench = _bench(_cli(pg_dsn, "run", "-q", path))
     assert (bench["parallelism"], bench["resumed_ranges"], bench["resumed_rows"],
-            bench["records_written"]) == (2, done, done * 1500, ROWS - done * 1500)
+            bench["records_written"]) == (min(2, 4 - done), done, done * 1500,
+                                          ROWS - done * 1500)
     assert _text_rows(pg_conn, pg_schema2, "ev") == _text_rows(pg_conn, source, "ev")
     assert "unfinished" not in _cli(pg_dsn, "state", "show", path).stdout
 

@@ -41,7 +41,7 @@ from psycopg import pq, sql
 
 from ... import load_errors
 from ..._impl import copy_decode, pgoutput
-from ...column_plan import ColumnSinks, Kind
+from ...column_plan import ColumnSinks
 from ...errors import DataError, SourceError
 from ...pgconn import connect
 from ...pgtypes import describe_table, qualified, quote_ident, split_table
@@ -49,12 +49,13 @@ from ...pgconn import wait_result
 from ..postgres.reader import READ_CHUNK_BYTES
 from . import protocol as P
 from . import slot as S
-from .relations import RelationPlan, identity_problem, resolve
+from .announced import CUT, TEXT_MODE, Announced, Segments, bind
+from .relations import RelationPlan, identity_problem
 
 #: The SQL state of "can no longer get changes from replication slot" (invalidated slot).
 _PREREQUISITE = "55000"
 # How a read of the change stream ended.
-_ENDED, _FULL, _CUT, _TEXT_MODE = "ended", "full", "cut", "text mode"
+_ENDED, _FULL = "ended", "full"
 #: A window ends at a commit soon after this many bytes of change rows (at most
 #: ``max_window_bytes``; a window's first step may overshoot by a quarter of it). The rows
 #: are held while the window is applied, but they are not what bounds peak RSS: 800k
@@ -148,15 +149,6 @@ class _Stream:
     ours: set[int] = field(default_factory=set)   # relation OIDs of ours it announced
 
 
-@dataclass
-class _Segments:
-    """The change rows of one window: one segment per table and column layout, in order."""
-
-    segments: list[tuple[RelationPlan, bytearray]] = field(default_factory=list)
-    current: dict[int, int] = field(default_factory=dict)   # relation OID -> its segment
-    origins: set[str] = field(default_factory=set)
-
-
 class ChangeReader:
     """Reads the changes of ``tables`` from one slot and publication of one database."""
 
@@ -179,8 +171,7 @@ class ChangeReader:
         #: catalog look-ups while ``conn`` is busy streaming a window
         self._catalog: psycopg.Connection | None = None
         self._snapshot_conn: psycopg.Connection | None = None
-        self._plans: dict[int, RelationPlan] = {}
-        self._reported: dict[tuple[str, str], tuple] = {}
+        self._announced = Announced(self.tables)
         #: after a read that found nothing: the WAL flush position before it, which the slot
         #: may advance to (``advance(reader.idle_lsn)``) so that a quiet publication on a
         #: busy server does not make the slot retain WAL without bound
@@ -293,7 +284,7 @@ class ChangeReader:
         self.idle_lsn = None
         fresh = self._stream is None
         dec, win, how, flushed = self._read()
-        if how == _TEXT_MODE:
+        if how == TEXT_MODE:
             self.binary = False   # for good: the table keeps its text-only column
             fresh = True
             dec, win, how, flushed = self._read()
@@ -351,10 +342,10 @@ class ChangeReader:
         position before its peek)."""
         assert self.conn is not None
         st = self._stream or self._open_stream()
-        dec, win = st.dec, _Segments()
+        dec, win = st.dec, Segments()
         dec.reset_window()
         for oid in st.ours:   # announced earlier in this peek: rows go to this window
-            self._bind(dec, self._plans[oid], win)
+            bind(dec, self._announced.plans[oid], win)
         how = None
         try:
             while True:
@@ -383,7 +374,7 @@ class ChangeReader:
             self._end_stream(abandon=how != _ENDED)
         return dec, win, how, st.flushed
 
-    def _decode(self, dec, win: _Segments, buf: bytearray, pos: int) -> tuple[int, str | None]:
+    def _decode(self, dec, win: Segments, buf: bytearray, pos: int) -> tuple[int, str | None]:
         """Feed ``buf[pos:]`` to the decoder until it needs more bytes or the read ends.
         Until the window nears its target, at most the bytes it still has room for go in
         one call (a change row is about as large as its message): the changes the target
@@ -408,7 +399,10 @@ class ChangeReader:
                 return pos, None
             msg = bytes(buf[dec.msg_start:dec.msg_end])
             if ev == P.EV_RELATION:
-                how = self._relation(dec, P.parse_relation(msg, dec.msg_lsn), win)
+                assert self._catalog is not None and self._stream is not None
+                how = self._announced.announce(self._catalog, dec,
+                                               P.parse_relation(msg, dec.msg_lsn), win,
+                                               bool(self.binary), self._stream.ours)
                 if how is not None:
                     return pos, how
             elif ev == P.EV_ORIGIN:
@@ -419,7 +413,7 @@ class ChangeReader:
                 if dec.window_txns == 0:
                     raise self._too_large(dec)
                 dec.rollback()
-                return pos, _CUT
+                return pos, CUT
             elif ev == P.EV_END:
                 return pos, _ENDED
 
@@ -432,47 +426,6 @@ class ChangeReader:
         left = (target - dec.window_bytes) * dec.window_changes // max(dec.window_bytes, 1)
         return min(self.max_window_changes, dec.window_changes + max(left, 1))
 
-    def _relation(self, dec, rel: P.Relation, win: _Segments) -> str | None:
-        """Register a Relation message with the decoder; ``_CUT`` when the window must end
-        before the open transaction (the table's layout changed after earlier ones),
-        ``_TEXT_MODE`` when the table needs text mode."""
-        n = len(rel.columns)
-        if (rel.schema, rel.name) not in self.tables:   # not ours: framed and skipped
-            dec.set_relation(rel.oid, f"{rel.schema}.{rel.name}",
-                             tuple(c.name for c in rel.columns), bytes([Kind.TEXT]) * n,
-                             bytes(n), (0,) * n, bytes(n), (), None)
-            return None
-        rp = self._plans.get(rel.oid)
-        if rp is None or rp.relation != rel:
-            assert self._catalog is not None
-            rp = self._plans[rel.oid] = resolve(self._catalog, rel)
-        if self.binary and any(rp.text_only):
-            return _TEXT_MODE
-        seg = win.current.get(rel.oid)
-        if seg is not None and win.segments[seg][0].relation == rel:
-            rows = win.segments[seg][1]
-        else:
-            if seg is not None and len(win.segments[seg][1]) and dec.window_txns and dec.in_txn:
-                dec.rollback()
-                return _CUT   # the new layout starts the next window
-            rows = None
-        assert self._stream is not None
-        self._stream.ours.add(rel.oid)
-        self._bind(dec, rp, win, rows)
-        return None
-
-    def _bind(self, dec, rp: RelationPlan, win: _Segments,
-              rows: bytearray | None = None) -> None:
-        """Send the relation's rows to ``rows``, else to a new segment of the window."""
-        if rows is None:
-            rows = bytearray()
-            win.current[rp.relation.oid] = len(win.segments)
-            win.segments.append((rp, rows))
-        plan, n = rp.plan, len(rp.relation.columns)
-        dec.set_relation(rp.relation.oid, rp.table, plan.names[:n], bytes(plan.kinds[:n]),
-                         bytes(plan.elem_kinds[:n]), plan.elem_oids[:n], rp.text_only,
-                         rp.key_index, rows)
-
     def _release(self) -> None:
         for held in self._held:
             held.release()
@@ -482,14 +435,11 @@ class ChangeReader:
         batches = ChangeBatches(rp, rows, self.max_batch_rows, self.max_batch_bytes,
                                 self.timings)
         self._held.append(batches)
-        name = (rp.relation.schema, rp.relation.name)
-        previous = self._reported.get(name)
-        self._reported[name] = rp.signature()
         return TableChanges(rp.relation.schema, rp.relation.name, rp.key, rp.schema, batches,
-                            previous is not None and previous != rp.signature())
+                            self._announced.layout_changed(rp))
 
     def _too_large(self, dec) -> SourceError:
-        rp = self._plans.get(dec.msg_oid)
+        rp = self._announced.plans.get(dec.msg_oid)
         return SourceError(
             f"slot {self.slot}: transaction {dec.xid} (commit LSN "
             f"{P.lsn_text(dec.commit_lsn)}) holds more than {self.max_window_bytes} bytes of "
