@@ -373,3 +373,31 @@ def test_refused_rows_in_range_tasks(pg_dsn, pg_conn, pg_schema, pg_schema2, clu
     assert sorted(r["record"]["id"] for r in dead) == refused
     assert {(r["category"], r["errors"][0][:6], r["run_id"]) for r in dead} == {
         ("load", "23514:", result.run_id)}
+
+
+@needs_dask
+def test_ranges_in_flight_follow_parallelism_on_a_local_cluster(cluster):
+    # a LocalCluster shares this machine (and its database): parallelism auto runs as
+    # many ranges at once as the local executor would; a remote scheduler is sized by its
+    # threads unless parallelism is set
+    from types import SimpleNamespace
+
+    from rapidbyte_fast.config import ResourcesConfig
+    from rapidbyte_fast.executors.dask_cluster import DaskExecutor
+
+    def plan(parallelism, workers):
+        return SimpleNamespace(resources=SimpleNamespace(parallelism=parallelism),
+                               reads=SimpleNamespace(workers=workers))
+
+    remote = DaskExecutor(cluster[0].scheduler_address, ResourcesConfig())
+    try:
+        assert remote.slots(plan("auto", 1)) == 2
+        assert remote.slots(plan(1, 1)) == 1
+    finally:
+        remote.close()
+    local = DaskExecutor("local", ResourcesConfig())
+    try:
+        assert local.slots(plan("auto", 1)) == 1
+        assert local.slots(plan(2, 2)) == min(2, os.cpu_count() or 1)
+    finally:
+        local.close()
