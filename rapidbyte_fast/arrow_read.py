@@ -15,6 +15,7 @@ import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,6 +24,7 @@ from .config import PostgresSourceConfig, ResourcesConfig, StreamConfig
 from .config.base import validate_section
 from .connector import KeyRange, StreamInfo
 from .errors import ConfigError, DataError
+from .lazy_schema import arrow
 from .pgtypes import PgTable, qualified
 from .sources.postgres import PostgresSourceConnector
 from .sources.postgres.reader import PostgresReader
@@ -128,7 +130,9 @@ def _plan(url: str, table: str, columns: Sequence[str] | None, where: str | None
     stream = validate_section(StreamConfig, {"name": table, "columns": cols}, ("read",))
     src = PostgresSourceConnector(config)
     try:
-        info = src.describe(stream)
+        described = src.describe(stream)
+        # (the source describes lazily, for passthrough runs; a read decodes into Arrow)
+        info = replace(described, schema=arrow(described.schema))
         table_def: PgTable = info.extra["table"]
         if where is not None:
             _check_where(src, table, table_def, where)

@@ -27,6 +27,7 @@ from rapidbyte_fast.errors import (
     RapidbyteError,
     SourceError,
 )
+from rapidbyte_fast.lazy_schema import arrow
 from rapidbyte_fast.sources.postgres import PostgresSourceConnector
 
 pytestmark = pytest.mark.integration
@@ -81,7 +82,7 @@ def _pipeline_read(dsn: str, table: str, columns=None) -> pa.Table:
         info = src.describe(StreamConfig(name=table, columns=columns))
         reader = src.reader(info)
         try:
-            schema = reader.open()
+            schema = arrow(reader.open())   # (the source describes lazily)
             return pa.Table.from_batches(list(reader.batches(64 << 20, 100_000)), schema)
         finally:
             reader.close()
