@@ -15,7 +15,6 @@ import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,7 +23,6 @@ from .config import PostgresSourceConfig, ResourcesConfig, StreamConfig
 from .config.base import validate_section
 from .connector import KeyRange, StreamInfo
 from .errors import ConfigError, DataError
-from .lazy_schema import arrow
 from .pgtypes import PgTable, qualified
 from .sources.postgres import PostgresSourceConnector
 from .sources.postgres.reader import PostgresReader
@@ -130,9 +128,8 @@ def _plan(url: str, table: str, columns: Sequence[str] | None, where: str | None
     stream = validate_section(StreamConfig, {"name": table, "columns": cols}, ("read",))
     src = PostgresSourceConnector(config)
     try:
-        described = src.describe(stream)
         # (the source describes lazily, for passthrough runs; a read decodes into Arrow)
-        info = replace(described, schema=arrow(described.schema))
+        info = src.describe(stream).with_arrow()
         table_def: PgTable = info.extra["table"]
         if where is not None:
             _check_where(src, table, table_def, where)

@@ -9,10 +9,10 @@ outside a connector tests which connector it is.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Protocol, runtime_checkable
 
-from .lazy_schema import LazySchema
+from .lazy_schema import LazySchema, arrow
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -64,6 +64,11 @@ class StreamInfo:
     qualified_name: str = ""
     #: connector-specific facts the planner passes back unread (must be picklable)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def with_arrow(self) -> "StreamInfo":
+        """This stream with its schema built as a ``pyarrow.Schema`` (for a reader that
+        decodes into Arrow)."""
+        return replace(self, schema=arrow(self.schema))
 
 
 @dataclass(frozen=True)

@@ -143,7 +143,7 @@ class Planner:
         info = (src.describe(stream, text_columns=learned.text_columns)
                 if learned.text_columns else src.describe(stream))
         if cfg.transforms:   # (transforms take Arrow schemas; their plans take the Arrow path)
-            info = replace(info, schema=arrow(info.schema))
+            info = info.with_arrow()
         schema = _transformed_schema(cfg, stream.name, info.schema)
         state = dest.inspect(cfg.pipeline, stream.name, schema)
         changes = self._changes(stream, info, state)
@@ -154,7 +154,7 @@ class Planner:
         path, why = ("arrow", learned.arrow_reason) if learned.arrow_reason else self._path(
             info, state)
         if path == "arrow":   # (a passthrough plan keeps a LazySchema: no pyarrow in its run)
-            info, schema = replace(info, schema=arrow(info.schema)), arrow(schema)
+            info, schema = info.with_arrow(), arrow(schema)
         reads = self._reads(stream, info, schema, state, boot_mode)
         res = cfg.resources
         # mid-stream checkpoints of an incremental read commit the cursor reached so far:
