@@ -98,25 +98,28 @@ def run_pipeline(cfg: PipelineConfig, on_rows: OnRows | None = None,
                        compression=cfg.resources.compression)
     cpu0 = time.process_time()
     t0 = time.perf_counter()
-    plans = make_plans(cfg)
-    # measured once every stream is planned (the connectors and the libraries they use are
-    # loaded: pyarrow's first array imports pandas when it is installed, ~50 MB) and before
-    # any row moves: they are the interpreter's baseline, not the budget's
-    result.memory = memory_budget.resolve(cfg.resources.max_memory)
-    _log.info("%s", result.memory.describe())
-    run_id = uuid.uuid4().hex
-    result.run_id = run_id
-    dest = registry.destination(cfg.destination.use)(cfg.destination, plans[0].dest_endpoint)
-    lock = dest.lock(cfg.pipeline, run_id, [p.stream.name for p in plans])
+    # (a cluster starts while the streams are planned)
+    runner = open_executor(cfg.resources, executor, (cfg.source.use, cfg.destination.use))
+    result.executor = runner.name
     try:
-        runner = open_executor(cfg.resources, executor)
-        result.executor = runner.name
+        plans = make_plans(cfg)
+        # measured once every stream is planned (the connectors and the libraries they
+        # use are loaded: pyarrow's first array imports pandas when it is installed,
+        # ~50 MB) and before any row moves: they are the interpreter's baseline, not the
+        # budget's
+        result.memory = memory_budget.resolve(cfg.resources.max_memory)
+        _log.info("%s", result.memory.describe())
+        run_id = uuid.uuid4().hex
+        result.run_id = run_id
+        dest = registry.destination(cfg.destination.use)(cfg.destination,
+                                                         plans[0].dest_endpoint)
+        lock = dest.lock(cfg.pipeline, run_id, [p.stream.name for p in plans])
         try:
             _run_plans(cfg, plans, on_rows, result, runner, follow)
         finally:
-            runner.close()
+            lock.close()
     finally:
-        lock.close()
+        runner.close()
     result.duration_secs = time.perf_counter() - t0
     result.process_cpu_secs = time.process_time() - cpu0
     result.peak_rss_mb = memory_budget.peak_resident_bytes() / (1 << 20)

@@ -64,13 +64,15 @@ def parse_executor(text: str) -> tuple[str, str]:
     return "dask", f"tcp://{rest}"
 
 
-def open_executor(resources: Any, override: str | None = None) -> Executor:
+def open_executor(resources: Any, override: str | None = None,
+                  uses: tuple[str, ...] = ()) -> Executor:
     """The executor ``resources`` (or ``override``, an ``--executor`` value) asks for;
-    ConfigError in one line when it is Dask and dask is not installed."""
+    ConfigError in one line when it is Dask and dask is not installed. A cluster starts
+    in the background, loading the connectors ``uses`` (source, destination)."""
     kind, scheduler = (parse_executor(override) if override is not None
                        else (resources.executor, resources.dask.scheduler))
     if kind == "local":
         return LocalExecutor()
     from .dask_cluster import DaskExecutor
 
-    return DaskExecutor(scheduler, resources)
+    return DaskExecutor(scheduler, resources, uses)

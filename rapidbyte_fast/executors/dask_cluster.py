@@ -18,11 +18,20 @@ committed. Two attempts of one range cannot both commit: the mark's update is co
 on with the rest. Tasks in flight never exceed ``resources.max_connections`` (per side,
 after the driver's own connections). Each worker's memory is bounded as one local worker's
 (``pipe_settings``); a LocalCluster runs one task per worker process.
+
+Start-up is off the run's critical path: the executor connects (importing dask, starting a
+LocalCluster, loading the connectors into each worker: 2.3-3.5 s on 2 cores) on a thread of
+its own while the driver plans and prepares the destination. Until a LocalCluster it
+started is up, the driver loads ranges itself, one at a time, exactly as a task does (it
+shares the machine with the workers anyway); it waits for a remote cluster, which it only
+connects to.
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -39,45 +48,114 @@ from .local import (load_rejects, pipe_settings, raise_kept, run_ranges, run_tas
 from .pipe import OnRows
 
 _log = logging.getLogger("rapidbyte_fast")
+#: the worker name of the ranges the driver loads while its LocalCluster starts
+DRIVER = "driver"
 #: seconds to wait for a remote scheduler before giving up
 CONNECT_TIMEOUT_SECS = 10
+#: How a LocalCluster runs. Measured on 2 cores, 10M rows replaced (dask://local against
+#: the local executor in one bench run): with Dask's defaults 1.29-1.36x. Its worker
+#: processes got MALLOC_TRIM_THRESHOLD_, which turns off glibc's dynamic mmap threshold, so
+#: every large buffer was a fresh mmap (COPY reads 40% slower); unset: 1.07-1.21x. An idle
+#: cluster then still used 13% of a core (the 20 ms event-loop tick, the 10 ms profiler,
+#: the 100 ms memory monitor in each of 5 servers), taken from the database's two busy
+#: backends; with these intervals 2.6%.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    # (one task per free slot is ever queued: nothing to steal)
+    "distributed.scheduler.work-stealing": False,
+}
+
+
+_MISSING = ("executor dask: the dask package is not installed "
+            "(pip install \"rapidbyte-fast[dask]\")")
 
 
 def _distributed():
     try:
         import distributed
     except ImportError:
-        raise ConfigError("executor dask: the dask package is not installed "
-                          "(pip install \"rapidbyte-fast[dask]\")") from None
+        raise ConfigError(_MISSING) from None
     return distributed
 
 
+def _installed() -> bool:
+    """Whether ``distributed`` can be imported, without importing it (~0.8 s)."""
+    if "distributed" in sys.modules:
+        return sys.modules["distributed"] is not None
+    return importlib.util.find_spec("distributed") is not None
+
+
 class DaskExecutor:
-    """Runs plans as tasks of a Dask cluster (``scheduler``: an address, or ``local``)."""
+    """Runs plans as tasks of a Dask cluster (``scheduler``: an address, or ``local``);
+    ``uses``: the connectors (source, destination) the tasks will load, loaded into each
+    worker while the driver plans."""
 
     name = "dask"
 
-    def __init__(self, scheduler: str, resources: Any) -> None:
-        distributed = _distributed()
+    def __init__(self, scheduler: str, resources: Any, uses: tuple[str, ...] = ()) -> None:
+        if not _installed():
+            raise ConfigError(_MISSING)
         self.cluster = None
-        if scheduler == "local":
-            # one single-threaded worker process per core: a task's own stage threads
-            # (reader, writer) use the cores, and one pipe per process bounds its memory
-            self.cluster = distributed.LocalCluster(
-                n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                dashboard_address=None)
-            self.client = distributed.Client(self.cluster)
-        else:
-            try:
-                self.client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_SECS)
-            except (OSError, TimeoutError) as exc:
-                raise SetupError(f"executor dask: cannot reach the scheduler at {scheduler} "
-                                 f"({exc})") from None
+        self.client = None
+        self.local = scheduler == "local"
         self.slots_cap = task_slots(resources)
+        self._error: BaseException | None = None
+        #: seconds the driver waited for the start-up (``executor_start_wait_secs``)
+        self.waited = 0.0
+        self._connecting = threading.Thread(target=self._connect, args=(scheduler, uses),
+                                            name="rbf-dask-connect", daemon=True)
+        self._connecting.start()
+
+    def _connect(self, scheduler: str, uses: tuple[str, ...]) -> None:
+        try:
+            distributed = _distributed()
+            if scheduler == "local":
+                import dask
+
+                # one single-threaded worker process per core: a task's own stage threads
+                # (reader, writer) use the cores, and one pipe per process bounds its
+                # memory. LOCAL_CLUSTER_CONFIG: the cluster shares these cores with the
+                # database doing the work
+                with dask.config.set(LOCAL_CLUSTER_CONFIG):
+                    self.cluster = distributed.LocalCluster(
+                        n_workers=os.cpu_count() or 1, threads_per_worker=1,
+                        processes=True, dashboard_address=None)
+                self.client = distributed.Client(self.cluster)
+            else:
+                try:
+                    self.client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_SECS)
+                except (OSError, TimeoutError) as exc:
+                    raise SetupError(f"executor dask: cannot reach the scheduler at "
+                                     f"{scheduler} ({exc})") from None
+            if uses:
+                self.client.run(_load_connectors, uses)
+        except BaseException as exc:  # raised in the driver's thread by ready()
+            self._error = exc
+
+    def ready(self):
+        """The connected client, once the start-up thread is done; its error if it failed."""
+        if self._connecting.is_alive():
+            t0 = time.perf_counter()
+            self._connecting.join()
+            self.waited += time.perf_counter() - t0
+        if self._error is not None:
+            raise self._error
+        return self.client
+
+    def cluster_starting(self) -> bool:
+        """Whether a LocalCluster this executor starts is not up yet (a remote cluster is
+        only connected to: the driver waits for it)."""
+        return self.local and self._connecting.is_alive()
 
     def close(self) -> None:
         """Disconnect; stop the LocalCluster this executor started."""
-        self.client.close()
+        self._connecting.join()
+        if self.client is not None:
+            self.client.close()
         if self.cluster is not None:
             self.cluster.close()
 
@@ -87,7 +165,7 @@ class DaskExecutor:
         this machine, database included), the plan's workers: ``auto`` decides as the
         local executor does (on 2 cores one range at a time: two at once lost, 10M rows
         on dask://local, 32.8-40.7 s against 28.0-28.9 s locally)."""
-        threads = sum(self.client.nthreads().values()) or 1
+        threads = sum(self.ready().nthreads().values()) or 1
         n = min(threads, self.slots_cap or threads)
         if self.cluster is not None or plan.resources.parallelism != "auto":
             n = min(n, max(plan.reads.workers, 1))
@@ -97,11 +175,16 @@ class DaskExecutor:
             cancel: threading.Event | None = None, budget: Any = None) -> StreamResult:
         """Copy one stream: range by range when it commits per range, else as one task
         (``cancel``: the engine's stop, seen by the driver between task results)."""
+        waited = self.waited
         if plan.write.commit == "per_range":
-            return self._run_ranged(plan, on_rows, run_id)
-        future = self.client.submit(_stream_task, plan, run_id, pure=False,
-                                    key=f"rbf-stream-{plan.stream.name}-{uuid.uuid4().hex[:8]}")
+            sr = self._run_ranged(plan, on_rows, run_id)
+            sr.timings["executor_start_wait_secs"] = self.waited - waited
+            return sr
+        future = self.ready().submit(_stream_task, plan, run_id, pure=False,
+                                     key=f"rbf-stream-{plan.stream.name}-"
+                                         f"{uuid.uuid4().hex[:8]}")
         sr, worker = _unwrap(self._result(future))
+        sr.timings["executor_start_wait_secs"] = self.waited - waited
         if on_rows is not None:
             on_rows(sr.records_written, sr.bytes_written)
         sr.cluster_workers = [{"worker": worker, "tasks": 1, "rows": sr.records_written,
@@ -150,23 +233,32 @@ class DaskExecutor:
                            time.perf_counter() - t_start)
         sr = _combined(sr, parts)
         sr.records_written = written
+
         return sr
 
     def _map_ranges(self, plan: TaskPlan, snapshot: str | None, prepared: tuple,
                     run_id: str, on_rows: OnRows | None,
                     parts: list[tuple[StreamResult, str]]) -> None:
         """Run every pending range as a task, at most ``slots(plan)`` at once; each result
-        goes into ``parts`` as (range result, worker) when it arrives."""
+        goes into ``parts`` as (range result, worker) when it arrives. While a LocalCluster
+        this executor started is still starting, the driver loads ranges itself, one at a
+        time, as a task would (worker ``driver``)."""
+        todo = list(plan.reads.ranges)
+        while todo and self.cluster_starting():
+            sr = run_ranges(plan, (todo.pop(0),), snapshot, prepared, run_id, on_rows)
+            parts.append((sr, DRIVER))
+        if not todo:
+            return
+        client = self.ready()
         distributed = _distributed()
         slim = _task_plan(plan)
         # a retried range is exactly-once only when its commit carries a mark
         retries = plan.resources.max_retries if plan.write.ranged is not None else 0
-        todo = list(plan.reads.ranges)
         window = distributed.as_completed()
         running: list = []
 
         def submit(r: KeyRange) -> None:
-            f = self.client.submit(_range_task, slim, (r,), snapshot, prepared, run_id,
+            f = client.submit(_range_task, slim, (r,), snapshot, prepared, run_id,
                                    retries=retries, pure=False,
                                    key=f"rbf-range-{plan.stream.name}-{r.index}-"
                                        f"{uuid.uuid4().hex[:8]}")
@@ -187,8 +279,14 @@ class DaskExecutor:
                 if todo:
                     submit(todo.pop(0))
         except BaseException:
-            self.client.cancel(running)
+            client.cancel(running)
             raise
+
+
+def _load_connectors(uses: tuple[str, ...]) -> None:
+    """Import the connectors a task will use (on each worker, at start-up)."""
+    registry.source(uses[0])
+    registry.destination(uses[1])
 
 
 def _task_plan(plan: TaskPlan) -> TaskPlan:
