@@ -296,6 +296,27 @@ def test_objects_on_a_removed_column_are_left_out_with_a_note(pg_conn, pg_schema
     assert "index ev_amount is not recreated: the new table has no column amount" in caplog.text
 
 
+def test_not_null_columns_survive(pg_conn, target):
+    replace, d = target
+    pg_conn.execute(f"ALTER TABLE {d}.ev ALTER COLUMN n SET NOT NULL, "
+                    "ALTER COLUMN ts SET NOT NULL")
+    assert _kept(pg_conn, replace, "SELECT attname, attnotnull FROM pg_attribute WHERE "
+                 f"attrelid = {_oid(d)} AND attnum > 0 ORDER BY attnum") == [
+        ("id", True), ("n", True), ("v", False), ("ts", True), ("amount", False)]
+
+
+def test_a_null_under_a_kept_not_null_names_the_column_and_leaves_the_old_table(pg_conn,
+                                                                                target):
+    replace, d = target
+    pg_conn.execute(f"DELETE FROM {d}.ev WHERE v IS NULL")
+    pg_conn.execute(f"ALTER TABLE {d}.ev ALTER COLUMN n SET NOT NULL, "
+                    "ALTER COLUMN v SET NOT NULL")
+    with pytest.raises(DestinationError, match=r"cannot recreate NOT NULL of id, n, v on the new "
+                                               r'table: column "v" .*contains null values'):
+        replace()
+    assert pg_conn.execute(f"SELECT count(*), count(v) FROM {d}.ev").fetchone() == (46, 46)
+
+
 def test_a_failed_recreation_leaves_the_old_table(pg_conn, pg_schema, target):
     replace, d = target
     pg_conn.execute(f"ALTER TABLE {d}.ev ADD CONSTRAINT n_small CHECK (n < 8)")

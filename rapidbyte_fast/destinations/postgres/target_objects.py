@@ -258,8 +258,12 @@ def after_swap_sql(objs: TargetObjects, rel: str, schema: str) -> list[Step]:
                             f"{quote_ident(temp_index_name(i.name))} RENAME TO {quote_ident(i.name)}")
         for i in objs.indexes if not i.constraint]  # (USING INDEX renames the others)
     out += _owner_sql(rel, objs.meta.owner, "TABLE")
-    out += [(f"NOT NULL of {c}", f"ALTER TABLE {rel} ALTER COLUMN {quote_ident(c)} SET NOT NULL")
-            for c in objs.not_null]
+    if objs.not_null:
+        # one statement: Postgres checks every column in one scan of the table (100k
+        # bench_events rows, 6 columns: 26 ms, against 6 statements of 14-26 ms each);
+        # its error names the column that holds a null
+        sets = ", ".join(f"ALTER COLUMN {quote_ident(c)} SET NOT NULL" for c in objs.not_null)
+        out.append((f"NOT NULL of {', '.join(objs.not_null)}", f"ALTER TABLE {rel} {sets}"))
     out += _column_sql(objs, rel)
     out += _constraint_sql(objs, rel)
     out += _table_options_sql(objs, rel, schema)
