@@ -21,7 +21,7 @@ import re
 
 import psycopg
 
-from ._impl import copy_encode
+from . import _impl
 from .column_plan import ColumnPlan
 from .errors import DataError
 from .kernel_inputs import located_error
@@ -122,7 +122,7 @@ def _text_forms(col: tuple, start: int, stop: int) -> list[str | None]:
     kind, scale, elem = col[0], col[1], col[6][0] if isinstance(col[6], tuple) else 0
     plan = ColumnPlan(("value",), (kind,), (scale,), (0,), (elem,), (0,))
     out = bytearray()
-    copy_encode.encode_text(plan, [col], start, stop, out)
+    _impl.copy_encode.encode_text(plan, [col], start, stop, out)
     return [None if line == b"\\N" else re.sub(rb"\\(.)", lambda m: _COPY_UNESCAPE[m[1]],
                                                   line).decode("utf-8", "replace")
             for line in bytes(out).split(b"\n")[:-1]]

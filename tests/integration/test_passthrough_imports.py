@@ -13,12 +13,16 @@ from .test_passthrough import _seed as seed_things
 
 FORBIDDEN = ("pyarrow", "numpy", "pandas", "datafusion", "wasmtime")
 
-# the CLI in a fresh interpreter; at exit, the forbidden modules it loaded and its result
+# the CLI in a fresh interpreter; at exit, the forbidden modules and the kernels (compiled
+# or twins) it loaded, and its result
 _RUN = """
 import atexit, json, sys
 def _report():
     loaded = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
+    kernels = sorted(m.split(".")[2] for m in sys.modules
+                     if m.startswith(("rapidbyte_fast._native.", "rapidbyte_fast._py.")))
     print("@@MODULES@@" + json.dumps(loaded))
+    print("@@KERNELS@@" + json.dumps(kernels))
 atexit.register(_report)
 sys.argv = ["rapidbyte-fast", "run", sys.argv[1]]
 from rapidbyte_fast.cli import main
@@ -26,14 +30,14 @@ main()
 """ % (FORBIDDEN,)
 
 
-def _run(pg_dsn: str, path: str) -> tuple[list[str], dict]:
+def _run(pg_dsn: str, path: str) -> tuple[list[str], dict, list[str]]:
+    """(forbidden modules loaded, the run's result, kernels loaded)."""
     proc = subprocess.run([sys.executable, "-c", _RUN, path], capture_output=True, text=True,
                           env={**os.environ, "TEST_DSN": pg_dsn}, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    modules = next(ln for ln in lines if ln.startswith("@@MODULES@@"))
-    result = next(ln for ln in lines if ln.startswith("@@BENCH_JSON@@"))
-    return json.loads(modules[len("@@MODULES@@"):]), json.loads(result[len("@@BENCH_JSON@@"):])
+    found = {tag: json.loads(ln[len(tag):]) for ln in proc.stdout.splitlines()
+             for tag in ("@@MODULES@@", "@@KERNELS@@", "@@BENCH_JSON@@") if ln.startswith(tag)}
+    return found["@@MODULES@@"], found["@@BENCH_JSON@@"], found["@@KERNELS@@"]
 
 
 def _seed(pg_conn, schema: str) -> None:
@@ -52,10 +56,12 @@ def test_passthrough_run_imports_no_arrow_stack(pg_dsn, pg_conn, pg_schema, pg_s
     path = _pipeline(tmp_path, pg_schema, pg_schema2, streams="- name: things\n")
     # a new target, then a replace of the existing one
     for _ in range(2):
-        loaded, result = _run(pg_dsn, path)
+        loaded, result, kernels = _run(pg_dsn, path)
         assert result["path"] == "passthrough", result
         assert result["records_written"] == 2501
         assert loaded == []
+        # the COPY header parser and the row scanner; the encoders stay unloaded
+        assert kernels == ["copy_decode", "copy_scan"]
         assert _types(pg_conn, pg_schema2, "things") == _types(pg_conn, pg_schema, "things")
         assert _text_rows(pg_conn, pg_schema2, "things") == _text_rows(pg_conn, pg_schema,
                                                                        "things")
@@ -71,7 +77,8 @@ def test_arrow_path_run_still_imports_pyarrow(pg_dsn, pg_conn, pg_schema, pg_sch
     _seed(pg_conn, pg_schema)
     path = _pipeline(tmp_path, pg_schema, pg_schema2, streams="- name: things\n",
                      load_method="insert")
-    loaded, result = _run(pg_dsn, path)
+    loaded, result, kernels = _run(pg_dsn, path)
     assert result["path"] == "arrow" and result["records_written"] == 2501
     assert "pyarrow" in loaded
+    assert "copy_decode" in kernels and {"array_params", "insert_sql"} & set(kernels)
     assert _text_rows(pg_conn, pg_schema2, "things") == _text_rows(pg_conn, pg_schema, "things")

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import pq
 from psycopg.adapt import Dumper
 
-from ..._impl import array_params, insert_sql
+from ... import _impl
 from ...column_plan import ColumnPlan, Kind
 from ...pgtypes import TYPE_OIDS, TargetEncoding, declared_base
 
@@ -60,7 +60,7 @@ class ArrayInsert:
         rows = max(1, min(self.pg.insert_batch_rows, int(self.pg.insert_batch_bytes / per_row)))
         end = min(stop, row + rows)
         params = [bytearray() for _ in self.oids]
-        size = array_params.encode_arrays(self.plan, cols, self.oids, row, end, params)
+        size = _impl.array_params.encode_arrays(self.plan, cols, self.oids, row, end, params)
         return end, params, size
 
     def execute(self, params: list[bytearray]) -> None:
@@ -81,9 +81,9 @@ class ValuesInsert:
         """(end, statement, its bytes) for rows [row, end), cut by ``insert_batch_rows`` and
         ``insert_batch_bytes``."""
         buf = bytearray()
-        used, size = insert_sql.build_insert(self.plan, cols, row, stop, buf, self._prefix, b"",
-                                             self.pg.insert_batch_rows,
-                                             self.pg.insert_batch_bytes)
+        used, size = _impl.insert_sql.build_insert(self.plan, cols, row, stop, buf, self._prefix,
+                                                   b"", self.pg.insert_batch_rows,
+                                                   self.pg.insert_batch_bytes)
         return row + used, bytes(buf), size
 
     def execute(self, statement: bytes) -> None:

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Callable
 
 import psycopg
 
-from ..._impl import copy_decode, copy_encode, copy_scan
+from ... import _impl
+from ..._impl import copy_decode, copy_scan
 from ...column_plan import COPY_BINARY_HEADER, COPY_BINARY_TRAILER, column_inputs
 from ...errors import DataError, DestinationError
 from ...pgtypes import TargetEncoding, conform
@@ -158,8 +159,8 @@ class Loader:
         return rows
 
     def _write_copy(self, cols: list, n: int, arrow_bytes: int) -> None:
-        encode = (copy_encode.encode_binary if self.copy_format == "binary"
-                  else copy_encode.encode_text)
+        encode = (_impl.copy_encode.encode_binary if self.copy_format == "binary"
+                  else _impl.copy_encode.encode_text)
         avg = max(arrow_bytes / max(n, 1), 1.0)
         if not self._flush_bytes:
             self._flush_bytes = self.pg.copy_flush_bytes or adaptive_flush_bytes(avg)
@@ -206,7 +207,7 @@ class Loader:
         buf = bytearray(COPY_BINARY_HEADER if binary else b"")
         t0 = time.perf_counter()
         try:
-            (copy_encode.encode_binary if binary else copy_encode.encode_text)(
+            (_impl.copy_encode.encode_binary if binary else _impl.copy_encode.encode_text)(
                 self.wp.plan, cols, lo, hi, buf)
         except DataError as exc:
             return self._encoder_refusal(exc)
