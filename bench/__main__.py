@@ -201,7 +201,8 @@ def _run_entries(args: argparse.Namespace, entries: Callable[[Setup], list]) -> 
 def cmd_peers(args: argparse.Namespace) -> int:
     from . import peers
 
-    return _run_entries(args, lambda setup: peers.entries(setup, args.parallelism))
+    return _run_entries(args, lambda setup: peers.select(peers.entries(setup, args.parallelism),
+                                                         args.only))
 
 
 def cmd_inserts(args: argparse.Namespace) -> int:
@@ -274,6 +275,9 @@ def _parser() -> argparse.ArgumentParser:
     peer = sub.add_parser("peers", parents=[common], help="us against other tools")
     peer.add_argument("--parallelism", default="auto",
                       help="our resources.parallelism (default: auto)")
+    peer.add_argument("--only", nargs="+", metavar="SHORT",
+                      help="run only these entries, by short name (e.g. passthrough/replace "
+                           "apitap); default: all")
     peer.set_defaults(fn=cmd_peers)
     ins = sub.add_parser("inserts", parents=[common],
                          help="load_method insert vs COPY vs psycopg executemany")

@@ -216,6 +216,19 @@ def entries(setup: Setup, parallelism: str) -> list[Entry]:
     ]
 
 
+def select(chosen: list[Entry], only: list[str] | None) -> list[Entry]:
+    """The entries whose short names are in ``only`` (all when None); an unknown name is an
+    error listing the known ones."""
+    if not only:
+        return chosen
+    known = [e.short for e in chosen]
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise SystemExit(f"peers --only: unknown {', '.join(unknown)} (known: "
+                         f"{', '.join(known)})")
+    return [e for e in chosen if e.short in only]
+
+
 def _prepare(setup: Setup, entry: Entry) -> None:
     """Fresh schema; the pre-created target is an exact copy of the source's definition."""
     like = "INCLUDING ALL" if entry.primary_key else "INCLUDING DEFAULTS"
