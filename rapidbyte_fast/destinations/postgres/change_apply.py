@@ -25,10 +25,10 @@ from __future__ import annotations
 import time
 
 import psycopg
-import pyarrow as pa
 
 from ... import faults
 from ...connector import ChangePlan
+from ...deferred import deferred
 from ...errors import DestinationError
 from ...pgconn import connect
 from ...pgtypes import describe_table, field_pg_type, qualified, quote_ident, target_encoding
@@ -38,6 +38,9 @@ from .ddl import column_list, create_table_sql
 from .evolution import TargetColumn, evolve
 from .loader import Loader, dest_error
 from .spec import WriteSpec
+
+# a bootstrap's commit uses bootstrap_sql only: pyarrow waits for a drain's first window
+pa = deferred("pyarrow")
 
 #: The change log's columns after the data columns, and the soft-delete columns.
 LOG_COLUMNS = (("_rb_op", "text"), ("_rb_lsn", "bigint"),
