@@ -870,14 +870,18 @@ cdef class Decoder:
                 self._cap = 2 * self._cap + 4
             slot = self._nrels
             self._nrels += 1
+            r.index = len(self._info)
+            self._info.append((table, tuple(names), out))
         else:
             if self._info[self._rels[slot].index][2] is out:
                 # re-sent mid-transaction: rollback must still find the transaction's rows
                 r.stamp = self._rels[slot].stamp
                 r.mark = self._rels[slot].mark
+            # the entry is replaced, not appended: the old buffer (a window the apply may
+            # be done with) is not kept alive by the decoder
+            r.index = self._rels[slot].index
+            self._info[r.index] = (table, tuple(names), out)
             _free_rel(&self._rels[slot])
-        r.index = len(self._info)
-        self._info.append((table, tuple(names), out))
         self._rels[slot] = r
 
     def rollback(self):

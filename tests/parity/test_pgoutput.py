@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import struct
+import sys
 import uuid
 
 import pytest
@@ -403,3 +404,21 @@ def test_relation_resent_mid_transaction_keeps_rollback_whole(impl):
     dec.rollback()
     first_txn = len(kept) // 2   # two equal rows were written, one per transaction
     assert bytes(out) == kept[:first_txn] and dec.window_changes == 1
+
+
+@pytest.mark.parametrize("impl", sorted(TWINS))
+def test_rebound_relation_lets_go_of_its_old_rows(impl):
+    """Binding a relation to a new window's buffer drops the decoder's hold on the old one:
+    a window's rows must be freed once the reader and the apply are done with them, not
+    kept until the peek's decoder dies (a drain held two windows' rows at once)."""
+    dec = TWINS[impl].Decoder()
+    spec = ("s.t", ("v",), bytes([Kind.INT4]), b"\0", (0,), b"\0", (0,))
+    old = bytearray()
+    unbound = sys.getrefcount(old)
+    dec.set_relation(1, *spec, old)
+    assert sys.getrefcount(old) > unbound
+    dec.set_relation(1, *spec, bytearray())
+    assert sys.getrefcount(old) == unbound
+    dec.set_relation(2, *spec, None)   # a skipped relation holds no buffer either
+    dec.set_relation(2, *spec, None)
+    assert sys.getrefcount(old) == unbound

@@ -11,20 +11,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import pyarrow as pa
-
 from ...column_plan import ColumnPlan, Kind
+from ...deferred import deferred
 from ...errors import SourceError
 from ...pgtypes import PgColumn, column_of_row, qualified, type_defs
 from .protocol import Relation
 
-#: Change metadata after the data columns (see ``_py/pgoutput.py`` for their meaning).
+pa = deferred("pyarrow")
+
+#: Change metadata after the data columns (see ``_py/pgoutput.py`` for their meaning), each
+#: with its Arrow type's maker (pyarrow is imported by the first window, not the bootstrap).
 META_COLUMNS = (
-    ("_rb_op", Kind.TEXT, pa.utf8(), "text"),
-    ("_rb_lsn", Kind.INT8, pa.int64(), "bigint"),
-    ("_rb_seq", Kind.INT8, pa.int64(), "bigint"),
-    ("_rb_commit_ts", Kind.TIMESTAMPTZ, pa.timestamp("us", tz="UTC"), "timestamp with time zone"),
-    ("_rb_unchanged", Kind.BYTEA, pa.binary(), "bytea"),
+    ("_rb_op", Kind.TEXT, lambda: pa.utf8(), "text"),
+    ("_rb_lsn", Kind.INT8, lambda: pa.int64(), "bigint"),
+    ("_rb_seq", Kind.INT8, lambda: pa.int64(), "bigint"),
+    ("_rb_commit_ts", Kind.TIMESTAMPTZ, lambda: pa.timestamp("us", tz="UTC"),
+     "timestamp with time zone"),
+    ("_rb_unchanged", Kind.BYTEA, lambda: pa.binary(), "bytea"),
 )
 OLD_KEY_PREFIX = "_rb_old_"
 
@@ -147,7 +150,7 @@ def _plan(cols: list[PgColumn], key_index: tuple[int, ...]) -> ColumnPlan:
 def _schema(cols: list[PgColumn], key: tuple[str, ...], key_index: tuple[int, ...]) -> pa.Schema:
     # every data column is nullable here: a delete carries only the key
     data = [c.field().with_nullable(True) for c in cols]
-    meta = [pa.field(name, t, nullable=name == "_rb_unchanged",
+    meta = [pa.field(name, t(), nullable=name == "_rb_unchanged",
                      metadata={b"pg_type": pg.encode()}) for name, _, t, pg in META_COLUMNS]
     old = [data[i].with_name(OLD_KEY_PREFIX + cols[i].name) for i in key_index]
     return pa.schema(data + meta + old, metadata={b"primary_key": ",".join(key).encode()})
