@@ -176,15 +176,17 @@ class DaskExecutor:
         """Copy one stream: range by range when it commits per range, else as one task
         (``cancel``: the engine's stop, seen by the driver between task results)."""
         waited = self.waited
-        if plan.write.commit == "per_range":
-            sr = self._run_ranged(plan, on_rows, run_id)
-            sr.timings["executor_start_wait_secs"] = self.waited - waited
-            return sr
+        sr = (self._run_ranged(plan, on_rows, run_id) if plan.write.commit == "per_range"
+              else self._run_one(plan, on_rows, run_id))
+        sr.timings["executor_start_wait_secs"] = self.waited - waited
+        return sr
+
+    def _run_one(self, plan: TaskPlan, on_rows: OnRows | None, run_id: str) -> StreamResult:
+        """The whole stream as one task on one worker."""
         future = self.ready().submit(_stream_task, plan, run_id, pure=False,
                                      key=f"rbf-stream-{plan.stream.name}-"
                                          f"{uuid.uuid4().hex[:8]}")
         sr, worker = _unwrap(self._result(future))
-        sr.timings["executor_start_wait_secs"] = self.waited - waited
         if on_rows is not None:
             on_rows(sr.records_written, sr.bytes_written)
         sr.cluster_workers = [{"worker": worker, "tasks": 1, "rows": sr.records_written,
@@ -233,7 +235,6 @@ class DaskExecutor:
                            time.perf_counter() - t_start)
         sr = _combined(sr, parts)
         sr.records_written = written
-
         return sr
 
     def _map_ranges(self, plan: TaskPlan, snapshot: str | None, prepared: tuple,
@@ -259,9 +260,9 @@ class DaskExecutor:
 
         def submit(r: KeyRange) -> None:
             f = client.submit(_range_task, slim, (r,), snapshot, prepared, run_id,
-                                   retries=retries, pure=False,
-                                   key=f"rbf-range-{plan.stream.name}-{r.index}-"
-                                       f"{uuid.uuid4().hex[:8]}")
+                              retries=retries, pure=False,
+                              key=f"rbf-range-{plan.stream.name}-{r.index}-"
+                                  f"{uuid.uuid4().hex[:8]}")
             running.append(f)
             window.add(f)
 
