@@ -110,11 +110,13 @@ def dest_dsn(dsn: str) -> str:
     return make_conninfo(dsn, dbname=DEST_DB)
 
 
-def _pipeline(setup: Setup) -> dict[str, Any]:
+def _pipeline(setup: Setup, window_secs: float | None = None) -> dict[str, Any]:
+    src = {"url": URL_REF, "schema": setup.source_schema, "replication_slot": SLOT}
+    if window_secs is not None:
+        src["cdc_window_seconds"] = window_secs
     return {
         "version": "1.0", "pipeline": PIPELINE,
-        "source": {"use": "postgres", "config": {"url": URL_REF, "schema": setup.source_schema,
-                                                 "replication_slot": SLOT},
+        "source": {"use": "postgres", "config": src,
                    "streams": [{"name": "bench_events", "sync_mode": "cdc"}]},
         "destination": {"use": "postgres", "write_mode": "upsert", "primary_key": ["id"],
                         "config": {"url": "${RBF_BENCH_CDC_DST}",
@@ -227,10 +229,11 @@ PEER_KEYS = ("bootstrap_secs", "bootstrap_rss_mb", "drain_secs", "changes_per_s"
              "drain_cpu_secs", "drain_rss_mb")
 
 
-def measure(setup: Setup, rows: int, iters: int, scale: float,
-            apitap: bool) -> dict[str, list[float]]:
+def measure(setup: Setup, rows: int, iters: int, scale: float, apitap: bool,
+            window_secs: float | None = None) -> dict[str, list[float]]:
     """Per iteration: bootstrap wall, drain wall, changes, changes/s, client CPU, peak RSS
-    (ours, and apitap's under ``apitap_<key>`` when ``apitap``)."""
+    (ours, and apitap's under ``apitap_<key>`` when ``apitap``); ``window_secs``: the
+    source's ``cdc_window_seconds`` (None: its default)."""
     out: dict[str, list[float]] = {k: [] for k in ("changes", "load", *KEYS)}
     out.update({f"apitap_{k}": [] for k in PEER_KEYS} if apitap else {})
     for it in range(iters):
@@ -239,7 +242,7 @@ def measure(setup: Setup, rows: int, iters: int, scale: float,
         setup.checkpoint()
         env = {"RBF_BENCH_CDC_DST": dest_dsn(setup.dsn)}
         out["load"].append(os.getloadavg()[0])
-        boot = run_tool(_pipeline(setup), setup, env)
+        boot = run_tool(_pipeline(setup, window_secs), setup, env)
         res = _finished(boot, "bootstrap")
         _verify(setup, "bootstrap")
         if apitap:
@@ -252,7 +255,7 @@ def measure(setup: Setup, rows: int, iters: int, scale: float,
         setup.checkpoint()
 
         def ours() -> None:
-            drain = run_tool(_pipeline(setup), setup, env)
+            drain = run_tool(_pipeline(setup, window_secs), setup, env)
             dres = _finished(drain, "drain")
             if dres["records_read"] != changes:
                 raise RuntimeError(f"cdc/drain: read {dres['records_read']:,} changes, the "
@@ -318,7 +321,7 @@ def cmd(args: argparse.Namespace) -> int:
         if not apitap:
             print("apitap: not run (" + ("--no-apitap" if args.no_apitap else
                   "not installed; pip install apitap==0.63.0") + ")", file=sys.stderr)
-        out = measure(setup, rows, args.iters, args.scale, apitap)
+        out = measure(setup, rows, args.iters, args.scale, apitap, args.window_secs)
     print(table(out, rows))
     return 0
 
@@ -327,6 +330,8 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("cdc", parents=[common], help="change capture: bootstrap and drain")
     p.add_argument("--scale", type=float, default=1.0,
                    help="change set size: SCALE × (500k updates, 100k deletes, 200k inserts)")
+    p.add_argument("--window-secs", type=float, default=None,
+                   help="the source's cdc_window_seconds (default: the tool's default)")
     p.add_argument("--no-apitap", action="store_true",
                    help="skip apitap's log_based run even when it is installed")
     p.set_defaults(fn=cmd)

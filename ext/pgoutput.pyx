@@ -781,6 +781,7 @@ cdef class Decoder:
     cdef public uint32_t msg_oid
     cdef public int64_t window_bytes, window_changes, window_txns
     cdef public uint64_t end_lsn, last_commit_lsn
+    cdef public int64_t messages
     cdef int64_t _txn_bytes, _txn_changes
 
     def __cinit__(self):
@@ -799,6 +800,7 @@ cdef class Decoder:
         self.msg_start = self.msg_end = 0
         self.msg_lsn = 0
         self.msg_oid = 0
+        self.messages = 0
         self.reset_window()
 
     def __dealloc__(self):
@@ -972,6 +974,7 @@ cdef class Decoder:
             if f.code:
                 return pos
             pos = start + n2
+            self.messages += 1
             if ev != EV_MORE:
                 event[0] = ev
                 return pos

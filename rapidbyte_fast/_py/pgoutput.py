@@ -147,6 +147,9 @@ class Decoder:
         self.msg_start = self.msg_end = self.msg_lsn = 0
         #: relation OID of the change an EV_TOO_LARGE stopped at
         self.msg_oid = 0
+        #: the messages decoded so far (a peek that returned fewer rows than it asked for
+        #: reached the end of the WAL)
+        self.messages = 0
         self.reset_window()
 
     def reset_window(self) -> None:
@@ -216,6 +219,7 @@ class Decoder:
             pos = start + n2
             self.msg_start, self.msg_end, self.msg_lsn = start, pos, lsn
             event = self._message(bytes(buf[start:pos]), lsn, max_bytes, max_changes)
+            self.messages += 1
             if event != EV_MORE:
                 return pos, event
         return pos, EV_MORE

@@ -11,7 +11,8 @@ and bootstraps again.
 *Drain*: move the slot to the saved position (a crash after a destination commit left it
 behind), then read windows of whole transactions without consuming them, apply each in
 one destination transaction that saves its end position, and only then advance the slot.
-A crash at any point neither loses nor repeats a change.
+A crash at any point neither loses nor repeats a change. The drain ends after the window
+whose peek reached the end of the WAL (``ChangeReader.caught_up``), or at an empty read.
 
 *Follow*: after the bootstrap or the drain, poll the slot (``FOLLOW_POLL_SECS`` apart while
 it has nothing new) and apply each window as a drain does, until the ``follow`` event is
@@ -164,13 +165,18 @@ def _drain(plan: TaskPlan, changes: ChangePlan, dest, reader, on_rows: OnRows | 
             committed = _last_commit(window) if follow is not None else None
             position = reader.position_text(window.end_lsn)
             apply.apply(segments, position)
-            reader.advance(window.end_lsn)
+            done = follow is None and reader.caught_up is not None
+            # caught up: nothing of ours was committed after the window before caught_up
+            reader.advance(max(window.end_lsn, reader.caught_up or 0) if done
+                           else window.end_lsn)
             faults.hit("cdc.advanced")
             windows += 1
             txns += window.transactions
             n_changes += window.changes
             if on_rows is not None:
                 on_rows(window.changes, window.bytes)
+            if done:
+                break
             if follow is None:
                 continue
             lag = None if committed is None else time.time() - committed

@@ -230,6 +230,32 @@ def test_long_transaction_and_small_windows(cdc):
     cdc.same()
 
 
+def test_a_drain_stops_at_the_window_that_caught_up(cdc, monkeypatch):
+    from rapidbyte_fast.sources.cdc.reader import ChangeReader
+
+    _t(cdc, 0)
+    cdc.run()
+    for i in range(3):
+        cdc.sql("INSERT INTO {s}.t SELECT i, 'x', i "
+                "FROM generate_series(%s::int, %s::int) i", (100 * i + 1, 100 * i + 100))
+    cdc.sql("CREATE TABLE {s}.other (id int)")
+    cdc.sql("INSERT INTO {s}.other VALUES (1)")   # WAL after ours, none of ours
+    reads = []
+    real = ChangeReader.read_window
+    monkeypatch.setattr(ChangeReader, "read_window",
+                        lambda self: reads.append(real(self)) or reads[-1])
+    r = cdc.run()
+    # one peek read all three transactions and saw the end of the WAL: no second peek
+    assert r.streams[0].records_read == 300 and len(reads) == 1
+    cdc.same()
+    # the slot moved past the saved position, over the WAL that is none of ours
+    assert cdc.slot_at_position() and cdc.confirmed() != cdc.position()
+    cdc.sql("UPDATE {s}.t SET v = 'y' WHERE id = 7")
+    reads.clear()
+    assert cdc.run().streams[0].records_read == 1 and len(reads) == 1
+    cdc.same()
+
+
 def test_change_log_shape(cdc):
     _t(cdc, 3)
     cdc.run(mode="append")

@@ -244,6 +244,20 @@ def test_one_peek_yields_windows_of_the_target_size_and_moves_the_slot_after(
     assert reader.status().confirmed_lsn >= windows[-1][2]
 
 
+def test_a_peek_that_returns_fewer_rows_than_it_asked_for_is_caught_up(cdc, logical_conn):
+    reader = _small_transactions(cdc, logical_conn, 3)   # 102 messages each, +1 relation
+    reader.max_window_changes = 150   # the server stops after the transaction reaching it
+    first = reader.read_window()
+    assert first.transactions == 2 and reader.caught_up is None
+    reader.advance(first.end_lsn)
+    last = reader.read_window()
+    assert last.transactions == 1 and rows(last, "t", ("id",))[0] == (201,)
+    # the peek ended short of its limit: it read everything committed before it started
+    assert reader.caught_up is not None and reader.caught_up >= last.end_lsn
+    reader.advance(last.end_lsn)
+    assert reader.read_window() is None and reader.caught_up is None
+
+
 def test_closing_mid_peek_moves_the_slot_to_the_last_applied_window(
         cdc, logical_conn, monkeypatch):
     from rapidbyte_fast.sources.cdc import reader as reader_mod
