@@ -54,7 +54,7 @@ source:
     replication_slot: null           # cdc: logical slot; null: rbf_<pipeline>
     cdc_window_bytes: 256mb          # cdc: decoded changes applied per transaction at most
     cdc_window_changes: 1000000      # cdc: changes per window (whole transactions)
-    cdc_window_seconds: 2.0          # cdc: reading time a window aims for; 0: no bound
+    cdc_window_seconds: 0            # cdc: reading time a window aims for; 0: no bound
   streams:
     - name: orders                   # a table, or schema.table
 """ + _STREAM_KEYS,

@@ -123,13 +123,13 @@ class PostgresConnection(ConfigModel):
         return f"{where} (schema {self.schema_name})"
 
 
-#: ``cdc_window_seconds``' default. ``python -m bench cdc --rows 500000 --scale 0.5`` (400k
-#: changes in 10 transactions, 2 shared cores, load average 6): 2 s drained in 24.0 s
-#: (reading 5.4 s: each peek decodes again the WAL before the slot's restart point), peak
-#: RSS 182 MB; no bound (0) 21.7 s (reading 3.4 s), 213 MB. The bound keeps a window's
-#: destination transaction and its Arrow batches small (the issue's RSS target is 200 MB)
-#: for about a tenth of the drain's speed.
-DEFAULT_CDC_WINDOW_SECONDS = 2.0
+#: ``cdc_window_seconds``' default: off. ``python -m bench cdc --iters 1 --no-apitap`` (1M
+#: rows, 800k changes in 10 transactions, alternated, load average 2.3-2.5): 2 s drained in
+#: 17.8 and 16.4 s (peak RSS 174 MB: a peek per window, each decoding again the WAL after
+#: the slot's restart point), no bound in 14.9 and 13.9 s (one peek, windows of
+#: ``WINDOW_TARGET_BYTES``; 185 MB). The byte target already keeps a window's memory and
+#: its destination transaction bounded; the time bound is for whoever wants steady windows.
+DEFAULT_CDC_WINDOW_SECONDS = 0.0
 
 
 class PostgresSourceConfig(PostgresConnection):
