@@ -59,16 +59,14 @@ def logical_server(dsn: str | None) -> Iterator[str]:
             raise ValueError(f"--dsn has wal_level = {level}; cdc needs logical")
         yield dsn
         return
-    import pgserver
-
-    from rapidbyte_fast.embedded import set_logical
+    from rapidbyte_fast import embedded
 
     root = Path(str(server_dir()) + "-logical")
     root.mkdir(parents=True, exist_ok=True)
     print(f"starting a logical pgserver in {root}", file=sys.stderr)
-    srv = pgserver.get_server(root, cleanup_mode="stop")
+    srv = embedded.handle(root, cleanup_mode="stop")
     try:
-        set_logical(srv, root)
+        embedded.set_logical(srv, root)
         yield _listen_tcp(srv, root)
     finally:
         srv.cleanup()

@@ -27,12 +27,12 @@ def server(dsn: str | None = None) -> Iterator[str]:
     if dsn:
         yield dsn
         return
-    import pgserver
+    from rapidbyte_fast import embedded
 
     root = server_dir()
     root.mkdir(parents=True, exist_ok=True)
     print(f"starting pgserver in {root}", file=sys.stderr)
-    srv = pgserver.get_server(root, cleanup_mode="stop")
+    srv = embedded.handle(root, cleanup_mode="stop")
     try:
         yield srv.get_uri()
     finally:

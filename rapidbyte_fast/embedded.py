@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,10 @@ from .errors import EmbeddedError
 from . import paths
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: How long a started server may take to accept connections. pgserver's pg_ctl gives up
+#: after 10 s, but a server that was killed replays its WAL first: the bench's server,
+#: killed with the machine after 10M-row loads, took 15 s here.
+READY_WAIT_SECS = 300.0
 
 
 def root_dir() -> Path:
@@ -49,11 +54,10 @@ def _pgserver():
 def ensure(name: str = "default", logical: bool = False) -> str:
     """Start (or find running) the embedded server ``name``; return its libpq URL.
     ``logical``: with ``wal_level = logical`` (change capture), restarting it if needed."""
-    pgserver = _pgserver()
     path = data_dir(name)
     path.mkdir(parents=True, exist_ok=True)
     try:
-        server = pgserver.get_server(path, cleanup_mode=None)
+        server = handle(path)
         if logical:
             set_logical(server, path)
     except Exception as exc:  # pgserver raises plain exceptions from pg_ctl/initdb
@@ -61,6 +65,35 @@ def ensure(name: str = "default", logical: bool = False) -> str:
             f"embedded server {name!r} failed to start in {path}: {exc} (see {path / 'log'})"
         ) from exc
     return server.get_uri()
+
+
+def handle(path: Path, cleanup_mode: str | None = None):
+    """pgserver's handle on the server of data dir ``path``, started if need be (see
+    ``pgserver.get_server`` for ``cleanup_mode``); a start that outlasts pg_ctl's wait
+    (crash recovery) is waited for up to ``READY_WAIT_SECS``."""
+    pgserver = _pgserver()
+    try:
+        return pgserver.get_server(path, cleanup_mode=cleanup_mode)
+    except subprocess.TimeoutExpired:
+        deadline = time.monotonic() + READY_WAIT_SECS
+        while (state := _starting(path)) == "starting" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if state != "ready":
+            raise EmbeddedError(f"it did not accept connections within "
+                                f"{READY_WAIT_SECS:.0f} s") from None
+    from pgserver.postgres_server import PostgresServer
+
+    # the handle of the start that timed out is cached half-made: a new one finds it running
+    PostgresServer._instances.pop(path.expanduser().resolve(), None)
+    return pgserver.get_server(path, cleanup_mode=cleanup_mode)
+
+
+def _starting(path: Path) -> str:
+    """``ready``, ``starting`` (still recovering), or ``down`` (no postmaster runs)."""
+    info = _postmaster_info(path)
+    if not (info and info.is_running()):
+        return "down"
+    return "ready" if info.status == "ready" else "starting"
 
 
 def set_logical(server, path: Path) -> None:
