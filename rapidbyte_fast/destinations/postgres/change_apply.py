@@ -274,15 +274,16 @@ class ChangeApply:
         keys = column_list(key)
         rest = [n for n in keep if n not in key]
         soft = self.changes.deletes == "soft"
-        old_key = ", ".join(f"s.{q(_OLD + k)} AS {q(k)}" for k in key)
-        nulls = "".join(f", NULL::{self._type(conn, n)} AS {q(n)}" for n in rest)
-        changed = " OR ".join(f"s.{q(_OLD + k)} IS DISTINCT FROM s.{q(k)}" for k in key)
-        events = (
-            f"SELECT {column_list(keep)}, _rb_op, _rb_lsn, _rb_seq, _rb_commit_ts "
-            f"FROM {stage} WHERE _rb_op <> 'T' UNION ALL "
-            f"SELECT {old_key}{nulls}, 'D', s._rb_lsn, s._rb_seq, s._rb_commit_ts "
-            f"FROM {stage} s WHERE s._rb_op = 'U' AND s.{q(_OLD + key[0])} IS NOT NULL "
-            f"AND ({changed})")
+        events = (f"SELECT {column_list(keep)}, _rb_op, _rb_lsn, _rb_seq, _rb_commit_ts "
+                  f"FROM {stage} WHERE _rb_op <> 'T'")
+        if key_changes:   # the old keys as deletes (another pass over the stage)
+            old_key = ", ".join(f"s.{q(_OLD + k)} AS {q(k)}" for k in key)
+            nulls = "".join(f", NULL::{self._type(conn, n)} AS {q(n)}" for n in rest)
+            changed = " OR ".join(f"s.{q(_OLD + k)} IS DISTINCT FROM s.{q(k)}" for k in key)
+            events += (
+                f" UNION ALL SELECT {old_key}{nulls}, 'D', s._rb_lsn, s._rb_seq, "
+                f"s._rb_commit_ts FROM {stage} s WHERE s._rb_op = 'U' "
+                f"AND s.{q(_OLD + key[0])} IS NOT NULL AND ({changed})")
         last = (f"SELECT DISTINCT ON ({keys}) * FROM ({events}) e "
                 f"ORDER BY {keys}, _rb_lsn DESC, _rb_seq DESC")
         if not soft and self._replaceable(conn, keep):
