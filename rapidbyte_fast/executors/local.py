@@ -51,7 +51,7 @@ def pipe_settings(plan: TaskPlan, budget: memory_budget.Budget | None = None) ->
     in this process, so a Dask worker's memory is bounded exactly as a local task's)."""
     res = plan.resources
     budget = budget or memory_budget.resolve(res.max_memory)
-    sizing = memory_budget.for_plan(plan, budget.bytes)
+    sizing = memory_budget.for_plan(plan, budget.bytes, tasks=budget.tasks)
     _log.debug("stream %s: %s", plan.stream.name, sizing.describe())
     return PipeSettings(sizing.queue_batches, sizing.batch_bytes, sizing.batch_rows,
                         plan.path == "passthrough", Frames(res.compression, res.compression_level))

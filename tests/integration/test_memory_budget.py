@@ -95,3 +95,34 @@ def test_streams_side_by_side_share_the_budget(pg_dsn, pg_conn, pg_schema):
         _check_rows(pg_conn, pg_schema, table, rows)
     assert bench["streams"] == 2
     assert peak <= bench["baseline_rss_mb"] + BUDGET_MB, (peak, bench["baseline_rss_mb"])
+
+
+def test_tasks_side_by_side_split_the_batch_bounds(pg_dsn, pg_conn, pg_schema, pg_schema2):
+    """Two streams at once hold about what one does: each gets half the batch rows, bytes
+    and queue depth one stream would get (splitting the budget alone did not: one stream
+    rarely fills it)."""
+    from rapidbyte_fast.config import load_config
+    from rapidbyte_fast.executors.local import pipe_settings
+    from rapidbyte_fast.memory_budget import resolve
+    from rapidbyte_fast.plan import make_plans
+
+    pg_conn.execute(f'CREATE TABLE "{pg_schema}".t (id int PRIMARY KEY, v text)')
+    pg_conn.execute(f'INSERT INTO "{pg_schema}".t SELECT g, g::text FROM '
+                    "generate_series(1, 1000) g")
+    dest = {"use": "postgres", "config": {"url": pg_dsn, "schema": pg_schema2},
+            "write_mode": "replace"}
+    arrow, raw = (make_plans(load_config({"version": "1.0", "pipeline": "p", "source": src,
+                                          "destination": dest}))[0] for src in (
+        {"use": "generate", "config": {"rows": 1_000_000, "dataset": "bench_events"},
+         "streams": [{"name": "bench_events"}]},
+        {"use": "postgres", "config": {"url": pg_dsn, "schema": pg_schema},
+         "streams": [{"name": "t"}]}))
+    assert (arrow.path, raw.path) == ("arrow", "passthrough")
+    budget = resolve(256 << 20, baseline=0, cgroup=None)
+    for plan in (arrow, raw):
+        one, two = pipe_settings(plan, budget), pipe_settings(plan, budget.shared(2))
+        assert (one.max_batch_rows, one.queue_batches) == (100_000, 16)
+        assert two.max_batch_rows == one.max_batch_rows // 2
+        assert two.queue_batches == 8
+        if plan is arrow:
+            assert two.max_batch_bytes <= one.max_batch_bytes // 2 + 1
