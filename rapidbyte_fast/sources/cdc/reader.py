@@ -187,11 +187,9 @@ class ChangeReader:
         self._stream: _Stream | None = None
         #: where ``advance`` asked the slot to go while a peek held it
         self._pending: int | None = None
-        #: after a window that ended its peek with fewer rows than the peek asked for: the
-        #: WAL flush position before that peek. Everything committed before it was read,
-        #: so a drain is done once this window is applied (and the slot may move here):
-        #: another peek would only decode the WAL again to find nothing (0.85-1.0 s, and
-        #: 0.36-0.40 s for the advance after it, of a 15-19 s drain of python -m bench cdc)
+        #: after a window whose peek returned fewer rows than it asked for: the flush
+        #: position before that peek, all read (another peek: 0.85-1.0 s to find nothing
+        #: and a 0.36-0.40 s advance, of a 15-19 s drain of python -m bench cdc)
         self.caught_up: int | None = None
 
     # ------------------------------------------------------------------ set-up
@@ -395,16 +393,17 @@ class ChangeReader:
         Until the window nears its target, at most the bytes it still has room for go in
         one call (a change row is about as large as its message): the changes the target
         allows are estimated again after each."""
+        most, max_bytes = self.max_window_changes, self.max_window_bytes
         while True:
             end = len(buf)
-            room = min(WINDOW_TARGET_BYTES, self.max_window_bytes) - dec.window_bytes
+            room = min(WINDOW_TARGET_BYTES, max_bytes) - dec.window_bytes
             if room > 0:   # a quarter of the room: the first step has no estimate yet
                 end = min(end, pos + max(room // 4, _MIN_STEP))
-            new, ev = dec.feed(buf, pos, end, self.max_window_bytes, self._window_changes(dec))
+            new, ev = dec.feed(buf, pos, end, max_bytes, _window_changes(dec, most, max_bytes))
             if ev == P.EV_MORE and end < len(buf):
                 if new == pos:   # a message longer than the step
-                    new, ev = dec.feed(buf, pos, len(buf), self.max_window_bytes,
-                                       self._window_changes(dec))
+                    new, ev = dec.feed(buf, pos, len(buf), max_bytes,
+                                       _window_changes(dec, most, max_bytes))
                     if ev == P.EV_MORE:
                         return new, None
                 else:
@@ -433,15 +432,6 @@ class ChangeReader:
             elif ev == P.EV_END:
                 return pos, _ENDED
 
-    def _window_changes(self, dec) -> int:
-        """The changes after which the window ends at a commit: ``max_window_changes``, or
-        fewer when the rows so far say the target bytes come sooner."""
-        target = min(WINDOW_TARGET_BYTES, self.max_window_bytes)
-        if dec.window_changes == 0:
-            return self.max_window_changes
-        left = (target - dec.window_bytes) * dec.window_changes // max(dec.window_bytes, 1)
-        return min(self.max_window_changes, dec.window_changes + max(left, 1))
-
     def _release(self) -> None:
         for held in self._held:
             held.release()
@@ -461,6 +451,16 @@ class ChangeReader:
             f"{P.lsn_text(dec.commit_lsn)}) holds more than {self.max_window_bytes} bytes of "
             f"changes (table {rp.table if rp else '?'} passed the limit): one transaction is "
             f"applied as one window; raise {self.budget_setting} above the transaction's size")
+
+
+def _window_changes(dec, most: int, max_bytes: int) -> int:
+    """The changes after which the window ends at a commit: ``most``, or fewer when the
+    rows so far say the target bytes come sooner."""
+    target = min(WINDOW_TARGET_BYTES, max_bytes)
+    if dec.window_changes == 0:
+        return most
+    left = (target - dec.window_bytes) * dec.window_changes // max(dec.window_bytes, 1)
+    return min(most, dec.window_changes + max(left, 1))
 
 
 def _abandon(conn: psycopg.Connection, done: bool) -> None:
