@@ -4,6 +4,7 @@ takes a URL without building a config model (whose import costs a fresh process 
 0.25 s: see arrow_read)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .errors import ConfigError
@@ -24,8 +25,8 @@ def url_form_ok(url: str) -> bool:
         not sep and "=" in url)
 
 
-def url_conninfo(url: str, where: str, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT,
-                 **params: Any) -> str:
+def url_conninfo(url: str, where: str, params: Mapping[str, Any] | None = None,
+                 connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> str:
     """``url`` (not ``embedded``) with ``params`` merged in (None values left out), and
     ``connect_timeout`` unless the URL sets its own (a ``connect_timeout`` in ``params``
     wins over the URL's); with nothing to merge the URL comes back exactly as written.
@@ -35,7 +36,7 @@ def url_conninfo(url: str, where: str, connect_timeout: int = DEFAULT_CONNECT_TI
     from psycopg import ProgrammingError
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    merged = {k: v for k, v in params.items() if v is not None}
+    merged = {k: v for k, v in (params or {}).items() if v is not None}
     try:
         if "connect_timeout" not in merged and "connect_timeout" not in conninfo_to_dict(url):
             merged["connect_timeout"] = connect_timeout

@@ -96,7 +96,7 @@ class PostgresConnection(ConfigModel):
             params["port"] = self.port
         if "connect_timeout" in self.model_fields_set:
             params["connect_timeout"] = self.connect_timeout
-        return url_conninfo(self.url, self.describe(), self.connect_timeout, **params)
+        return url_conninfo(self.url, self.describe(), params, self.connect_timeout)
 
     def describe(self) -> str:
         """Description for humans, password masked: ``postgresql://app:***@db:5432/shop``."""
