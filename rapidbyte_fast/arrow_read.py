@@ -177,7 +177,7 @@ def _endpoint(url: str) -> str:
     if not url_form_ok(url):
         raise ConfigError(f"read.url: must be {URL_FORMS} (got {redact(url)!r})")
     if url == EMBEDDED_URL:
-        from . import embedded   # (starts a server: only for a read that names one)
+        from . import embedded  # (starts a server: only for a read that names one)
 
         return embedded.ensure("default")
     return url_conninfo(url, f"read.url {redact(url)}")
