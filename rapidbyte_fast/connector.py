@@ -148,6 +148,12 @@ class RangePlan:
     cuts: KeyCuts | None = None
 
 
+#: A batch's caps (``SourceReader.batches``) unless set: the defaults of
+#: ``resources.max_batch_rows`` / ``max_batch_bytes`` and of ``rapidbyte_fast.read()``
+MAX_BATCH_ROWS = 100_000
+MAX_BATCH_BYTES = 64 << 20
+
+
 @runtime_checkable
 class SourceReader(Protocol):
     """Reads one stream (or ranges of it) on its own connection; used by one thread, except
@@ -176,7 +182,8 @@ class SourceConnector(Protocol):
 
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
-    #: the pydantic model of ``source.config``
+    #: the pydantic model of ``source.config`` (of a connector installed through an entry
+    #: point; the built-ins' models are named in ``config.connectors``)
     config_model: ClassVar[type]
 
     def describe(self, stream: Any) -> StreamInfo:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config.sizes import MIN_MEMORY_BUDGET
+from .connector import MAX_BATCH_BYTES, MAX_BATCH_ROWS
 
 if TYPE_CHECKING:
     from .plan import TaskPlan
@@ -132,8 +133,8 @@ def resolve(max_memory: int, baseline: int | None = None,
 
 def per_worker(budget_bytes: int, workers: int = 1, *, raw: bool = False,
                transforms: bool = False, compressed: bool = False,
-               bytes_per_row: float = 0.0, max_batch_bytes: int = 64 << 20,
-               max_batch_rows: int = 100_000, max_inflight_batches: int = 16) -> Sizing:
+               bytes_per_row: float = 0.0, max_batch_bytes: int = MAX_BATCH_BYTES,
+               max_batch_rows: int = MAX_BATCH_ROWS, max_inflight_batches: int = 16) -> Sizing:
     """Batch and queue bounds for each of ``workers`` workers sharing ``budget_bytes``.
 
     ``raw``: the worker moves raw COPY chunks (passthrough); ``transforms``: it runs a

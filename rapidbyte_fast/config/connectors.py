@@ -7,7 +7,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field, SecretStr, field_validator
 
-from ..errors import ConfigError, EmbeddedError
+from ..errors import EmbeddedError
+from ..pgurl import DEFAULT_CONNECT_TIMEOUT, EMBEDDED_URL, URL_FORMS, url_conninfo, url_form_ok
 from ..redact import MASK, redact
 from .base import ConfigModel, Name
 from .problems import Problem, rule
@@ -25,17 +26,14 @@ class PostgresConnection(ConfigModel):
     database: Name | None = None
     embedded: str | None = None
     schema_name: Name = Field("public", alias="schema")
-    connect_timeout: int = Field(10, ge=0)
+    connect_timeout: int = Field(DEFAULT_CONNECT_TIMEOUT, ge=0)
 
     @field_validator("url")
     @classmethod
     def _url_form(cls, url: str | None) -> str | None:
-        if url is None or url == "embedded":
+        if url is None or url_form_ok(url):
             return url
-        scheme, sep, _ = url.partition("://")
-        if (sep and scheme in ("postgres", "postgresql")) or (not sep and "=" in url):
-            return url
-        raise ValueError("must be a postgresql:// URL, a key=value DSN or 'embedded'")
+        raise ValueError(f"must be {URL_FORMS}")
 
     @field_validator("embedded")
     @classmethod
@@ -70,7 +68,7 @@ class PostgresConnection(ConfigModel):
 
     def embedded_name(self) -> str | None:
         """Name of the embedded server to use (``url: embedded`` means "default"), or None."""
-        return "default" if self.url == "embedded" else self.embedded
+        return "default" if self.url == EMBEDDED_URL else self.embedded
 
     def conninfo(self) -> str:
         """libpq conninfo for ``url`` or ``host``; ``url`` gets explicit user/password/
@@ -81,33 +79,24 @@ class PostgresConnection(ConfigModel):
         """
         if self.embedded_name() is not None:
             raise ValueError("an embedded server has no conninfo before it is started")
-        # psycopg costs ~0.3 s to import; only code that connects pays it.
-        from psycopg import ProgrammingError
-        from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
         params: dict[str, Any] = {
             "user": self.user,
             "password": self.password.get_secret_value() if self.password else None,
             "dbname": self.database,
         }
         if self.url is None:
+            # psycopg costs ~0.3 s to import; only code that connects pays it.
+            from psycopg.conninfo import make_conninfo
+
             return make_conninfo(
                 "", host=self.host, port=self.port, connect_timeout=self.connect_timeout,
                 **params,
             )
         if "port" in self.model_fields_set:
             params["port"] = self.port
-        try:
-            if (
-                "connect_timeout" in self.model_fields_set
-                or "connect_timeout" not in conninfo_to_dict(self.url)
-            ):
-                params["connect_timeout"] = self.connect_timeout
-            # With nothing to merge the URL comes back exactly as written.
-            return make_conninfo(self.url, **{k: v for k, v in params.items() if v is not None})
-        except ProgrammingError:
-            # libpq's message quotes the offending text, which may be the password.
-            raise ConfigError(f"{self.describe()}: not a valid libpq URL or DSN") from None
+        if "connect_timeout" in self.model_fields_set:
+            params["connect_timeout"] = self.connect_timeout
+        return url_conninfo(self.url, self.describe(), params, self.connect_timeout)
 
     def describe(self) -> str:
         """Description for humans, password masked: ``postgresql://app:***@db:5432/shop``."""

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
+from ..connector import MAX_BATCH_BYTES, MAX_BATCH_ROWS
 from ..errors import ConfigError
 from ..paths import data_dir
 from ..redact import MASK, redact
@@ -252,8 +253,8 @@ class ResourcesConfig(ConfigModel):
     #: streams run at once (auto: one per core, at most engine.AUTO_PARALLEL_STREAMS)
     parallel_streams: Literal["auto"] | int = "auto"
     max_inflight_batches: int = Field(16, ge=1, le=1024)
-    max_batch_bytes: BatchBytes = 64 << 20
-    max_batch_rows: int = Field(100_000, ge=1)
+    max_batch_bytes: BatchBytes = MAX_BATCH_BYTES
+    max_batch_rows: int = Field(MAX_BATCH_ROWS, ge=1)
     #: what the rows in flight may take (memory_budget.py sizes batches and queues to it;
     #: the three bounds above only cap what it derives)
     max_memory: MemoryBudget = 256 << 20

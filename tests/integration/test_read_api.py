@@ -225,11 +225,16 @@ def test_a_failing_read_leaves_no_parquet_file(pg_dsn, numbers, tmp_path, parall
     ({"columns": ["id", "nope"]}, ConfigError, "columns nope not in table"),
     ({"columns": "id"}, ConfigError, "columns must be a list of names"),
     ({"columns": ["id", "id"]}, ConfigError, "columns id given more than once"),
+    ({"columns": []}, ConfigError, "columns must not be empty"),
+    ({"columns": ["id", None]}, ConfigError, "columns must be non-empty strings (got None)"),
+    ({"columns": [""]}, ConfigError, "columns must be non-empty strings (got '')"),
     ({"where": "nope > 1"}, ConfigError, 'column "nope" does not exist'),
     ({"where": "id > 1; DROP TABLE x"}, ConfigError, "where 'id > 1; DROP TABLE x' fails"),
     ({"parallel": 0}, ConfigError, "parallel must be a positive integer"),
     ({"batch_rows": 0}, ConfigError, "batch_rows and batch_bytes must be at least 1"),
     ({"url": "http://example.com/db"}, ConfigError, "postgresql:// URL"),
+    ({"url": "postgresql://u:secret@[db"}, ConfigError,
+     "read.url postgresql://u:***@[db: not a valid libpq URL"),
 ])
 def test_user_errors_are_one_line(pg_dsn, numbers, kwargs, error, text):
     args = {"url": pg_dsn, "table": numbers, **kwargs}

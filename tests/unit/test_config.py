@@ -611,6 +611,9 @@ def test_conninfo() -> None:
         "user=u dbname=d host=h connect_timeout=10")
     assert PostgresSourceConfig(url=url, password="pw", port=6000).conninfo() == (
         "user=u connect_timeout=3 dbname=d host=h password=pw port=6000")
+    # a connect_timeout set in the config wins over the URL's
+    assert PostgresSourceConfig(url=url, connect_timeout=5).conninfo() == (
+        "user=u connect_timeout=5 dbname=d host=h")
 
 
 def test_malformed_dsn_fails_at_conninfo_without_echoing_it() -> None:

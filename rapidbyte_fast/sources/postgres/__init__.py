@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from ... import passthrough
-from ...config import PostgresSourceConfig
 from ...connector import Capabilities, ChangePlan, CursorPlan, KeyCuts, KeyRange, RangePlan, StreamInfo
 from ...errors import SourceError
 from ...pgconn import connect, resolve_conninfo
@@ -19,6 +18,11 @@ from ...pgtypes import (PgTable, carried_as_text, describe_table, project, quali
 from ...table_facts import attach
 from . import catalog, ranges
 from .reader import PostgresReader
+
+if TYPE_CHECKING:
+    # (not at run time: rapidbyte_fast.read() builds this connector without the config
+    # package, whose pydantic models cost a fresh process about 0.25 s to import)
+    from ...config import PostgresSourceConfig
 
 _TABLES_SQL = """
 SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -38,7 +42,7 @@ class PostgresSourceConnector:
     name = "postgres"
     capabilities = Capabilities(raw_copy=True, key_ranges=True, incremental=True,
                                 change_capture=True, snapshots=True, cursor_ordered=True)
-    config_model = PostgresSourceConfig
+    # (no config_model: a built-in's is picked by config.connectors.connector_config_model)
 
     def __init__(self, config: PostgresSourceConfig, endpoint: str | None = None) -> None:
         self.config = config
