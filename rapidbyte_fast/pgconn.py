@@ -45,11 +45,14 @@ def connect(conninfo: str, what: str) -> psycopg.Connection:
         # text is carried as UTF-8 bytes as sent, so the session encoding must be UTF8
         return psycopg.connect(conninfo, autocommit=True, client_encoding="UTF8",
                                options=f"{user_options} {SESSION_OPTIONS}".strip(), **extra)
-    except psycopg.OperationalError as exc:
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
         msg = " ".join(str(exc).split())
-        # a refused login or a missing database does not get better by retrying
-        raise ConnectionLost(f"{what}: cannot connect: {redact(msg)}", retryable=not any(
-            m in msg for m in _PERMANENT_CONNECT_ERRORS)) from None
+        # a refused login, a missing database or a setting libpq refuses (ProgrammingError,
+        # e.g. connect_timeout=abc) does not get better by retrying
+        permanent = isinstance(exc, psycopg.ProgrammingError) or any(
+            m in msg for m in _PERMANENT_CONNECT_ERRORS)
+        raise ConnectionLost(f"{what}: cannot connect: {redact(msg)}",
+                             retryable=not permanent) from None
 
 
 def resolve_conninfo(pg_cfg) -> str:

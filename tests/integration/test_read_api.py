@@ -253,6 +253,14 @@ def test_unreachable_server_is_a_connection_error():
     assert isinstance(exc.value, RapidbyteError)
 
 
+def test_a_bad_connection_setting_is_one_line_and_not_retried(pg_dsn):
+    with pytest.raises(ConnectionLost) as exc:
+        rapidbyte_fast.read("postgresql://nobody:secret@127.0.0.1:1/db?connect_timeout=abc",
+                            "t")
+    assert str(exc.value).endswith("cannot connect: bad value for connect_timeout: 'abc'")
+    assert "secret" not in str(exc.value) and not exc.value.retryable
+
+
 def _our_backends(pg_conn, settle: bool = False) -> int:
     """Server backends of this process's connections; ``settle`` waits (up to 5 s) for
     backends of just-closed connections, which exit after the client has gone."""
