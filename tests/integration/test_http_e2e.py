@@ -188,3 +188,28 @@ def test_run_on_a_schedule_from_the_cli(pg_dsn, tmp_path):
     err = "".join(seen) + err
     assert proc.returncode == 0, err
     assert "schedule 0 0 1 1 *: next run at" in err and "stopped after 0 run(s)" in err
+
+
+def test_a_type_change_on_a_later_run_goes_through_schema_evolution(pg_dsn, pg_conn,
+                                                                      pg_schema2, tmp_path):
+    records = [{"id": 1, "v": 5}]
+    with ApiServer() as api:
+        api.routes["/items"] = lambda r: Reply(body={"data": records})
+        stream = {"name": "drift", "path": "/items", "data_path": "data"}
+        path = _pipeline(tmp_path, api, pg_schema2, stream=stream, write_mode="append")
+        first = _run(pg_dsn, "run", path)
+        assert first.returncode == 0, first.stderr
+        records[:] = [{"id": 2, "v": 2.5}]   # v is now inferred as a float
+        refused = _run(pg_dsn, "run", path)
+        coerce = _pipeline(tmp_path, api, pg_schema2, stream=stream, write_mode="append",
+                           extra_dest={"schema_evolution": {"type_change": "coerce"}})
+        records[:] = [{"id": 3, "v": 7.0}]
+        coerced = _run(pg_dsn, "run", coerce)
+    assert refused.returncode != 0
+    assert _err(refused) == (
+        f"error: stream drift → {pg_schema2}.drift: schema changed: column v is double "
+        "precision in the source but bigint in the destination "
+        "[schema_evolution.type_change: fail]")
+    assert coerced.returncode == 0, coerced.stderr
+    assert _types(pg_conn, pg_schema2, "drift") == [("id", "bigint"), ("v", "bigint")]
+    assert _text_rows(pg_conn, pg_schema2, "drift") == [("1", "5"), ("3", "7")]
