@@ -781,6 +781,7 @@ cdef class Decoder:
     cdef public uint32_t msg_oid
     cdef public int64_t window_bytes, window_changes, window_txns
     cdef public uint64_t end_lsn, last_commit_lsn
+    cdef public int64_t last_commit_ts
     cdef public int64_t messages
     cdef int64_t _txn_bytes, _txn_changes
 
@@ -812,6 +813,7 @@ cdef class Decoder:
         """Start a new window (the caller has taken every ``out`` buffer's rows)."""
         self.window_bytes = self.window_changes = self.window_txns = 0
         self.end_lsn = self.last_commit_lsn = 0
+        self.last_commit_ts = 0
         self._txn_bytes = self._txn_changes = 0
 
     def set_relation(self, uint32_t oid, str table, tuple names, bytes kinds, bytes elem_kinds,
@@ -1021,6 +1023,7 @@ cdef class Decoder:
             self.window_txns += 1
             self.last_commit_lsn = pg_be64(m + 2)
             self.end_lsn = pg_be64(m + 10)
+            self.last_commit_ts = <int64_t>pg_be64(m + 18)
             if self.window_bytes >= max_bytes or self.window_changes >= max_changes:
                 return EV_LIMIT
             return EV_MORE

@@ -24,6 +24,7 @@ class Decoder:
     window_txns: int
     end_lsn: int
     last_commit_lsn: int
+    last_commit_ts: int
     messages: int
 
     def __init__(self) -> None: ...

@@ -156,6 +156,8 @@ class Decoder:
         """Start a new window (the caller has taken every ``out`` buffer's rows)."""
         self.window_bytes = self.window_changes = self.window_txns = 0
         self.end_lsn = self.last_commit_lsn = 0
+        #: commit time of the window's last transaction (microseconds since 2000-01-01)
+        self.last_commit_ts = 0
         self._txn_bytes = self._txn_changes = 0
 
     def set_relation(self, oid: int, table: str, names: tuple[str, ...], kinds: bytes,
@@ -244,10 +246,11 @@ class Decoder:
                     raise _Fault(F_TRUNCATED)
                 if not self.in_txn:
                     raise _Fault(F_OUTSIDE_TXN)
-                _, commit_lsn, end_lsn, _ = _COMMIT.unpack_from(msg, 1)
+                _, commit_lsn, end_lsn, commit_ts = _COMMIT.unpack_from(msg, 1)
                 self.in_txn = False
                 self.window_txns += 1
                 self.last_commit_lsn, self.end_lsn = commit_lsn, end_lsn
+                self.last_commit_ts = commit_ts
                 if self.window_bytes >= max_bytes or self.window_changes >= max_changes:
                     return EV_LIMIT
                 return EV_MORE

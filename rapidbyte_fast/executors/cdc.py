@@ -111,20 +111,6 @@ def _then(boot: StreamResult, drain: StreamResult) -> StreamResult:
     return boot
 
 
-def _last_commit(window) -> float | None:
-    """The source commit time of the window's last transaction (epoch seconds): the rows of
-    each table are in commit order. (The window's batches decode as they are iterated, so
-    this decodes them once more: the window should carry its last commit time.)"""
-    stamps = []
-    for t in window.tables:
-        last = None
-        for last in t.batches:
-            pass
-        if last is not None and last.num_rows:
-            stamps.append(last.column("_rb_commit_ts")[-1].value)
-    return max(stamps) / 1e6 if stamps else None
-
-
 def _window_size(reader, changes: int, secs: float, bound: float, most: int) -> None:
     """Size the reader's next window to be read in about ``bound`` seconds at the rate the
     last one (``changes`` in ``secs``) was read."""
@@ -162,7 +148,7 @@ def _drain(plan: TaskPlan, changes: ChangePlan, dest, reader, on_rows: OnRows | 
                 _window_size(reader, window.changes, time.perf_counter() - t_read, bound,
                              most)
             segments = [(t.arrow_schema, t.batches) for t in window.tables]
-            committed = _last_commit(window) if follow is not None else None
+            committed = window.last_commit_time
             position = reader.position_text(window.end_lsn)
             apply.apply(segments, position)
             done = follow is None and reader.caught_up is not None

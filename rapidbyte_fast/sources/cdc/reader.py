@@ -139,6 +139,9 @@ class ChangeWindow:
     bytes: int                   # decoded change rows (COPY binary) before Arrow
     tables: list[TableChanges]
     origins: set[str] = field(default_factory=set)
+    #: the last transaction's commit time, epoch seconds (the decoder has it: the window's
+    #: batches need not be decoded again to find it)
+    last_commit_time: float | None = None
 
 
 @dataclass
@@ -311,7 +314,8 @@ class ChangeReader:
             self.caught_up = st.flushed
         tables = [self._table_changes(rp, rows) for rp, rows in win.segments if len(rows)]
         return ChangeWindow(dec.end_lsn, dec.last_commit_lsn, dec.window_txns,
-                            dec.window_changes, dec.window_bytes, tables, win.origins)
+                            dec.window_changes, dec.window_bytes, tables, win.origins,
+                            (dec.last_commit_ts + P.PG_EPOCH_UNIX_US) / 1e6)
 
     def _peek_sql(self) -> bytes:
         assert self.conn is not None

@@ -84,6 +84,8 @@ def test_interleaved_transactions_in_commit_order(cdc, logical_conn):
     assert w.end_lsn > w.last_commit_lsn == lsns[-1]
     ts = rows(w, "t", ("_rb_commit_ts",))
     assert all(r[0] is not None and r[0].tzinfo is not None for r in ts)
+    # the window knows its last commit time without decoding its batches again
+    assert w.last_commit_time == pytest.approx(ts[-1][0].timestamp(), abs=1e-6)
     table = w.tables[0]
     assert table.key == ("id",) and not table.schema_changed
     assert table.arrow_schema.field("n").metadata == {b"pg_type": b"integer"}
