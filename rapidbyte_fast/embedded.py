@@ -76,7 +76,7 @@ def handle(path: Path, cleanup_mode: str | None = None):
         return pgserver.get_server(path, cleanup_mode=cleanup_mode)
     except subprocess.TimeoutExpired:
         deadline = time.monotonic() + READY_WAIT_SECS
-        while (state := _starting(path)) == "starting" and time.monotonic() < deadline:
+        while (state := _server_state(path)) == "starting" and time.monotonic() < deadline:
             time.sleep(0.5)
         if state != "ready":
             raise EmbeddedError(f"it did not accept connections within "
@@ -88,7 +88,7 @@ def handle(path: Path, cleanup_mode: str | None = None):
     return pgserver.get_server(path, cleanup_mode=cleanup_mode)
 
 
-def _starting(path: Path) -> str:
+def _server_state(path: Path) -> str:
     """``ready``, ``starting`` (still recovering), or ``down`` (no postmaster runs)."""
     info = _postmaster_info(path)
     if not (info and info.is_running()):

@@ -169,8 +169,8 @@ def for_plan(plan: TaskPlan, budget_bytes: int, concurrent_workers: int = 0,
              tasks: int = 1) -> Sizing:
     """``per_worker`` for a ``TaskPlan``'s workers; ``concurrent_workers``: every worker
     sharing the budget at once (default: the plan's own). ``tasks``: the tasks running side
-    by side (``Budget.tasks``): each also gets 1/tasks of the configured batch bounds (and,
-    moving raw chunks, of the queue depth). One stream rarely fills its budget: its batches
+    by side (``Budget.tasks``): each also gets 1/tasks of the configured batch bounds and
+    queue depth. One stream rarely fills its budget: its batches
     stop at max_batch_rows and the writer keeps its queue short, so splitting the budget
     alone let two streams hold about twice what one does. 10 tables of 1M bench_events
     rows, 2 at a time, against 149 MB (Arrow path) and 71 MB (passthrough) for one table:
@@ -178,10 +178,8 @@ def for_plan(plan: TaskPlan, budget_bytes: int, concurrent_workers: int = 0,
     and 80-89 MB; the walls did not move beyond their noise (load average 4-6)."""
     res, info = plan.resources, plan.info
     workers = max(plan.reads.workers, 1)
-    raw = plan.path == "passthrough"
-    tasks = max(tasks, 1)
     return per_worker(
-        budget_bytes, max(concurrent_workers, workers), raw=raw,
+        budget_bytes, max(concurrent_workers, workers), raw=plan.path == "passthrough",
         transforms=bool(plan.transforms), compressed=res.compression != "none",
         bytes_per_row=info.est_bytes / info.est_rows if info.est_rows > 0 else 0.0,
         max_batch_bytes=max(res.max_batch_bytes // tasks, MIN_BATCH_BYTES),

@@ -148,29 +148,25 @@ def _drain(plan: TaskPlan, changes: ChangePlan, dest, reader, on_rows: OnRows | 
                 _window_size(reader, window.changes, time.perf_counter() - t_read, bound,
                              most)
             segments = [(t.arrow_schema, t.batches) for t in window.tables]
-            committed = window.last_commit_time
             position = reader.position_text(window.end_lsn)
             apply.apply(segments, position)
-            done = follow is None and reader.caught_up is not None
+            caught_up = reader.caught_up if follow is None else None
             # caught up: nothing of ours was committed after the window before caught_up
-            reader.advance(max(window.end_lsn, reader.caught_up or 0) if done
-                           else window.end_lsn)
+            reader.advance(max(window.end_lsn, caught_up or 0))
             faults.hit("cdc.advanced")
             windows += 1
             txns += window.transactions
             n_changes += window.changes
             if on_rows is not None:
                 on_rows(window.changes, window.bytes)
-            if done:
+            if caught_up is not None:
                 break
             if follow is None:
                 continue
-            lag = None if committed is None else time.time() - committed
-            if lag is not None:
-                lags.append(lag)
-            _log.info("stream %s: window %d applied: %d changes, %d transactions, lag %s",
-                      name, windows, window.changes, window.transactions,
-                      "-" if lag is None else f"{lag:.3f}s", extra={"fields": {
+            lag = time.time() - window.last_commit_time
+            lags.append(lag)
+            _log.info("stream %s: window %d applied: %d changes, %d transactions, lag %.3fs",
+                      name, windows, window.changes, window.transactions, lag, extra={"fields": {
                           "stream": name, "window": windows, "changes": window.changes,
                           "transactions": window.transactions, "lag_secs": lag}})
             if follow.is_set():

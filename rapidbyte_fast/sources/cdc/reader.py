@@ -141,7 +141,7 @@ class ChangeWindow:
     origins: set[str] = field(default_factory=set)
     #: the last transaction's commit time, epoch seconds (the decoder has it: the window's
     #: batches need not be decoded again to find it)
-    last_commit_time: float | None = None
+    last_commit_time: float = 0.0
 
 
 @dataclass
