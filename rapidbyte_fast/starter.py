@@ -52,7 +52,7 @@ source:
     connect_timeout: 10              # seconds
     publication: null                # cdc: publication (created); null: rbf_<pipeline>
     replication_slot: null           # cdc: logical slot; null: rbf_<pipeline>
-    cdc_window_bytes: 256mb          # cdc: decoded changes applied per transaction at most
+    cdc_window_bytes: 256mb          # cdc: decoded changes a window holds in memory at most
     cdc_window_changes: 1000000      # cdc: changes per window (whole transactions)
     cdc_window_seconds: 0            # cdc: reading time a window aims for; 0: no bound
   streams:

@@ -9,8 +9,9 @@ duplicate. A crash before that commit leaves no position: the next run drops the
 and bootstraps again.
 
 *Drain*: move the slot to the saved position (a crash after a destination commit left it
-behind), then read windows of whole transactions without consuming them, apply each in
-one destination transaction that saves its end position, and only then advance the slot.
+behind), then read windows of whole transactions without consuming them, stage the
+windows of one peek and apply them in one destination transaction that saves the last
+one's end position, and only then advance the slot.
 A crash at any point neither loses nor repeats a change. The drain ends after the window
 whose peek reached the end of the WAL (``ChangeReader.caught_up``), or at an empty read.
 
@@ -126,42 +127,52 @@ def _drain(plan: TaskPlan, changes: ChangePlan, dest, reader, on_rows: OnRows | 
     reader.advance(reader.parse_position(changes.position))
     apply = dest.open_change_apply(plan.write, changes)
     apply.open()
-    windows = txns = n_changes = 0
+    windows = txns = n_changes = commits = 0
     lags: deque[float] = deque(maxlen=LAG_SAMPLES)
     most, bound = reader.max_window_changes, changes.window_secs
     if bound:
         reader.max_window_changes = min(TIMED_WINDOW_MIN_CHANGES, most)
     position = changes.position
     name = plan.stream.name
+    # the end of the last window staged in the open destination transaction: a drain
+    # applies the windows of one peek together, one pass over the target for all of them
+    # (python -m bench cdc --no-apitap, 800k changes, load average 1.3-1.9: two 64 MB
+    # windows applied one by one 11.46 s, as one 9.79 s)
+    staged: int | None = None
     try:
         while True:
             t_read = time.perf_counter()
-            window = reader.read_window()
-            if window is None:
+            window = reader.read_window(same_peek=staged is not None)
+            if window is not None:
+                if bound:
+                    _window_size(reader, window.changes, time.perf_counter() - t_read,
+                                 bound, most)
+                position = reader.position_text(window.end_lsn)
+                apply.stage([(t.arrow_schema, t.batches) for t in window.tables])
+                staged = window.end_lsn
+                windows, txns = windows + 1, txns + window.transactions
+                n_changes += window.changes
+                if on_rows is not None:
+                    on_rows(window.changes, window.bytes)
+                if follow is None and reader.peeking:
+                    continue
+            elif staged is None:
                 if reader.idle_lsn is not None:
                     # nothing of ours was written: let the slot release the server's WAL
                     reader.advance(reader.idle_lsn)
                 if follow is None or follow.wait(FOLLOW_POLL_SECS):
                     break
                 continue
-            if bound:
-                _window_size(reader, window.changes, time.perf_counter() - t_read, bound,
-                             most)
-            segments = [(t.arrow_schema, t.batches) for t in window.tables]
-            position = reader.position_text(window.end_lsn)
-            apply.apply(segments, position)
+            # the peek ended (or a follower's window): apply what is staged, then the slot
             caught_up = reader.caught_up if follow is None else None
+            apply.commit(position)
             # caught up: nothing of ours was committed after the window before caught_up
-            reader.advance(max(window.end_lsn, caught_up or 0))
+            reader.advance(max(staged, caught_up or 0))
             faults.hit("cdc.advanced")
-            windows += 1
-            txns += window.transactions
-            n_changes += window.changes
-            if on_rows is not None:
-                on_rows(window.changes, window.bytes)
+            commits, staged = commits + 1, None
             if caught_up is not None:
                 break
-            if follow is None:
+            if follow is None or window is None:
                 continue
             lag = time.time() - window.last_commit_time
             lags.append(lag)
@@ -179,7 +190,7 @@ def _drain(plan: TaskPlan, changes: ChangePlan, dest, reader, on_rows: OnRows | 
                       path_reason="change capture " + ("follow" if follow else "drain"),
                       duration_secs=time.perf_counter() - t0,
                       records_written=apply.rows_written, bytes_written=apply.bytes_written,
-                      checkpoints=windows, cursor_before=changes.position)
+                      checkpoints=commits, cursor_before=changes.position)
     sr.records_read = n_changes
     sr.bytes_read = 0
     sr.cursor_after = position

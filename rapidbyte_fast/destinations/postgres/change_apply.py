@@ -1,9 +1,10 @@
-"""Applies captured changes (``sync_mode: cdc``) to one stream's target, one window per
-destination transaction, together with the window's end position in ``rbf_state``.
+"""Applies captured changes (``sync_mode: cdc``) to one stream's target in destination
+transactions that also save the end position of the last window they hold in ``rbf_state``.
 
-A window's change rows (data columns, then ``_rb_op`` I/U/D/T, ``_rb_lsn``, ``_rb_seq``,
-``_rb_commit_ts``, ``_rb_unchanged``, then ``_rb_old_<key>``: see ``sources/cdc``) are
-COPYed into a temporary table and applied set-based:
+Windows are staged (``stage``) one after the other: their change rows (data columns, then
+``_rb_op`` I/U/D/T, ``_rb_lsn``, ``_rb_seq``, ``_rb_commit_ts``, ``_rb_unchanged``, then
+``_rb_old_<key>``: see ``sources/cdc``) are COPYed into a temporary table per column
+layout, and ``commit`` applies them set-based:
 
 - a TRUNCATE empties the target and drops the changes before it;
 - unchanged TOAST values (not sent by the server) are filled from the row's previous
@@ -23,6 +24,9 @@ position covers).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import psycopg
 
@@ -96,6 +100,9 @@ class ChangeApply:
         self.timings = {"dest_connect_secs": 0.0, "dest_apply_secs": 0.0,
                         "dest_commit_secs": 0.0}
         self.loaders: list[Loader] = []
+        #: the segment being staged in the open transaction, and how many were
+        self._open: _Staged | None = None
+        self._segments = 0
 
     def all_timings(self) -> dict[str, float]:
         """Destination timings with the staging loaders' summed in."""
@@ -111,17 +118,29 @@ class ChangeApply:
         if self.conn is not None:
             self.conn.close()
 
-    def apply(self, segments: list[tuple[pa.Schema, list[pa.RecordBatch]]],
-              position: str) -> None:
-        """Apply a window (its tables' change segments, in order) and save ``position``,
-        in one transaction."""
-        conn, spec = self.conn, self.spec
-        assert conn is not None
+    def stage(self, segments: list[tuple[pa.Schema, Iterable[pa.RecordBatch]]]) -> None:
+        """Stage a window's segments (in order) in the open destination transaction. A
+        segment with the layout of the one staged last continues it: the windows of one
+        peek are applied together, one pass over the target for all of them, while only
+        one window's rows are held in memory."""
         t0 = time.perf_counter()
-        try:
-            for i, (schema, batches) in enumerate(segments):
-                if batches:
-                    self._segment(conn, f"{_STAGE}_{i}", schema, batches)
+        with self._transaction() as conn:
+            for schema, batches in segments:
+                if self._open is not None and not self._open.schema.equals(
+                        schema, check_metadata=True):
+                    self._apply_open(conn)
+                if self._open is None:
+                    self._open = self._begin_segment(conn, schema)
+                self._write(self._open, batches)
+        self.timings["dest_apply_secs"] += time.perf_counter() - t0
+
+    def commit(self, position: str) -> None:
+        """Apply what is staged, save ``position`` and commit the transaction."""
+        spec = self.spec
+        t0 = time.perf_counter()
+        with self._transaction() as conn:
+            if self._open is not None:
+                self._apply_open(conn)
             cursors.ensure_table(conn, spec.schema)
             cursors.save(conn, spec.schema, spec.pipeline, spec.stream,
                          cursors.Cursor(position))
@@ -130,19 +149,33 @@ class ChangeApply:
             faults.hit("cdc.apply")
             conn.commit()
             self.timings["dest_commit_secs"] += time.perf_counter() - t0
+            self._segments = 0
+        faults.hit("cdc.applied")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection]:
+        """The destination connection; an error rolls back everything staged."""
+        conn = self.conn
+        assert conn is not None
+        try:
+            yield conn
         except psycopg.Error as exc:
+            self._forget()
             conn.rollback()
-            raise dest_error(spec.prefix, exc) from None
+            raise dest_error(self.spec.prefix, exc) from None
         except BaseException:
+            self._forget()
             if not conn.closed:
                 conn.rollback()
             raise
-        faults.hit("cdc.applied")
+
+    def _forget(self) -> None:
+        self._open, self._segments = None, 0
 
     # ------------------------------------------------------------------ one segment
 
-    def _segment(self, conn: psycopg.Connection, name: str, schema: pa.Schema,
-                 batches: list[pa.RecordBatch]) -> None:
+    def _begin_segment(self, conn: psycopg.Connection, schema: pa.Schema) -> _Staged:
+        """A staging table (and its COPY) for changes of one column layout."""
         key = self.changes.key
         data = [n for n in schema.names if not n.startswith("_rb_")]
         keep, cols = self._evolve(conn, schema, data)
@@ -150,6 +183,8 @@ class ChangeApply:
         names = keep + list(_META) + olds
         stage_types = [cols[n].pg_type for n in keep] + [
             field_pg_type(schema.field(n)) for n in _META] + [cols[k].pg_type for k in key]
+        name = f"{_STAGE}_{self._segments}"
+        self._segments += 1
         stage = qualified("pg_temp", name)
         conn.execute(f"DROP TABLE IF EXISTS {stage}")
         conn.execute(create_table_sql(stage, name, list(zip(names, stage_types))))
@@ -160,20 +195,28 @@ class ChangeApply:
                         target_encoding(pa.schema([schema.field(n) for n in names]), base),
                         False, pg_types=stage_types)
         self.loaders.append(loader)
-        # what the window holds, seen in the batches: the statements for truncates, unchanged
-        # TOAST values and key changes run only when there are any (each scans the stage)
-        seen = _Seen()
+        return _Staged(schema, stage, names, keep, data, loader)
+
+    def _write(self, staged: _Staged, batches: Iterable[pa.RecordBatch]) -> None:
         for b in batches:
-            seen.add(b, key)
-            loader.write(b.select(names))
+            staged.seen.add(b, self.changes.key)
+            staged.loader.write(b.select(staged.names))
             faults.hit("dest.batch")
-        loader.finish()
-        self.rows_written += loader.rows_written
-        self.bytes_written += loader.bytes_written
+
+    def _apply_open(self, conn: psycopg.Connection) -> None:
+        """Apply the segment being staged to the target; the statements for truncates,
+        unchanged TOAST values and key changes run only when it holds any (each scans the
+        stage)."""
+        staged, self._open = self._open, None
+        assert staged is not None
+        stage, keep, seen = staged.stage, staged.keep, staged.seen
+        staged.loader.finish()
+        self.rows_written += staged.loader.rows_written
+        self.bytes_written += staged.loader.bytes_written
         if seen.truncates:
             self._truncate(conn, stage)
         if seen.unchanged:
-            self._fill_unchanged(conn, stage, keep, data)
+            self._fill_unchanged(conn, stage, keep, staged.data)
         if self.changes.shape == "log":
             cols = keep + [n for n, _ in LOG_COLUMNS]
             conn.execute(
@@ -388,3 +431,16 @@ def _previous(stage: str, key: tuple[str, ...], alias: str) -> str:
             + f" AND p._rb_op IN ('I', 'U') AND (p._rb_lsn, p._rb_seq) < "
             f"({alias}._rb_lsn, {alias}._rb_seq) ORDER BY p._rb_lsn DESC, p._rb_seq DESC "
             "LIMIT 1")
+
+
+@dataclass
+class _Staged:
+    """A segment being staged: its table, the columns it takes, its COPY, what it holds."""
+
+    schema: pa.Schema
+    stage: str
+    names: list[str]
+    keep: list[str]
+    data: list[str]
+    loader: Loader
+    seen: _Seen = field(default_factory=_Seen)

@@ -16,13 +16,15 @@ transaction boundary after them) and ``max_window_bytes`` of decoded rows; one t
 larger than that is refused with the setting to raise. One peek (of up to
 ``max_window_changes`` changes) yields windows of about ``WINDOW_TARGET_BYTES`` while it
 stays open: the server decodes the WAL from the slot's restart point on every peek, so a
-peek per window would decode it again for each. Call ``advance(window.end_lsn)`` only
-after the destination committed the window (and recorded its ``end_lsn``): the slot moves
+peek per window would decode it again for each (a drain stages the windows of one peek
+and commits them together: ``read_window(same_peek=True)`` reads on only in the open
+peek). Call ``advance(window.end_lsn)`` only after the destination committed the window
+(and recorded its ``end_lsn``): the slot moves
 when the peek that holds it ends (or at ``close``), and a crash before re-reads from the
 slot's position what the destination's position then skips.
 
 Memory: the read buffer (``READ_CHUNK_BYTES``), the window's change rows (at most
-``max_window_bytes``, checked per change) and, while the window is applied, one Arrow
+``max_window_bytes``, checked per change) and, while the window is staged, one Arrow
 batch of it: ``TableChanges.batches`` decodes the rows batch by batch as it is iterated
 (800k changes in one window: peak RSS 314 MB with every batch built up front, the rows
 and the batches about 100 MB each). A window's rows are freed by the next
@@ -61,14 +63,14 @@ _PREREQUISITE = "55000"
 _ENDED, _FULL = "ended", "full"
 #: A window ends at a commit soon after this many bytes of change rows (at most
 #: ``max_window_bytes``; a window's first step may overshoot by a quarter of it). The rows
-#: are held while the window is applied. 800k changes of bench_events in one peek (python
-#: -m bench cdc --window-secs 0, load average 1.5-2.5): 128 MB made one window, peak RSS
-#: 230 MB (the issue's target is 200 MB); 64 MB two windows, 185 MB, in 13.9-14.9 s.
-#: Smaller windows cost more apply: each window's delete and insert pass over the whole
-#: target (4 windows of about 25 MB: 27 s against 21 s, load average 7-10). Windows of one
-#: peek cost no more reading; a peek per 32 MB window re-decoded the WAL from the slot's
-#: restart point each time (read 5.4 s -> 21.3 s).
-WINDOW_TARGET_BYTES = 64 << 20
+#: are held while the window is staged; a drain applies the windows of one peek in one
+#: destination transaction, so their size no longer sets how often the apply passes over
+#: the target. 800k changes of bench_events in one peek (python -m bench cdc --no-apitap,
+#: load average 2.5-2.6): 32 MB windows drained in 12.36 s at a peak RSS of 153 MB, 64 MB
+#: in 11.89 s at 184 MB (the issue's bound is 200 MB). Windows of one peek cost no more
+#: reading; a peek per 32 MB window re-decoded the WAL from the slot's restart point each
+#: time (read 5.4 s -> 21.3 s).
+WINDOW_TARGET_BYTES = 32 << 20
 #: The least input fed to the decoder at once while a window fills (per-call overhead).
 _MIN_STEP = 8 << 10
 
@@ -287,22 +289,37 @@ class ChangeReader:
 
     # ------------------------------------------------------------------ reading
 
-    def read_window(self) -> ChangeWindow | None:
+    @property
+    def peeking(self) -> bool:
+        """Whether a peek is open: the next window comes from it, after the last one."""
+        return self._stream is not None
+
+    def read_window(self, same_peek: bool = False) -> ChangeWindow | None:
         """The next window of changes after the last one read (the first: after the slot's
         confirmed position); None: none. One peek yields windows of whole transactions
-        (``WINDOW_TARGET_BYTES`` each) until it ends."""
+        (``WINDOW_TARGET_BYTES`` each) until it ends. ``same_peek``: only from the open
+        peek (None when it has no more), as the windows read since the last ``advance``
+        are not applied yet: a new peek would read them again."""
         assert self.conn is not None and self._catalog is not None
         self._release()
         self.idle_lsn = self.caught_up = None
         while True:
+            if same_peek and self._stream is None:
+                return None
             fresh = self._stream is None
             dec, win, how, st = self._read()
             if how == TEXT_MODE:
                 self.binary = False   # for good: the table keeps its text-only column
+                if same_peek:
+                    return None
                 fresh = True
                 dec, win, how, st = self._read()
             if dec.window_txns:
                 break
+            if same_peek:   # it ended with nothing more: caught up if it ended short
+                if how == _ENDED and dec.messages < st.limit:
+                    self.caught_up = st.flushed
+                return None
             if fresh:
                 # everything that committed before ``flushed`` was read (none of it ours)
                 self.idle_lsn = st.flushed
@@ -317,17 +334,6 @@ class ChangeReader:
                             dec.window_changes, dec.window_bytes, tables, win.origins,
                             (dec.last_commit_ts + P.PG_EPOCH_UNIX_US) / 1e6)
 
-    def _peek_sql(self) -> bytes:
-        assert self.conn is not None
-        q = sql.SQL(
-            "COPY (SELECT lsn, data FROM pg_logical_slot_peek_binary_changes({}, NULL, {}, "
-            "'proto_version', '1', 'publication_names', {}, 'binary', {})) "
-            "TO STDOUT (FORMAT binary)").format(
-            sql.Literal(self.slot), sql.Literal(self.max_window_changes),
-            sql.Literal(quote_ident(self.publication)),
-            sql.Literal("true" if self.binary else "false"))
-        return q.as_bytes(self.conn)
-
     def _open_stream(self) -> _Stream:
         """Start a peek after the slot's confirmed position (moved first if asked)."""
         assert self.conn is not None and self._catalog is not None
@@ -337,7 +343,8 @@ class ChangeReader:
         flushed = P.parse_lsn(self._catalog.execute(
             "SELECT pg_current_wal_flush_lsn()::text").fetchone()[0])
         pgconn = self.conn.pgconn
-        pgconn.send_query(self._peek_sql())
+        pgconn.send_query(_peek_sql(self.conn, self.slot, self.max_window_changes,
+                                    self.publication, bool(self.binary)))
         t0 = time.perf_counter()
         res = wait_result(pgconn)   # the server decodes the whole peek first: GIL released
         self.timings["source_fetch_secs"] += time.perf_counter() - t0
@@ -430,7 +437,8 @@ class ChangeReader:
                 return pos, _FULL
             elif ev == P.EV_TOO_LARGE:
                 if dec.window_txns == 0:
-                    raise self._too_large(dec)
+                    raise _too_large(self.slot, dec, self._announced.plans.get(dec.msg_oid),
+                                     self.max_window_bytes, self.budget_setting)
                 dec.rollback()
                 return pos, CUT
             elif ev == P.EV_END:
@@ -448,13 +456,24 @@ class ChangeReader:
         return TableChanges(rp.relation.schema, rp.relation.name, rp.key, rp.schema, batches,
                             self._announced.layout_changed(rp))
 
-    def _too_large(self, dec) -> SourceError:
-        rp = self._announced.plans.get(dec.msg_oid)
-        return SourceError(
-            f"slot {self.slot}: transaction {dec.xid} (commit LSN "
-            f"{P.lsn_text(dec.commit_lsn)}) holds more than {self.max_window_bytes} bytes of "
-            f"changes (table {rp.table if rp else '?'} passed the limit): one transaction is "
-            f"applied as one window; raise {self.budget_setting} above the transaction's size")
+def _peek_sql(conn: psycopg.Connection, slot: str, limit: int, publication: str,
+              binary: bool) -> bytes:
+    q = sql.SQL(
+        "COPY (SELECT lsn, data FROM pg_logical_slot_peek_binary_changes({}, NULL, {}, "
+        "'proto_version', '1', 'publication_names', {}, 'binary', {})) "
+        "TO STDOUT (FORMAT binary)").format(
+        sql.Literal(slot), sql.Literal(limit), sql.Literal(quote_ident(publication)),
+        sql.Literal("true" if binary else "false"))
+    return q.as_bytes(conn)
+
+
+def _too_large(slot: str, dec, rp: RelationPlan | None, max_bytes: int,
+               setting: str) -> SourceError:
+    return SourceError(
+        f"slot {slot}: transaction {dec.xid} (commit LSN {P.lsn_text(dec.commit_lsn)}) holds "
+        f"more than {max_bytes} bytes of changes (table {rp.table if rp else '?'} passed the "
+        f"limit): one transaction is held as one window; raise {setting} above the "
+        "transaction's size")
 
 
 def _window_changes(dec, most: int, max_bytes: int) -> int:

@@ -243,7 +243,7 @@ def test_a_drain_stops_at_the_window_that_caught_up(cdc, monkeypatch):
     reads = []
     real = ChangeReader.read_window
     monkeypatch.setattr(ChangeReader, "read_window",
-                        lambda self: reads.append(real(self)) or reads[-1])
+                        lambda self, **kw: reads.append(real(self, **kw)) or reads[-1])
     r = cdc.run()
     # one peek read all three transactions and saw the end of the WAL: no second peek
     assert r.streams[0].records_read == 300 and len(reads) == 1
@@ -254,6 +254,67 @@ def test_a_drain_stops_at_the_window_that_caught_up(cdc, monkeypatch):
     reads.clear()
     assert cdc.run().streams[0].records_read == 1 and len(reads) == 1
     cdc.same()
+
+
+#: A window target below one of ``_big_transactions``: a window per transaction.
+_SMALL_WINDOWS = 300_000
+
+
+def _big_transactions(env: Env) -> None:
+    """Three transactions of 0.5-1 MB of change rows each, the last after a new column (a
+    layout change inside the peek)."""
+    for i in range(2):
+        env.sql("INSERT INTO {s}.t SELECT g, repeat('x', 80) || g, g "
+                "FROM generate_series(%s::int, %s::int) g", (5_000 * i + 1, 5_000 * i + 5_000))
+    env.sql("ALTER TABLE {s}.t ADD COLUMN w int")
+    with env.conn.transaction():
+        env.sql("UPDATE {s}.t SET w = id, v = v || 'u' WHERE id % 2 = 0")
+        env.sql("DELETE FROM {s}.t WHERE id % 5 = 0")
+
+
+def test_windows_of_one_peek_land_in_one_transaction(cdc, monkeypatch):
+    from rapidbyte_fast.sources.cdc import reader as reader_mod
+    from rapidbyte_fast.sources.cdc.reader import ChangeReader
+
+    _t(cdc, 0)
+    cdc.run()
+    _big_transactions(cdc)
+    cfg = cdc.config()
+    monkeypatch.setattr(reader_mod, "WINDOW_TARGET_BYTES", _SMALL_WINDOWS)
+    reads = []
+    real = ChangeReader.read_window
+    monkeypatch.setattr(ChangeReader, "read_window",
+                        lambda self, **kw: reads.append(real(self, **kw)) or reads[-1])
+    sr = rapidbyte_fast.run(cfg).streams[0]
+    windows = [w for w in reads if w is not None]
+    assert len(windows) == 3 and len({w.end_lsn for w in windows}) == 3
+    # one peek, one destination transaction: one pass of the apply over the target
+    assert (sr.records_read, sr.checkpoints) == (10_000 + 5_000 + 2_000, 1)
+    cdc.same()
+    assert cdc.slot_at_position()
+
+
+@pytest.mark.parametrize("fault", ["dest.batch#2=kill", "cdc.apply#1=terminate-dest"])
+def test_a_crash_inside_a_peek_of_several_windows_lands_none_of_them(cdc, fault):
+    _t(cdc, 0)
+    cdc.run()
+    _big_transactions(cdc)
+    (cdc.tmp / "pipeline.json").write_text(json.dumps(cdc.config()))
+    run = [sys.executable, "-c",
+           "from rapidbyte_fast.sources.cdc import reader; "
+           f"reader.WINDOW_TARGET_BYTES = {_SMALL_WINDOWS}; from rapidbyte_fast.cli import main; "
+           "main()", "run", "-q", str(cdc.tmp / "pipeline.json")]
+    e = {**os.environ, "RAPIDBYTE_FAULTS": fault}
+    crashed = subprocess.run(run, capture_output=True, text=True, env=e, timeout=300)
+    point, action = fault.split("=")
+    assert f"fault injection: {action} at {point.replace('#', ' #')}" in crashed.stderr
+    # the first window was staged, not applied: the destination is as the bootstrap left it
+    assert cdc.rows(cdc.dst) == []
+    e.pop("RAPIDBYTE_FAULTS")
+    ok = subprocess.run(run, capture_output=True, text=True, env=e, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    cdc.same()
+    assert cdc.slot_at_position()
 
 
 def test_change_log_shape(cdc):
