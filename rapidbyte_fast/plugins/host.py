@@ -30,7 +30,8 @@ from typing import Any, Callable, Mapping, Optional, Union
 import pyarrow as pa
 import wasmtime
 
-from rapidbyte_fast.config import parse_size
+from rapidbyte_fast.config.base import validate_section
+from rapidbyte_fast.config.transforms import PluginLimits
 from rapidbyte_fast.errors import ConfigError, PluginError
 from rapidbyte_fast.plugins import abi, cache
 
@@ -38,7 +39,6 @@ from rapidbyte_fast.plugins import abi, cache
 EPOCH_TICK = 0.01
 #: engine options; they are part of the AOT cache key
 _ENGINE_OPTIONS = {"epoch_interruption": True, "cranelift_opt_level": "speed"}
-_PAGE = 65536
 
 #: what the plugin reads: an encapsulated IPC message, or a record batch, which the host
 #: serializes straight into guest memory (sparing a copy of every batch)
@@ -93,39 +93,18 @@ class Limits:
     @classmethod
     def parse(cls, raw: Any, plugin: str) -> Limits:
         """From a pipeline's ``limits:``: a mapping, or a model whose attributes are the
-        limits; sizes may be ints (bytes) or strings such as "64MB" or "1GiB" (binary
-        units). Raises ConfigError naming the plugin."""
+        limits, checked by the config's rules (``config.transforms.PluginLimits``); sizes
+        may be ints (bytes) or strings such as "64mb". Raises ConfigError naming the
+        plugin."""
         keys = ("max_memory", "timeout_seconds", "max_output_bytes_per_batch")
         if raw is not None and not isinstance(raw, Mapping):
             raw = {k: getattr(raw, k) for k in keys if getattr(raw, k, None) is not None}
-        raw = dict(raw or {})
-        problems = [f"plugin {plugin!r}: unknown limit {key!r} (use {', '.join(keys)})"
-                    for key in raw if key not in keys]
-        max_memory = _size(raw.get("max_memory", cls.max_memory))
-        if max_memory is None or not _PAGE <= max_memory <= 1 << 32:
-            problems.append(f"plugin {plugin!r}: limits.max_memory must be a size between 64KiB "
-                            f"and 4GiB (e.g. 256MB), got {raw.get('max_memory')!r}")
-        max_output = _size(raw.get("max_output_bytes_per_batch", cls.max_output_bytes_per_batch))
-        if max_output is None or max_output < 1:
-            problems.append(f"plugin {plugin!r}: limits.max_output_bytes_per_batch must be a "
-                            f"positive size (e.g. 64MB), got "
-                            f"{raw.get('max_output_bytes_per_batch')!r}")
-        timeout = raw.get("timeout_seconds", cls.timeout_seconds)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
-                or not 0 < timeout <= 86400:
-            problems.append(f"plugin {plugin!r}: limits.timeout_seconds must be a number of "
-                            f"seconds in (0, 86400], got {timeout!r}")
-        if problems:
-            raise ConfigError(problems)
-        return cls(max_memory=max_memory, timeout_seconds=float(timeout),
-                   max_output_bytes_per_batch=max_output)
-
-
-def _size(value: Any) -> int | None:
-    try:
-        return parse_size(value)
-    except ValueError:
-        return None
+        try:
+            checked = validate_section(PluginLimits, dict(raw or {}), ("limits",))
+        except ConfigError as exc:
+            raise ConfigError([f"plugin {plugin!r}: {p}" for p in exc.problems]) from None
+        return cls(max_memory=checked.max_memory, timeout_seconds=checked.timeout_seconds,
+                   max_output_bytes_per_batch=checked.max_output_bytes_per_batch)
 
 
 def encode_config(config: Mapping[str, Any], plugin: str) -> bytes:

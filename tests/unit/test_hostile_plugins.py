@@ -436,7 +436,8 @@ def test_output_per_input_batch_is_capped(tmp_path):
 
 def test_output_cap_counts_each_input_batch_afresh(tmp_path):
     path = wat_plugin(tmp_path, pages=16, run=ECHO)
-    batch = one_batch()
+    # 1,000 rows: twice their size is above the smallest cap the limits take (64kb)
+    batch = next(iter(generate_batches("bench_events", 1, 1001, 1000)))
     size = batch.serialize().size
     transform = WasmTransform(str(path), {}, {"max_output_bytes_per_batch": 2 * size})
     transform.open("s", batch.schema)

@@ -144,7 +144,7 @@ def test_guest_span_bounds(ptr, length, ok):
     ({"max_memory": "512k", "timeout_seconds": 0.25}, Limits(512 << 10, 0.25)),
     ({"max_memory": "4gb"}, Limits(4 << 30, 30.0)),
     ({"max_output_bytes_per_batch": "1MB"}, Limits(256 << 20, 30.0, 1 << 20)),
-    ({"max_output_bytes_per_batch": 4096}, Limits(256 << 20, 30.0, 4096)),
+    ({"max_output_bytes_per_batch": 65536}, Limits(256 << 20, 30.0, 65536)),
 ])
 def test_limits_parse(raw, expected):
     assert Limits.parse(raw, "p") == expected
@@ -164,10 +164,11 @@ def test_limits_from_a_typed_model():
     assert Limits.parse(Model(), "p") == Limits(1 << 20, 2.0, 8 << 20)
 
 
-@pytest.mark.parametrize("value", [0, -1, "lots", True])
+@pytest.mark.parametrize("value", [0, -1, 4096, "lots", True])
 def test_limits_reject_bad_output_caps(value):
-    with pytest.raises(ConfigError, match=r"limits.max_output_bytes_per_batch must be a "
-                                          r"positive size"):
+    # the rules of the pipeline's transforms[].limits (config.transforms.PluginLimits)
+    with pytest.raises(ConfigError, match=r"^plugin 'p': limits.max_output_bytes_per_batch: "
+                                          r"must be (at least 64kb|a size)"):
         Limits.parse({"max_output_bytes_per_batch": value}, "p")
 
 
@@ -175,12 +176,10 @@ def test_limits_errors_name_the_plugin():
     with pytest.raises(ConfigError) as info:
         Limits.parse({"max_memory": "lots", "timeout_seconds": 0, "cpu": 1}, "transform-mask")
     assert info.value.problems == [
-        "plugin 'transform-mask': unknown limit 'cpu' (use max_memory, timeout_seconds, "
-        "max_output_bytes_per_batch)",
-        "plugin 'transform-mask': limits.max_memory must be a size between 64KiB and 4GiB "
-        "(e.g. 256MB), got 'lots'",
-        "plugin 'transform-mask': limits.timeout_seconds must be a number of seconds in "
-        "(0, 86400], got 0",
+        "plugin 'transform-mask': limits.cpu: unknown key",
+        "plugin 'transform-mask': limits.max_memory: must be a size: bytes, or a number with "
+        "b, kb, mb, gb or tb (e.g. 512kb, 64mb, 1.5gb) (got 'lots')",
+        "plugin 'transform-mask': limits.timeout_seconds: must be > 0 (got 0)",
     ]
 
 
