@@ -21,6 +21,10 @@ include "kinds.pxi"
 
 KINDS = kinds_dict()
 
+cdef extern from "Python.h":
+    ctypedef struct PyByteArrayObject:
+        Py_ssize_t ob_alloc  # bytes allocated (CPython's bytearray)
+
 cdef extern from *:
     """
     #include <stdint.h>
@@ -647,8 +651,16 @@ cdef void _fill(
 
 
 cdef int _grow(bytearray b, Py_ssize_t extra) except -1:
-    if extra:
-        PyByteArray_Resize(b, PyByteArray_GET_SIZE(b) + extra)
+    """Append ``extra`` bytes to a sink, reserving as much again as it holds when it must
+    move: a sink grows by one chunk's share per call, and growing it exactly made every call
+    reallocate and copy the whole sink (a quarter of a 1M-row read's decode time, perf)."""
+    cdef Py_ssize_t size = PyByteArray_GET_SIZE(b)
+    if not extra:
+        return 0
+    if size + extra >= (<PyByteArrayObject*>b).ob_alloc:
+        PyByteArray_Resize(b, size + max(extra, size))
+    # (a resize down to at least half the allocation keeps it)
+    PyByteArray_Resize(b, size + extra)
     return 0
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import hashlib
 import json
 import math
 import re
@@ -24,6 +23,9 @@ from .errors import ConfigError, DataError, SourceError
 from .lazy_schema import LazyField, LazySchema
 
 pa = deferred("pyarrow")
+# only over-long derived names are hashed: importing hashlib (OpenSSL) cost every read() in a
+# fresh process 7 ms (-X importtime, hashlib + _hashlib)
+hashlib = deferred("hashlib")
 
 MAX_IDENT_BYTES = 63
 PG_TYPE_KEY = b"pg_type"

@@ -2,7 +2,9 @@
 
 ``decode``: both twins over an in-memory stream (narrow bench_events shape and a wide
 20-column shape), against psycopg's own binary row parser (what ``Copy.read_row()`` runs on
-each message) over the same bytes. Streams are written by psycopg's binary dumpers from
+each message) over the same bytes; case ``narrow_chunked`` feeds the narrow stream as the
+source reader does, a chunk of ``READ_CHUNK_BYTES`` at a time, cutting a batch (Arrow
+arrays) every ``MAX_BATCH_ROWS`` rows. Streams are written by psycopg's binary dumpers from
 seeded random rows, so no server is needed.
 
 ``read_copy`` (case ``*_read``): both twins draining ``COPY (SELECT ...) TO STDOUT (FORMAT
@@ -26,6 +28,8 @@ from psycopg.types.json import Jsonb
 
 from rapidbyte_fast._impl import twins
 from rapidbyte_fast.column_plan import COPY_BINARY_HEADER, ColumnPlan, ColumnSinks, Kind
+from rapidbyte_fast.connector import MAX_BATCH_ROWS
+from rapidbyte_fast.sources.postgres.reader import READ_CHUNK_BYTES
 
 from .harness import measure
 
@@ -100,6 +104,27 @@ def _decode_all(mod, plan: ColumnPlan, stream: bytes, rows: int):
     return fn
 
 
+def _decode_chunked(mod, plan: ColumnPlan, stream: bytes, rows: int):
+    def fn():
+        sinks = ColumnSinks(plan)
+        pos, end, trailer, got = len(COPY_BINARY_HEADER), 0, False, 0
+        while not trailer:
+            end = min(end + READ_CHUNK_BYTES, len(stream))
+            while True:
+                pos, trailer = mod.decode(plan, stream, pos, end, sinks,
+                                          MAX_BATCH_ROWS - sinks.rows)
+                if sinks.rows < MAX_BATCH_ROWS:
+                    break
+                got += sinks.rows
+                sinks.finish()
+                if trailer:
+                    break
+        got += sinks.rows
+        sinks.finish()
+        assert got == rows
+    return fn
+
+
 def _decode_cases(rows: int) -> list[dict]:
     out = []
     impls = twins(KERNEL)
@@ -111,6 +136,9 @@ def _decode_cases(rows: int) -> list[dict]:
             s = stream if n == rows else (
                 COPY_BINARY_HEADER + b"".join(messages[:n]) + b"\xff\xff")
             out.append(measure(KERNEL, case, impl, _decode_all(mod, plan, s, n), n, len(s)))
+            if case == "narrow":
+                out.append(measure(KERNEL, "narrow_chunked", impl,
+                                   _decode_chunked(mod, plan, s, n), n, len(s)))
         n = min(rows, PY_ROWS * 5)
         part = messages[:n]
         out.append(measure(

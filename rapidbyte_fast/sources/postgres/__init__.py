@@ -3,13 +3,13 @@ ranges, and opens COPY readers (Arrow batches, or the raw COPY binary stream for
 passthrough). The only source module that knows it reads Postgres."""
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from ... import passthrough
+from ...deferred import deferred
 from ...connector import Capabilities, ChangePlan, CursorPlan, KeyCuts, KeyRange, RangePlan, StreamInfo
 from ...errors import SourceError
 from ...pgconn import connect, resolve_conninfo
@@ -18,6 +18,9 @@ from ...pgtypes import (PgTable, carried_as_text, describe_table, project, quali
 from ...table_facts import attach
 from . import catalog, ranges
 from .reader import PostgresReader
+
+# only over-long slot names are hashed (see pgtypes.hashlib)
+hashlib = deferred("hashlib")
 
 if TYPE_CHECKING:
     # (not at run time: rapidbyte_fast.read() builds this connector without the config
