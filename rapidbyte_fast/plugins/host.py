@@ -96,9 +96,9 @@ class Limits:
         limits, checked by the config's rules (``config.transforms.PluginLimits``); sizes
         may be ints (bytes) or strings such as "64mb". Raises ConfigError naming the
         plugin."""
-        keys = ("max_memory", "timeout_seconds", "max_output_bytes_per_batch")
         if raw is not None and not isinstance(raw, Mapping):
-            raw = {k: getattr(raw, k) for k in keys if getattr(raw, k, None) is not None}
+            raw = {k: getattr(raw, k) for k in PluginLimits.model_fields
+                   if getattr(raw, k, None) is not None}
         try:
             checked = validate_section(PluginLimits, dict(raw or {}), ("limits",))
         except ConfigError as exc:

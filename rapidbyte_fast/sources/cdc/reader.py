@@ -303,9 +303,9 @@ class ChangeReader:
         assert self.conn is not None and self._catalog is not None
         self._release()
         self.idle_lsn = self.caught_up = None
+        if same_peek and self._stream is None:
+            return None
         while True:
-            if same_peek and self._stream is None:
-                return None
             fresh = self._stream is None
             dec, win, how, st = self._read()
             if how == TEXT_MODE:
@@ -455,6 +455,7 @@ class ChangeReader:
         self._held.append(batches)
         return TableChanges(rp.relation.schema, rp.relation.name, rp.key, rp.schema, batches,
                             self._announced.layout_changed(rp))
+
 
 def _peek_sql(conn: psycopg.Connection, slot: str, limit: int, publication: str,
               binary: bool) -> bytes:

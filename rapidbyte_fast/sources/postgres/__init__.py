@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from ... import passthrough
-from ...deferred import deferred
 from ...connector import Capabilities, ChangePlan, CursorPlan, KeyCuts, KeyRange, RangePlan, StreamInfo
+from ...deferred import deferred
 from ...errors import SourceError
 from ...pgconn import connect, resolve_conninfo
 from ...pgtypes import (PgTable, carried_as_text, describe_table, project, qualified,
